@@ -1,0 +1,316 @@
+"""The SO-101 tabletop world: a Gymnasium environment with language tasks.
+
+Observation (embodia's naming convention, shared with datasets and the policy server):
+    observation.images.front   uint8 (H, W, 3)   fixed third-person camera facing the robot
+    observation.images.wrist   uint8 (H, W, 3)   camera on the gripper, looking along the fingers
+    observation.state          float32 (6,)      joint positions, radians (5 arm joints + gripper)
+    task                       str               the instruction
+Action (`action_mode="joint_abs"`, default): absolute joint-position targets, radians (6,).
+Action (`action_mode="ee_delta"`): tool-point delta (dx, dy, dz) in metres (at most 2 cm per tick) in
+the base frame plus the absolute gripper target (radians); the IK turns it into joint targets.
+
+Every action passes the safety layer (shape/NaN check, joint limits, rate limit) before it reaches the
+actuators, exactly as it would on the real arm.
+
+Seeding: `reset(seed=s)` fixes the scene (block and bowl positions, which distractor is absent, the
+arm's start). The task is drawn from an independent stream of the same seed, or given in
+`options={"task": ...}`; giving a different task with the same seed keeps the scene (the basis of the
+counterfactual tests: same seed, other colour -> the expert goes for the other block).
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+from gymnasium import spaces
+
+from embodia.robots.kinematics import SO101Kinematics
+from embodia.robots.safety import SafetyLayer
+from embodia.robots.so101 import ALL_JOINTS, GRIPPER_SITE, HOME_QPOS
+from embodia.robots.spec import OBS_STATE, SO101, SO101_EE, TASK, image_key
+from embodia.sim.scene import BLOCK_HALF, BOWL_RADIUS, BOWL_WALL_HEIGHT, CONTROL_FPS, PARKED, SUBSTEPS, tabletop_mjcf
+from embodia.sim.tasks import COLORS, FAMILIES, SceneState, SuccessCheck, TaskInstance, parse_instruction, sample_task
+
+TASK_CHARSET = string.ascii_letters + string.digits + " .,'-!?"
+CAMERAS = ("front", "wrist")
+# Blocks and the bowl are placed in a ring sector around the shoulder-pan axis where the arm can grasp
+# from above at a steep pitch (see the reachability map in docs/architecture.md).
+PLACE_R = (0.14, 0.25)
+PLACE_ANGLE = np.radians(50)
+MIN_BLOCK_GAP = 0.055
+MIN_BOWL_GAP = BOWL_RADIUS + 0.035
+PAN_AXIS = np.array([0.0388, 0.0])
+
+
+class TabletopEnv(gym.Env):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FPS}
+
+    def __init__(
+        self,
+        task: str | TaskInstance | None = None,
+        family: str | None = None,
+        split: str = "train",
+        image_size: int | tuple[int, int] = 96,
+        cameras: tuple[str, ...] = CAMERAS,
+        render: bool = True,
+        action_mode: str = "joint_abs",
+        max_episode_steps: int | None = None,
+        render_mode: str | None = "rgb_array",
+    ):
+        if family is not None and family not in FAMILIES:
+            raise ValueError(f"unknown task family {family!r}; valid task families: {sorted(FAMILIES)}")
+        if split not in ("train", "heldout", "all"):
+            raise ValueError(f"unknown template split {split!r}; valid: ['all', 'heldout', 'train']")
+        for cam in cameras:
+            if cam not in CAMERAS:
+                raise ValueError(f"unknown camera {cam!r}; valid cameras: {list(CAMERAS)}")
+        if action_mode not in ("joint_abs", "ee_delta"):
+            raise ValueError(f"unknown action_mode {action_mode!r}; valid: ['ee_delta', 'joint_abs']")
+        self._fixed_task = self._as_task(task) if task is not None else None
+        self.family = family
+        self.split = split
+        self.height, self.width = (image_size, image_size) if isinstance(image_size, int) else image_size
+        self.cameras = tuple(cameras) if render else ()
+        self.action_mode = action_mode
+        self.embodiment = SO101 if action_mode == "joint_abs" else SO101_EE
+        self._max_steps_override = max_episode_steps
+        self.render_mode = render_mode
+
+        self.model = mujoco.MjModel.from_xml_string(tabletop_mjcf(self.height, self.width))
+        self.data = mujoco.MjData(self.model)
+        self._renderer: mujoco.Renderer | None = None
+        self._kin = SO101Kinematics() if action_mode == "ee_delta" else None
+        self.safety = SafetyLayer(self.embodiment)
+        self._cache_ids()
+
+        obs_spaces: dict[str, spaces.Space] = {
+            image_key(c): spaces.Box(0, 255, (self.height, self.width, 3), np.uint8) for c in self.cameras
+        }
+        # State bounds get a margin: joints can sit slightly past their limits under contact forces.
+        obs_spaces[OBS_STATE] = spaces.Box(
+            np.asarray(SO101.state_low, np.float32) - 0.2, np.asarray(SO101.state_high, np.float32) + 0.2, dtype=np.float32
+        )
+        obs_spaces[TASK] = spaces.Text(max_length=160, min_length=1, charset=TASK_CHARSET)
+        self.observation_space = spaces.Dict(obs_spaces)
+        low, high = self.embodiment.action_bounds()
+        self.action_space = spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
+
+        self.task: TaskInstance | None = None
+        self.present: tuple[str, ...] = ()
+        self.block_start: dict[str, np.ndarray] = {}
+        self._check: SuccessCheck | None = None
+        self._steps = 0
+        self._seed: int | None = None
+        self._expert = None
+
+    # ------------------------------------------------------------------ gymnasium API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = set(options) - {"task", "family"}
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}; valid: ['family', 'task']")
+        # Two independent streams from one seed: the scene never depends on which task was asked for.
+        base = int(self.np_random.integers(2**31)) if seed is None else int(seed)
+        self._seed = base
+        scene_rng = np.random.default_rng([base, 0])
+        task_rng = np.random.default_rng([base, 1])
+
+        if options.get("task") is not None:
+            task = self._as_task(options["task"])
+        elif self._fixed_task is not None:
+            task = self._fixed_task
+        else:
+            family = options.get("family") or self.family
+            if family is None:
+                family = str(task_rng.choice(sorted(FAMILIES)))
+            task = sample_task(task_rng, family, self.split)
+        self.task = task
+
+        mujoco.mj_resetData(self.model, self.data)
+        self._layout_scene(scene_rng, task)
+        self.data.qpos[self._arm_qadr] = HOME_QPOS + scene_rng.normal(0, 0.03, 6) * np.array([1, 1, 1, 1, 1, 0])
+        self.data.ctrl[:] = self.data.qpos[self._arm_qadr]
+        mujoco.mj_forward(self.model, self.data)
+        # Let the blocks settle so that "where it rested" is a physical rest pose, not the spawn pose.
+        for _ in range(20):
+            mujoco.mj_step(self.model, self.data)
+        self.block_start = {c: self.data.xpos[self._block_body[c]].copy() for c in COLORS}
+        self.safety.reset(self.data.qpos[self._arm_qadr].copy() if self.action_mode == "joint_abs" else None)
+        self._check = SuccessCheck(task)
+        self._steps = 0
+        self._expert = None
+        return self._observation(), self._info(False)
+
+    def step(self, action):
+        if self.task is None:
+            raise RuntimeError("call reset() before step()")
+        safe = self.safety(action)
+        if self.action_mode == "ee_delta":
+            safe = self._ee_to_joint(safe)
+        self.data.ctrl[:] = safe
+        for _ in range(SUBSTEPS):
+            mujoco.mj_step(self.model, self.data)
+        self._steps += 1
+        success = self._check.update(self.scene_state())
+        truncated = self._steps >= self.max_episode_steps and not success
+        return self._observation(), float(success), success, truncated, self._info(success)
+
+    def render(self):
+        cam = "front"
+        return self._render(cam)
+
+    def close(self):
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    # ------------------------------------------------------------------ helpers used by experts/eval
+    @property
+    def max_episode_steps(self) -> int:
+        if self._max_steps_override is not None:
+            return self._max_steps_override
+        return FAMILIES[self.task.family].max_steps if self.task else max(f.max_steps for f in FAMILIES.values())
+
+    @property
+    def instruction(self) -> str:
+        return self.task.instruction if self.task else ""
+
+    def joint_positions(self) -> np.ndarray:
+        return self.data.qpos[self._arm_qadr].copy()
+
+    def tool_position(self) -> np.ndarray:
+        return self.data.site_xpos[self._tool_site].copy()
+
+    def block_position(self, color: str) -> np.ndarray:
+        return self.data.xpos[self._block_body[color]].copy()
+
+    def block_yaw(self, color: str) -> float:
+        m = self.data.xmat[self._block_body[color]].reshape(3, 3)
+        return float(np.arctan2(m[1, 0], m[0, 0]))
+
+    def bowl_position(self) -> np.ndarray:
+        return self.data.mocap_pos[0].copy()
+
+    def expert_action(self) -> np.ndarray:
+        """The scripted expert's next joint-position target (privileged: reads the simulator state)."""
+        from embodia.sim.experts import TabletopExpert
+
+        if self._expert is None:
+            self._expert = TabletopExpert(self, seed=self._seed)
+        return self._expert.act()
+
+    def scene_state(self) -> SceneState:
+        d = self.data
+        contact = dict.fromkeys(COLORS, False)
+        for i in range(d.ncon):
+            g1, g2 = d.contact[i].geom1, d.contact[i].geom2
+            for a, b in ((g1, g2), (g2, g1)):
+                color = self._geom_block.get(a)
+                if color is not None and b in self._gripper_geoms:
+                    contact[color] = True
+        vel = {}
+        for c in COLORS:
+            adr = self._block_dof[c]
+            vel[c] = d.qvel[adr : adr + 3].copy()
+        return SceneState(
+            block_pos={c: self.block_position(c) for c in COLORS},
+            block_vel=vel,
+            block_start=self.block_start,
+            gripper_contact=contact,
+            tool_pos=self.tool_position(),
+            bowl_pos=self.bowl_position(),
+            table_z=0.0,
+            block_half=BLOCK_HALF,
+            bowl_inner_radius=BOWL_RADIUS - BLOCK_HALF * 0.5,
+            bowl_rim_z=BOWL_WALL_HEIGHT,
+        )
+
+    # ------------------------------------------------------------------ internals
+    @staticmethod
+    def _as_task(task) -> TaskInstance:
+        if isinstance(task, TaskInstance):
+            return task
+        if isinstance(task, str):
+            return parse_instruction(task)
+        raise ValueError(f"task must be an instruction string or a TaskInstance, got {type(task).__name__}")
+
+    def _cache_ids(self) -> None:
+        m = self.model
+        self._arm_qadr = np.array([m.jnt_qposadr[m.joint(j).id] for j in ALL_JOINTS])
+        self._tool_site = m.site(GRIPPER_SITE).id
+        self._block_body = {c: m.body(f"block_{c}").id for c in COLORS}
+        self._block_qadr = {c: m.jnt_qposadr[m.joint(f"block_{c}").id] for c in COLORS}
+        self._block_dof = {c: m.jnt_dofadr[m.joint(f"block_{c}").id] for c in COLORS}
+        self._geom_block = {m.geom(f"block_{c}").id: c for c in COLORS}
+        gripper_bodies = {m.body("gripper").id, m.body("moving_jaw").id}
+        self._gripper_geoms = {g for g in range(m.ngeom) if m.geom_bodyid[g] in gripper_bodies}
+
+    def _layout_scene(self, rng: np.random.Generator, task: TaskInstance) -> None:
+        """Bowl and four block positions by rejection sampling, then drop at most one distractor."""
+        points: list[np.ndarray] = []
+        for k in range(1 + len(COLORS)):
+            gap = MIN_BOWL_GAP if k == 0 else MIN_BLOCK_GAP
+            for _ in range(1000):
+                r = rng.uniform(*PLACE_R)
+                a = rng.uniform(-PLACE_ANGLE, PLACE_ANGLE)
+                p = PAN_AXIS + r * np.array([np.cos(a), np.sin(a)])
+                ok = all(np.linalg.norm(p - q) >= (MIN_BOWL_GAP if i == 0 else gap) for i, q in enumerate(points))
+                if ok:
+                    break
+            points.append(p)
+        yaws = rng.uniform(-np.pi / 4, np.pi / 4, len(COLORS))
+        order = rng.permutation(len(COLORS))
+        drop_one = rng.random() < 0.5
+        colors = list(COLORS)
+        absent = None
+        if drop_one:
+            absent = next(colors[i] for i in order if colors[i] not in task.colors_needed)
+        self.data.mocap_pos[0] = [points[0][0], points[0][1], 0.0]
+        present = []
+        for i, c in enumerate(colors):
+            adr = self._block_qadr[c]
+            if c == absent:
+                pos = PARKED + np.array([0.05 * i, 0, 0])
+            else:
+                pos = np.array([points[1 + i][0], points[1 + i][1], BLOCK_HALF + 0.0005])
+                present.append(c)
+            self.data.qpos[adr : adr + 3] = pos
+            self.data.qpos[adr + 3 : adr + 7] = [np.cos(yaws[i] / 2), 0, 0, np.sin(yaws[i] / 2)]
+        self.present = tuple(present)
+
+    def _ee_to_joint(self, action: np.ndarray) -> np.ndarray:
+        q = self.joint_positions()
+        target = self.tool_position() + action[:3]
+        res = self._kin.ik(target, q_init=q, restarts=0)
+        joint = res.q.copy()
+        joint[5] = action[3]
+        return np.clip(joint, SO101.action_low, SO101.action_high)
+
+    def _render(self, camera: str) -> np.ndarray:
+        if self._renderer is None:
+            self._renderer = mujoco.Renderer(self.model, self.height, self.width)
+            for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION, mujoco.mjtRndFlag.mjRND_SKYBOX):
+                self._renderer.scene.flags[flag] = 0
+        self._renderer.update_scene(self.data, camera=camera)
+        return self._renderer.render()
+
+    def _observation(self) -> dict[str, Any]:
+        obs: dict[str, Any] = {image_key(c): self._render(c) for c in self.cameras}
+        obs[OBS_STATE] = self.joint_positions().astype(np.float32)
+        obs[TASK] = self.instruction
+        return obs
+
+    def _info(self, success: bool) -> dict[str, Any]:
+        return {
+            "success": bool(success),
+            "task": self.instruction,
+            "family": self.task.family if self.task else None,
+            "present_blocks": self.present,
+            "safety": vars(self.safety.last_report).copy(),
+        }
+

@@ -1,0 +1,265 @@
+"""Language task families of the SO-101 tabletop suite.
+
+Each family has instruction templates split into *train* and *held-out* sets. Every held-out template
+uses a verb and a noun that no train template of the same family uses, so evaluating on held-out
+templates measures paraphrase generalisation rather than memorised strings.
+
+Success is decided by numeric predicates on the physics state (see `SuccessCheck`), never by the
+expert. Directions are the robot's: "front" is away from the base (+x), "back" towards it, "left" is
+the robot's left (+y), "right" its right. (Seen through the `front` camera, which faces the robot,
+the robot's left appears on the right of the image.)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+COLORS: dict[str, tuple[float, float, float, float]] = {
+    "red": (0.85, 0.12, 0.10, 1.0),
+    "green": (0.12, 0.65, 0.20, 1.0),
+    "blue": (0.10, 0.30, 0.90, 1.0),
+    "purple": (0.55, 0.15, 0.70, 1.0),
+}
+DIRECTIONS: dict[str, tuple[float, float]] = {
+    "front": (1.0, 0.0),
+    "back": (-1.0, 0.0),
+    "left": (0.0, 1.0),
+    "right": (0.0, -1.0),
+}
+
+
+@dataclass(frozen=True)
+class TaskFamily:
+    name: str
+    train_templates: tuple[str, ...]
+    heldout_templates: tuple[str, ...]
+    max_steps: int  # step limit at 30 Hz
+    success: str  # the physics predicate, in words (docs and error messages)
+
+    @property
+    def slots(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(re.findall(r"\{(\w+)\}", self.train_templates[0])))
+
+    def templates(self, split: str) -> tuple[str, ...]:
+        if split == "train":
+            return self.train_templates
+        if split == "heldout":
+            return self.heldout_templates
+        if split == "all":
+            return self.train_templates + self.heldout_templates
+        raise ValueError(f"unknown template split {split!r}; valid: ['train', 'heldout', 'all']")
+
+
+FAMILIES: dict[str, TaskFamily] = {
+    f.name: f
+    for f in [
+        TaskFamily(
+            "pick",
+            train_templates=(
+                "pick up the {color} block",
+                "lift the {color} block",
+                "grab the {color} block and lift it",
+                "pick the {color} block up off the table",
+            ),
+            heldout_templates=("raise the {color} cube", "hoist the {color} cube into the air"),
+            max_steps=200,
+            success="the block's centre is >= 5 cm above where it rested, for >= 0.5 s (15 ticks)",
+        ),
+        TaskFamily(
+            "place",
+            train_templates=(
+                "put the {color} block in the bowl",
+                "place the {color} block into the bowl",
+                "move the {color} block to the bowl",
+                "drop the {color} block in the bowl",
+            ),
+            heldout_templates=("deposit the {color} cube inside the dish", "lower the {color} cube into the dish"),
+            max_steps=300,
+            success="the block's centre is inside the bowl's inner radius and below its rim, resting "
+            "(speed < 2 cm/s) and released (no gripper contact), for 5 ticks",
+        ),
+        TaskFamily(
+            "push",
+            train_templates=(
+                "push the {color} block to the {direction}",
+                "slide the {color} block to the {direction}",
+                "shove the {color} block {direction}wards",
+                "nudge the {color} block towards the {direction}",
+            ),
+            heldout_templates=("propel the {color} cube to the {direction}", "drive the {color} cube to the {direction}"),
+            max_steps=250,
+            success="the block moved >= 8 cm on the table, within 45 degrees of the named direction",
+        ),
+        TaskFamily(
+            "stack",
+            train_templates=(
+                "stack the {color} block on the {other} block",
+                "put the {color} block on top of the {other} block",
+                "place the {color} block onto the {other} block",
+                "set the {color} block on the {other} block",
+            ),
+            heldout_templates=("pile the {color} cube atop the {other} cube", "balance the {color} cube over the {other} cube"),
+            max_steps=300,
+            success="the block rests on the other block (centres within 1.2 cm horizontally, one block "
+            "height apart vertically), released and still, for 5 ticks",
+        ),
+        TaskFamily(
+            "touch",
+            train_templates=(
+                "touch the {color} block",
+                "point at the {color} block",
+                "reach for the {color} block",
+                "go to the {color} block",
+            ),
+            heldout_templates=("tap the {color} cube", "poke the {color} cube with the gripper"),
+            max_steps=150,
+            success="the gripper's tool point is within 3 cm of the block's centre for >= 0.5 s (15 ticks) "
+            "and the block moved < 3 cm",
+        ),
+    ]
+}
+
+HOLD_TICKS = {"pick": 15, "place": 5, "push": 1, "stack": 5, "touch": 15}
+
+
+@dataclass(frozen=True)
+class TaskInstance:
+    family: str
+    color: str
+    other: str | None = None  # second block (stack)
+    direction: str | None = None  # push
+    template: int = 0  # index into the family's templates of `split`
+    split: str = "train"
+
+    @property
+    def instruction(self) -> str:
+        tpl = FAMILIES[self.family].templates(self.split)[self.template]
+        return tpl.format(color=self.color, other=self.other, direction=self.direction)
+
+    @property
+    def colors_needed(self) -> tuple[str, ...]:
+        return (self.color,) if self.other is None else (self.color, self.other)
+
+
+def _check_choice(kind: str, value, valid) -> None:
+    if value not in valid:
+        raise ValueError(f"unknown {kind} {value!r}; valid {kind}s: {sorted(valid)}")
+
+
+def make_task(
+    family: str, color: str, other: str | None = None, direction: str | None = None, template: int = 0, split: str = "train"
+) -> TaskInstance:
+    """Validated constructor; errors list the valid values."""
+    _check_choice("task family", family, FAMILIES)
+    _check_choice("color", color, COLORS)
+    fam = FAMILIES[family]
+    if "other" in fam.slots:
+        _check_choice("color", other, COLORS)
+        if other == color:
+            raise ValueError(f"stack needs two different colors, got {color!r} twice")
+    elif other is not None:
+        raise ValueError(f"task family {family!r} takes no second color")
+    if "direction" in fam.slots:
+        _check_choice("direction", direction, DIRECTIONS)
+    elif direction is not None:
+        raise ValueError(f"task family {family!r} takes no direction")
+    n = len(fam.templates(split))
+    if not 0 <= template < n:
+        raise ValueError(f"template index {template} out of range for {family!r} ({split}: {n} templates)")
+    return TaskInstance(family, color, other, direction, template, split)
+
+
+def sample_task(rng: np.random.Generator, family: str, split: str = "train") -> TaskInstance:
+    _check_choice("task family", family, FAMILIES)
+    colors = list(COLORS)
+    color = str(rng.choice(colors))
+    other = str(rng.choice([c for c in colors if c != color])) if family == "stack" else None
+    direction = str(rng.choice(list(DIRECTIONS))) if family == "push" else None
+    template = int(rng.integers(len(FAMILIES[family].templates(split))))
+    return make_task(family, color, other, direction, template, split)
+
+
+def _template_regex(tpl: str) -> re.Pattern:
+    pattern = re.escape(tpl)
+    pattern = pattern.replace(r"\{color\}", r"(?P<color>\w+)").replace(r"\{other\}", r"(?P<other>\w+)")
+    pattern = pattern.replace(r"\{direction\}", r"(?P<direction>\w+)")
+    return re.compile(f"^{pattern}$")
+
+
+def parse_instruction(text: str) -> TaskInstance:
+    """Map an instruction written with any known template back to its task. Unknown text -> ValueError
+    listing example instructions; a known template with an unknown color/direction -> the valid ones."""
+    norm = " ".join(str(text).lower().strip().rstrip(".!").split())
+    for fam in FAMILIES.values():
+        for split in ("train", "heldout"):
+            for i, tpl in enumerate(fam.templates(split)):
+                m = _template_regex(tpl).match(norm)
+                if m:
+                    g = m.groupdict()
+                    return make_task(fam.name, g["color"], g.get("other"), g.get("direction"), i, split)
+    examples = [f.templates("train")[0] for f in FAMILIES.values()]
+    raise ValueError(
+        f"unknown task {text!r}. Task families: {sorted(FAMILIES)}; e.g. "
+        + "; ".join(repr(e) for e in examples)
+        + f". Colors: {sorted(COLORS)}; directions: {sorted(DIRECTIONS)}."
+    )
+
+
+# ------------------------------------------------------------------------------ success predicates
+@dataclass
+class SceneState:
+    """What the predicates read, filled from MuJoCo each control tick."""
+
+    block_pos: dict[str, np.ndarray]
+    block_vel: dict[str, np.ndarray]
+    block_start: dict[str, np.ndarray]
+    gripper_contact: dict[str, bool]  # block colour -> touching any gripper/jaw geom
+    tool_pos: np.ndarray
+    bowl_pos: np.ndarray
+    table_z: float
+    block_half: float
+    bowl_inner_radius: float
+    bowl_rim_z: float
+
+
+class SuccessCheck:
+    """Evaluates one task's predicate tick by tick, with the required hold time."""
+
+    def __init__(self, task: TaskInstance):
+        self.task = task
+        self.hold = HOLD_TICKS[task.family]
+        self.count = 0
+
+    def reset(self) -> None:
+        self.count = 0
+
+    def update(self, s: SceneState) -> bool:
+        self.count = self.count + 1 if self._holds(s) else 0
+        return self.count >= self.hold
+
+    def _holds(self, s: SceneState) -> bool:
+        t = self.task
+        p, p0, v = s.block_pos[t.color], s.block_start[t.color], s.block_vel[t.color]
+        if t.family == "pick":
+            return p[2] - p0[2] >= 0.05
+        if t.family == "place":
+            inside = np.linalg.norm(p[:2] - s.bowl_pos[:2]) < s.bowl_inner_radius and p[2] < s.bowl_rim_z
+            return bool(inside and np.linalg.norm(v) < 0.02 and not s.gripper_contact[t.color])
+        if t.family == "push":
+            d = p[:2] - p0[:2]
+            dist = float(np.linalg.norm(d))
+            if dist < 0.08 or p[2] > p0[2] + 0.01:
+                return False
+            cos = float(np.dot(d / dist, np.asarray(DIRECTIONS[t.direction])))
+            return cos >= np.cos(np.radians(45))
+        if t.family == "stack":
+            q = s.block_pos[t.other]
+            on_top = np.linalg.norm(p[:2] - q[:2]) < 0.012 and abs(p[2] - q[2] - 2 * s.block_half) < 0.006
+            still = np.linalg.norm(v) < 0.02
+            return bool(on_top and still and not s.gripper_contact[t.color] and q[2] < s.table_z + s.block_half + 0.005)
+        if t.family == "touch":
+            return bool(np.linalg.norm(s.tool_pos - p) < 0.03 and np.linalg.norm(p[:2] - p0[:2]) < 0.03)
+        raise AssertionError(t.family)

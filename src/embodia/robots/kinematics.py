@@ -140,7 +140,9 @@ class SO101Kinematics:
         if q.shape == (5,):
             q = np.append(q, HOME_QPOS[5])
         if q.shape != (6,):
-            raise ValueError(f"SO-101 joint vector must have 5 or 6 entries {list(ARM_JOINTS)} [+ gripper], got {q.shape}")
+            raise ValueError(
+                f"SO-101 joint vector must have 5 or 6 entries {list(ARM_JOINTS)} [+ gripper], got {q.shape}"
+            )
         return q
 
     def _ok(self, res: IKResult, pitch: float | None) -> bool:

@@ -134,7 +134,7 @@ def arm_only_mjcf() -> str:
 
 
 # Neutral pose: the arm folded up above the table, gripper open, looking down at the workspace.
-HOME_QPOS = np.array([0.0, -1.2, 1.0, 1.2, 0.0, 1.0])
+HOME_QPOS = np.array([0.0, -1.2, 1.0, 1.2, 0.0, 0.6])
 
 # ------------------------------------------------------------------------------------------ units
 _DEG = 180.0 / np.pi

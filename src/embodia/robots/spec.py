@@ -162,8 +162,12 @@ SO101 = EmbodimentSpec(
     # 0.25 rad per 1/30 s tick is 7.5 rad/s: above anything the experts command (so it never alters a
     # good demonstration) and below what would fling the arm on a policy glitch.
     max_action_change=(0.25, 0.25, 0.25, 0.3, 0.4, 0.5),
-    # The jaw closes toward the lower limit. Holding a 3 cm block the joint settles near 0.15 rad.
-    gripper=GripperSpec(index=5, state_open=1.0, state_closed=-0.1, action_open=1.0, action_closed=-0.17453),
+    # The jaw closes toward the lower limit. "Open" is 0.6 rad (4.5 cm between the pads, enough for the
+    # 2.5 cm blocks without sweeping neighbours); holding a block the joint settles near 0.25 rad while
+    # the command stays at the lower limit, which is why state and action values differ.
+    gripper=GripperSpec(
+        index=5, state_open=0.6, state_closed=-0.17453, action_open=0.6, action_closed=-0.17453
+    ),
     fps=30,
     cameras=(CameraSpec("front"), CameraSpec("wrist")),
 )
@@ -182,7 +186,9 @@ SO101_EE = EmbodimentSpec(
     action_low=(-0.02, -0.02, -0.02, SO101_LOW[5]),
     action_high=(0.02, 0.02, 0.02, SO101_HIGH[5]),
     max_action_change=None,
-    gripper=GripperSpec(index=5, state_open=1.0, state_closed=-0.1, action_open=1.0, action_closed=-0.17453),
+    gripper=GripperSpec(
+        index=5, state_open=0.6, state_closed=-0.17453, action_open=0.6, action_closed=-0.17453
+    ),
     fps=30,
     cameras=(CameraSpec("front"), CameraSpec("wrist")),
 )

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from embodia.robots.kinematics import SO101Kinematics
-from embodia.robots.so101 import GRASP_SITE
+from embodia.robots.so101 import GRASP_SITE, GRIPPER_SITE
 from embodia.robots.spec import SO101
 from embodia.sim.scene import BLOCK_HALF
 from embodia.sim.tasks import DIRECTIONS
 
-OPEN = 1.0
+OPEN = SO101.gripper.action_open
 CLOSED = SO101.gripper.action_closed
 PITCH_DOWN = np.pi / 2
 PITCHES = (np.pi / 2, np.radians(75), np.radians(60), np.radians(45))
@@ -37,6 +37,7 @@ class Goal:
     pitches: tuple[float, ...] = PITCHES
     align_yaw: float | None = None  # block yaw to align the jaws with (top-down grasps)
     joints: np.ndarray | None = None  # stay at these arm joints (gripper-only segments): no IK
+    tip: bool = False  # pos is for the closed fingertips (pushing) instead of the grasp point
 
 
 class TabletopExpert:
@@ -44,6 +45,8 @@ class TabletopExpert:
         self.env = env
         self.rng = np.random.default_rng([0 if seed is None else seed, 2])
         self.kin = SO101Kinematics(site=GRASP_SITE)
+        # Pushing uses the closed fingertips, which is where the official tool frame sits.
+        self.kin_tip = SO101Kinematics(site=GRIPPER_SITE)
         self.segments: list[Callable[[], Goal]] = self._plan()
         self._q_from: np.ndarray | None = None
         self._q_to: np.ndarray | None = None
@@ -73,8 +76,9 @@ class TabletopExpert:
 
     def _solve(self, goal: Goal, q_init: np.ndarray) -> np.ndarray:
         best = None
+        kin = self.kin_tip if goal.tip else self.kin
         for pitch in goal.pitches:
-            res = self.kin.ik(goal.pos, pitch=pitch, q_init=q_init, restarts=2)
+            res = kin.ik(goal.pos, pitch=pitch, q_init=q_init, restarts=2)
             if res.error < 2e-3 and res.pitch_error < np.radians(3):
                 best = res
                 break
@@ -123,11 +127,15 @@ class TabletopExpert:
         t = self.env.task
         fam = t.family
         if fam == "pick":
-            return self._grasp(t.color) + [self._lift(t.color, 0.09 + self.rng.uniform(0, 0.03), 25)] + [
-                self._hold(40)
-            ]
+            return (
+                self._grasp(t.color)
+                + [self._lift(t.color, 0.09 + self.rng.uniform(0, 0.03), 25)]
+                + [self._hold(40)]
+            )
         if fam == "place":
-            return self._grasp(t.color) + self._carry_and_release(lambda: self.env.bowl_position(), drop_z=0.055)
+            return self._grasp(t.color) + self._carry_and_release(
+                lambda: self.env.bowl_position(), drop_z=0.055
+            )
         if fam == "stack":
             return self._grasp(t.color) + self._carry_and_release(
                 lambda: self.env.block_position(t.other), drop_z=None, other=t.other
@@ -146,12 +154,22 @@ class TabletopExpert:
 
         def above():
             p = env.block_position(color)
-            return Goal(np.array([p[0] + off[0], p[1] + off[1], hover]), OPEN, self._ticks(22, 32), align_yaw=env.block_yaw(color))
+            return Goal(
+                np.array([p[0] + off[0], p[1] + off[1], hover]),
+                OPEN,
+                self._ticks(22, 32),
+                align_yaw=env.block_yaw(color),
+            )
 
         def down():
             p = env.block_position(color)
             z = p[2] + rng.uniform(-0.004, 0.002)
-            return Goal(np.array([p[0] + off[0], p[1] + off[1], z]), OPEN, self._ticks(14, 20), align_yaw=env.block_yaw(color))
+            return Goal(
+                np.array([p[0] + off[0], p[1] + off[1], z]),
+                OPEN,
+                self._ticks(14, 20),
+                align_yaw=env.block_yaw(color),
+            )
 
         return [above, down, self._gripper(CLOSED, 8, 12)]
 
@@ -176,7 +194,9 @@ class TabletopExpert:
 
         return seg
 
-    def _carry_and_release(self, where: Callable[[], np.ndarray], drop_z: float | None, other: str | None = None):
+    def _carry_and_release(
+        self, where: Callable[[], np.ndarray], drop_z: float | None, other: str | None = None
+    ):
         rng = self.rng
         carry_z = 0.09 + rng.uniform(0, 0.02)
 
@@ -203,19 +223,19 @@ class TabletopExpert:
     def _push(self, color: str, direction: np.ndarray) -> list[Callable[[], Goal]]:
         env, rng = self.env, self.rng
         d3 = np.array([direction[0], direction[1], 0.0])
-        back = BLOCK_HALF + 0.03 + rng.uniform(0, 0.01)
-        distance = 0.11 + rng.uniform(0, 0.02)
+        back = BLOCK_HALF + 0.02 + rng.uniform(0, 0.008)
+        distance = 0.13 + rng.uniform(0, 0.02)
         z_push = 0.012 + rng.uniform(0, 0.004)
 
         def start_above():
             p = env.block_position(color)
             s = p - back * d3
-            return Goal(np.array([s[0], s[1], 0.07]), CLOSED, self._ticks(22, 30))
+            return Goal(np.array([s[0], s[1], 0.07]), CLOSED, self._ticks(22, 30), tip=True)
 
         def start_down():
             p = env.block_position(color)
             s = p - back * d3
-            return Goal(np.array([s[0], s[1], z_push]), CLOSED, self._ticks(14, 18))
+            return Goal(np.array([s[0], s[1], z_push]), CLOSED, self._ticks(14, 18), tip=True)
 
         steps = 6
         segs = [start_above, start_down]
@@ -224,17 +244,17 @@ class TabletopExpert:
         def make_step(k: int):
             def seg():
                 if "p" not in start:
-                    start["p"] = self.kin.fk(self._last)
+                    start["p"] = self.kin_tip.fk(self._last)
                 p = start["p"] + d3 * distance * (k + 1) / steps
-                return Goal(np.array([p[0], p[1], z_push]), CLOSED, self._ticks(6, 9))
+                return Goal(np.array([p[0], p[1], z_push]), CLOSED, self._ticks(6, 9), tip=True)
 
             return seg
 
         segs += [make_step(k) for k in range(steps)]
 
         def up():
-            p = self.kin.fk(self._last)
-            return Goal(np.array([p[0], p[1], 0.08]), CLOSED, self._ticks(12, 18))
+            p = self.kin_tip.fk(self._last)
+            return Goal(np.array([p[0], p[1], 0.08]), CLOSED, self._ticks(12, 18), tip=True)
 
         return segs + [up, self._hold(15)]
 
@@ -244,10 +264,18 @@ class TabletopExpert:
 
         def above():
             p = env.block_position(color)
-            return Goal(np.array([p[0] + off[0], p[1] + off[1], 0.07 + rng.uniform(0, 0.02)]), CLOSED, self._ticks(22, 30))
+            return Goal(
+                np.array([p[0] + off[0], p[1] + off[1], 0.07 + rng.uniform(0, 0.02)]),
+                CLOSED,
+                self._ticks(22, 30),
+            )
 
         def down():
             p = env.block_position(color)
-            return Goal(np.array([p[0] + off[0], p[1] + off[1], p[2] + BLOCK_HALF + 0.008]), CLOSED, self._ticks(14, 20))
+            return Goal(
+                np.array([p[0] + off[0], p[1] + off[1], p[2] + BLOCK_HALF + 0.008]),
+                CLOSED,
+                self._ticks(14, 20),
+            )
 
         return [above, down, self._hold(40)]

@@ -30,19 +30,35 @@ from gymnasium import spaces
 
 from embodia.robots.kinematics import SO101Kinematics
 from embodia.robots.safety import SafetyLayer
-from embodia.robots.so101 import ALL_JOINTS, GRIPPER_SITE, HOME_QPOS
+from embodia.robots.so101 import ALL_JOINTS, GRASP_SITE, HOME_QPOS
 from embodia.robots.spec import OBS_STATE, SO101, SO101_EE, TASK, image_key
-from embodia.sim.scene import BLOCK_HALF, BOWL_RADIUS, BOWL_WALL_HEIGHT, CONTROL_FPS, PARKED, SUBSTEPS, tabletop_mjcf
-from embodia.sim.tasks import COLORS, FAMILIES, SceneState, SuccessCheck, TaskInstance, parse_instruction, sample_task
+from embodia.sim.scene import (
+    BLOCK_HALF,
+    BOWL_RADIUS,
+    BOWL_WALL_HEIGHT,
+    CONTROL_FPS,
+    PARKED,
+    SUBSTEPS,
+    tabletop_mjcf,
+)
+from embodia.sim.tasks import (
+    COLORS,
+    FAMILIES,
+    SceneState,
+    SuccessCheck,
+    TaskInstance,
+    parse_instruction,
+    sample_task,
+)
 
 TASK_CHARSET = string.ascii_letters + string.digits + " .,'-!?"
 CAMERAS = ("front", "wrist")
 # Blocks and the bowl are placed in a ring sector around the shoulder-pan axis where the arm can grasp
 # from above at a steep pitch (see the reachability map in docs/architecture.md).
-PLACE_R = (0.14, 0.25)
-PLACE_ANGLE = np.radians(50)
+PLACE_R = (0.14, 0.23)
+PLACE_ANGLE = np.radians(45)
 MIN_BLOCK_GAP = 0.055
-MIN_BOWL_GAP = BOWL_RADIUS + 0.035
+MIN_BOWL_GAP = BOWL_RADIUS + 0.055
 PAN_AXIS = np.array([0.0388, 0.0])
 
 
@@ -83,7 +99,7 @@ class TabletopEnv(gym.Env):
         self.model = mujoco.MjModel.from_xml_string(tabletop_mjcf(self.height, self.width))
         self.data = mujoco.MjData(self.model)
         self._renderer: mujoco.Renderer | None = None
-        self._kin = SO101Kinematics() if action_mode == "ee_delta" else None
+        self._kin = SO101Kinematics(site=GRASP_SITE) if action_mode == "ee_delta" else None
         self.safety = SafetyLayer(self.embodiment)
         self._cache_ids()
 
@@ -92,7 +108,9 @@ class TabletopEnv(gym.Env):
         }
         # State bounds get a margin: joints can sit slightly past their limits under contact forces.
         obs_spaces[OBS_STATE] = spaces.Box(
-            np.asarray(SO101.state_low, np.float32) - 0.2, np.asarray(SO101.state_high, np.float32) + 0.2, dtype=np.float32
+            np.asarray(SO101.state_low, np.float32) - 0.2,
+            np.asarray(SO101.state_high, np.float32) + 0.2,
+            dtype=np.float32,
         )
         obs_spaces[TASK] = spaces.Text(max_length=160, min_length=1, charset=TASK_CHARSET)
         self.observation_space = spaces.Dict(obs_spaces)
@@ -133,7 +151,9 @@ class TabletopEnv(gym.Env):
 
         mujoco.mj_resetData(self.model, self.data)
         self._layout_scene(scene_rng, task)
-        self.data.qpos[self._arm_qadr] = HOME_QPOS + scene_rng.normal(0, 0.03, 6) * np.array([1, 1, 1, 1, 1, 0])
+        self.data.qpos[self._arm_qadr] = HOME_QPOS + scene_rng.normal(0, 0.03, 6) * np.array(
+            [1, 1, 1, 1, 1, 0]
+        )
         self.data.ctrl[:] = self.data.qpos[self._arm_qadr]
         mujoco.mj_forward(self.model, self.data)
         # Let the blocks settle so that "where it rested" is a physical rest pose, not the spawn pose.
@@ -174,7 +194,9 @@ class TabletopEnv(gym.Env):
     def max_episode_steps(self) -> int:
         if self._max_steps_override is not None:
             return self._max_steps_override
-        return FAMILIES[self.task.family].max_steps if self.task else max(f.max_steps for f in FAMILIES.values())
+        return (
+            FAMILIES[self.task.family].max_steps if self.task else max(f.max_steps for f in FAMILIES.values())
+        )
 
     @property
     def instruction(self) -> str:
@@ -242,7 +264,7 @@ class TabletopEnv(gym.Env):
     def _cache_ids(self) -> None:
         m = self.model
         self._arm_qadr = np.array([m.jnt_qposadr[m.joint(j).id] for j in ALL_JOINTS])
-        self._tool_site = m.site(GRIPPER_SITE).id
+        self._tool_site = m.site(GRASP_SITE).id
         self._block_body = {c: m.body(f"block_{c}").id for c in COLORS}
         self._block_qadr = {c: m.jnt_qposadr[m.joint(f"block_{c}").id] for c in COLORS}
         self._block_dof = {c: m.jnt_dofadr[m.joint(f"block_{c}").id] for c in COLORS}
@@ -259,7 +281,9 @@ class TabletopEnv(gym.Env):
                 r = rng.uniform(*PLACE_R)
                 a = rng.uniform(-PLACE_ANGLE, PLACE_ANGLE)
                 p = PAN_AXIS + r * np.array([np.cos(a), np.sin(a)])
-                ok = all(np.linalg.norm(p - q) >= (MIN_BOWL_GAP if i == 0 else gap) for i, q in enumerate(points))
+                ok = all(
+                    np.linalg.norm(p - q) >= (MIN_BOWL_GAP if i == 0 else gap) for i, q in enumerate(points)
+                )
                 if ok:
                     break
             points.append(p)
@@ -294,7 +318,11 @@ class TabletopEnv(gym.Env):
     def _render(self, camera: str) -> np.ndarray:
         if self._renderer is None:
             self._renderer = mujoco.Renderer(self.model, self.height, self.width)
-            for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION, mujoco.mjtRndFlag.mjRND_SKYBOX):
+            for flag in (
+                mujoco.mjtRndFlag.mjRND_SHADOW,
+                mujoco.mjtRndFlag.mjRND_REFLECTION,
+                mujoco.mjtRndFlag.mjRND_SKYBOX,
+            ):
                 self._renderer.scene.flags[flag] = 0
         self._renderer.update_scene(self.data, camera=camera)
         return self._renderer.render()
@@ -313,4 +341,3 @@ class TabletopEnv(gym.Env):
             "present_blocks": self.present,
             "safety": vars(self.safety.last_report).copy(),
         }
-

@@ -76,7 +76,10 @@ FAMILIES: dict[str, TaskFamily] = {
                 "move the {color} block to the bowl",
                 "drop the {color} block in the bowl",
             ),
-            heldout_templates=("deposit the {color} cube inside the dish", "lower the {color} cube into the dish"),
+            heldout_templates=(
+                "deposit the {color} cube inside the dish",
+                "lower the {color} cube into the dish",
+            ),
             max_steps=300,
             success="the block's centre is inside the bowl's inner radius and below its rim, resting "
             "(speed < 2 cm/s) and released (no gripper contact), for 5 ticks",
@@ -89,7 +92,10 @@ FAMILIES: dict[str, TaskFamily] = {
                 "shove the {color} block {direction}wards",
                 "nudge the {color} block towards the {direction}",
             ),
-            heldout_templates=("propel the {color} cube to the {direction}", "drive the {color} cube to the {direction}"),
+            heldout_templates=(
+                "propel the {color} cube to the {direction}",
+                "drive the {color} cube to the {direction}",
+            ),
             max_steps=250,
             success="the block moved >= 8 cm on the table, within 45 degrees of the named direction",
         ),
@@ -101,7 +107,10 @@ FAMILIES: dict[str, TaskFamily] = {
                 "place the {color} block onto the {other} block",
                 "set the {color} block on the {other} block",
             ),
-            heldout_templates=("pile the {color} cube atop the {other} cube", "balance the {color} cube over the {other} cube"),
+            heldout_templates=(
+                "pile the {color} cube atop the {other} cube",
+                "balance the {color} cube over the {other} cube",
+            ),
             max_steps=300,
             success="the block rests on the other block (centres within 1.2 cm horizontally, one block "
             "height apart vertically), released and still, for 5 ticks",
@@ -150,7 +159,12 @@ def _check_choice(kind: str, value, valid) -> None:
 
 
 def make_task(
-    family: str, color: str, other: str | None = None, direction: str | None = None, template: int = 0, split: str = "train"
+    family: str,
+    color: str,
+    other: str | None = None,
+    direction: str | None = None,
+    template: int = 0,
+    split: str = "train",
 ) -> TaskInstance:
     """Validated constructor; errors list the valid values."""
     _check_choice("task family", family, FAMILIES)
@@ -259,7 +273,12 @@ class SuccessCheck:
             q = s.block_pos[t.other]
             on_top = np.linalg.norm(p[:2] - q[:2]) < 0.012 and abs(p[2] - q[2] - 2 * s.block_half) < 0.006
             still = np.linalg.norm(v) < 0.02
-            return bool(on_top and still and not s.gripper_contact[t.color] and q[2] < s.table_z + s.block_half + 0.005)
+            return bool(
+                on_top
+                and still
+                and not s.gripper_contact[t.color]
+                and q[2] < s.table_z + s.block_half + 0.005
+            )
         if t.family == "touch":
             return bool(np.linalg.norm(s.tool_pos - p) < 0.03 and np.linalg.norm(p[:2] - p0[:2]) < 0.03)
         raise AssertionError(t.family)

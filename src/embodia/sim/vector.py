@@ -374,13 +374,20 @@ class VectorRunner:
         try:
             for i, fn in enumerate(env_fns):
                 parent_conn, child_conn = ctx.Pipe(duplex=True)
-                # daemon: if the parent dies without closing us, the workers must not outlive it.
+                # daemon: multiprocessing terminates daemonic children when this interpreter exits, so
+                # a runner nobody closed cannot keep it alive. If this process is killed outright,
+                # the workers see EOF on their pipe and exit on their own.
                 proc = ctx.Process(
                     target=_worker_main, args=(i, fn, child_conn), name=f"embodia-env-{i}", daemon=True
                 )
-                proc.start()
-                # Drop our copy of the child's end, so that a dead worker reads as EOF on our end.
-                child_conn.close()
+                try:
+                    proc.start()  # pickles `fn`: a lambda fails here, before any child is launched
+                except BaseException:
+                    parent_conn.close()
+                    raise
+                finally:
+                    # Drop our copy of the child's end, so a dead worker reads as EOF on our end.
+                    child_conn.close()
                 self._processes.append(proc)
                 self._conns.append(parent_conn)
             # Wait for every env to be built, in parallel: a bad factory fails here, not on first use.

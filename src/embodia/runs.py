@@ -1,0 +1,100 @@
+"""Where every command puts its outputs: ./embodia_runs/<command>/<time>-<name>/ plus a manifest.
+
+The manifest records what is needed to reproduce or audit a run: the command's inputs and seeds, the
+package versions, the git commit of the working tree (when there is one) and the timestamps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+RUNS_ROOT = Path("embodia_runs")
+_VERSIONED = ("embodia", "numpy", "mujoco", "mink", "gymnasium", "metaworld", "torch", "av")
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in _VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_sha(cwd: Path | None = None) -> str | None:
+    """The commit of the checkout embodia runs from (suffixed `-dirty` with local changes), or None."""
+    here = cwd or Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{sha}-dirty" if dirty else sha
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so a crash never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def new_run_dir(command: str, name: str = "run", root: Path | None = None) -> Path:
+    """Create ./embodia_runs/<command>/<UTC time>-<name>/ (never reusing an existing folder)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
+    base = (root or RUNS_ROOT) / command
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    path = base / f"{stamp}-{safe}"
+    k = 1
+    while path.exists():
+        k += 1
+        path = base / f"{stamp}-{safe}-{k}"
+    path.mkdir(parents=True)
+    return path
+
+
+def write_manifest(
+    run_dir: Path, command: str, inputs: dict[str, Any], seeds: Any = None, **extra: Any
+) -> Path:
+    manifest = {
+        "command": command,
+        "argv": sys.argv,
+        "inputs": inputs,
+        "seeds": seeds,
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git_sha": git_sha(),
+        "versions": package_versions(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        **extra,
+    }
+    path = run_dir / "manifest.json"
+    atomic_write_text(path, json.dumps(manifest, indent=2, default=str) + "\n")
+    return path

@@ -1,0 +1,55 @@
+import re
+
+import numpy as np
+import pytest
+
+from embodia.sim.tasks import COLORS, DIRECTIONS, FAMILIES, make_task, parse_instruction, sample_task
+
+
+def _words(templates):
+    return {w for t in templates for w in re.sub(r"\{\w+\}", "", t).split()}
+
+
+def test_at_least_five_families_with_five_templates_each():
+    assert len(FAMILIES) >= 5
+    for fam in FAMILIES.values():
+        assert len(fam.train_templates) + len(fam.heldout_templates) >= 5
+        assert fam.heldout_templates and fam.train_templates
+
+
+def test_heldout_templates_use_unseen_verb_and_noun():
+    all_train_words = set().union(*(_words(f.train_templates) for f in FAMILIES.values()))
+    for fam in FAMILIES.values():
+        for tpl in fam.heldout_templates:
+            verb = tpl.split()[0]
+            assert verb not in all_train_words, (fam.name, tpl)
+            nouns = {"cube", "dish"} & set(tpl.split())
+            assert nouns and not nouns & all_train_words, (fam.name, tpl)
+
+
+def test_every_template_parses_back_to_its_task():
+    rng = np.random.default_rng(0)
+    for fam in FAMILIES:
+        for split in ("train", "heldout"):
+            for _ in range(10):
+                task = sample_task(rng, fam, split)
+                assert parse_instruction(task.instruction) == task
+
+
+def test_unknown_task_and_color_list_the_valid_ones():
+    with pytest.raises(
+        ValueError, match=r"unknown color 'orange'; valid colors: \['blue', 'green', 'purple', 'red'\]"
+    ):
+        parse_instruction("pick up the orange block")
+    with pytest.raises(ValueError, match="Task families"):
+        parse_instruction("make me a sandwich")
+    with pytest.raises(ValueError, match="valid task familys|valid task families"):
+        make_task("juggle", "red")
+    with pytest.raises(ValueError, match="valid directions"):
+        make_task("push", "red", direction="up")
+    assert set(COLORS) == {"red", "green", "blue", "purple"} and set(DIRECTIONS) == {
+        "front",
+        "back",
+        "left",
+        "right",
+    }

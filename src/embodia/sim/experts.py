@@ -20,13 +20,22 @@ import numpy as np
 from embodia.robots.kinematics import SO101Kinematics
 from embodia.robots.so101 import GRASP_SITE, GRIPPER_SITE
 from embodia.robots.spec import SO101
-from embodia.sim.scene import BLOCK_HALF
+from embodia.sim.scene import BLOCK_HALF, BOWL_RADIUS
 from embodia.sim.tasks import DIRECTIONS
 
 OPEN = SO101.gripper.action_open
 CLOSED = SO101.gripper.action_closed
 PITCH_DOWN = np.pi / 2
 PITCHES = (np.pi / 2, np.radians(75), np.radians(60), np.radians(45))
+BOWL_OUTER = BOWL_RADIUS + 0.006
+_PAN_XY = np.array([0.0388, 0.0])
+_MAX_PUSH_REACH = 0.33  # fingertips on the table, pitch >= 45 degrees
+
+
+def _segment_point_distance(a: np.ndarray, b: np.ndarray, p: np.ndarray) -> float:
+    ab = b - a
+    t = float(np.clip(np.dot(p - a, ab) / max(float(np.dot(ab, ab)), 1e-12), 0.0, 1.0))
+    return float(np.linalg.norm(a + t * ab - p))
 
 
 @dataclass
@@ -222,41 +231,59 @@ class TabletopExpert:
 
     def _push(self, color: str, direction: np.ndarray) -> list[Callable[[], Goal]]:
         env, rng = self.env, self.rng
-        d3 = np.array([direction[0], direction[1], 0.0])
         back = BLOCK_HALF + 0.02 + rng.uniform(0, 0.008)
-        distance = 0.13 + rng.uniform(0, 0.02)
-        z_push = 0.012 + rng.uniform(0, 0.004)
+        distance = 0.15 + rng.uniform(0, 0.02)
+        z_push = 0.008 + rng.uniform(0, 0.003)
+        plan: dict[str, np.ndarray] = {}
 
         def start_above():
             p = env.block_position(color)
-            s = p - back * d3
+            plan["dir"] = self._push_direction(color, direction, back, distance)
+            plan["start"] = p - back * plan["dir"]
+            s = plan["start"]
             return Goal(np.array([s[0], s[1], 0.07]), CLOSED, self._ticks(22, 30), tip=True)
 
         def start_down():
-            p = env.block_position(color)
-            s = p - back * d3
+            s = plan["start"]
             return Goal(np.array([s[0], s[1], z_push]), CLOSED, self._ticks(14, 18), tip=True)
 
-        steps = 6
-        segs = [start_above, start_down]
-        start: dict[str, np.ndarray] = {}
+        steps = 7
 
         def make_step(k: int):
             def seg():
-                if "p" not in start:
-                    start["p"] = self.kin_tip.fk(self._last)
-                p = start["p"] + d3 * distance * (k + 1) / steps
-                return Goal(np.array([p[0], p[1], z_push]), CLOSED, self._ticks(6, 9), tip=True)
+                p = plan["start"] + plan["dir"] * distance * (k + 1) / steps
+                return Goal(np.array([p[0], p[1], z_push]), CLOSED, self._ticks(8, 11), tip=True)
 
             return seg
-
-        segs += [make_step(k) for k in range(steps)]
 
         def up():
             p = self.kin_tip.fk(self._last)
             return Goal(np.array([p[0], p[1], 0.08]), CLOSED, self._ticks(12, 18), tip=True)
 
-        return segs + [up, self._hold(15)]
+        return [start_above, start_down, *[make_step(k) for k in range(steps)], up, self._hold(15)]
+
+    def _push_direction(self, color: str, named: np.ndarray, back: float, distance: float) -> np.ndarray:
+        """Push along the named direction, or up to 30 degrees off it when the bowl (which does not move)
+        or a neighbouring block would be in the way. Success allows 45 degrees, so any of these counts."""
+        env = self.env
+        p = env.block_position(color)[:2]
+        bowl = env.bowl_position()[:2]
+        others = [env.block_position(c)[:2] for c in env.present if c != color]
+        base = float(np.arctan2(named[1], named[0]))
+        best, best_score = None, -np.inf
+        for off in np.radians([0, 10, -10, 20, -20, 30, -30]):
+            u = np.array([np.cos(base + off), np.sin(base + off)])
+            start, end = p - back * u, p + (distance - back) * u
+            # Clearance of the block's path from the bowl's wall, and of the fingertip's landing spot
+            # from other blocks.
+            bowl_clear = _segment_point_distance(p, end, bowl) - (BOWL_OUTER + BLOCK_HALF * 1.5)
+            start_clear = min((np.linalg.norm(start - q) - 2 * BLOCK_HALF for q in others), default=1.0)
+            reach = np.linalg.norm(end - _PAN_XY)
+            reach_clear = _MAX_PUSH_REACH - reach
+            score = min(bowl_clear, start_clear, reach_clear) - 0.01 * abs(off)
+            if score > best_score:
+                best, best_score = u, score
+        return np.array([best[0], best[1], 0.0])
 
     def _touch(self, color: str) -> list[Callable[[], Goal]]:
         env, rng = self.env, self.rng

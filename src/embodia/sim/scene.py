@@ -12,7 +12,7 @@ from embodia.robots.so101 import ARM_ACTUATORS_XML, ARM_BODY_XML, ARM_DEFAULTS_X
 from embodia.sim.tasks import COLORS
 
 BLOCK_HALF = 0.0125  # 2.5 cm cubes: the SO-101's jaws open to ~6 cm
-BOWL_RADIUS = 0.05  # inner radius of the bowl's wall
+BOWL_RADIUS = 0.042  # inner radius of the bowl's wall
 BOWL_WALL_HEIGHT = 0.03
 BOWL_SEGMENTS = 12
 CONTROL_FPS = 30
@@ -64,10 +64,10 @@ def tabletop_mjcf(image_height: int = 96, image_width: int = 96) -> str:
   <default>
     {ARM_DEFAULTS_XML}
     <default class="world">
-      <geom contype="1" conaffinity="3" friction="1.0 0.01 0.001" group="0"/>
+      <geom contype="1" conaffinity="3" friction="0.5 0.01 0.001" group="0"/>
     </default>
     <default class="block">
-      <geom contype="1" conaffinity="3" friction="1.2 0.02 0.001" condim="4" mass="0.03" group="0"/>
+      <geom contype="1" conaffinity="3" friction="0.6 0.02 0.001" condim="4" mass="0.03" group="0"/>
     </default>
   </default>
   <worldbody>

@@ -55,10 +55,10 @@ TASK_CHARSET = string.ascii_letters + string.digits + " .,'-!?"
 CAMERAS = ("front", "wrist")
 # Blocks and the bowl are placed in a ring sector around the shoulder-pan axis where the arm can grasp
 # from above at a steep pitch (see the reachability map in docs/architecture.md).
-PLACE_R = (0.14, 0.23)
-PLACE_ANGLE = np.radians(45)
+PLACE_R = (0.13, 0.24)
+PLACE_ANGLE = np.radians(55)
 MIN_BLOCK_GAP = 0.055
-MIN_BOWL_GAP = BOWL_RADIUS + 0.055
+MIN_BOWL_GAP = BOWL_RADIUS + 0.05
 PAN_AXIS = np.array([0.0388, 0.0])
 
 
@@ -274,19 +274,7 @@ class TabletopEnv(gym.Env):
 
     def _layout_scene(self, rng: np.random.Generator, task: TaskInstance) -> None:
         """Bowl and four block positions by rejection sampling, then drop at most one distractor."""
-        points: list[np.ndarray] = []
-        for k in range(1 + len(COLORS)):
-            gap = MIN_BOWL_GAP if k == 0 else MIN_BLOCK_GAP
-            for _ in range(1000):
-                r = rng.uniform(*PLACE_R)
-                a = rng.uniform(-PLACE_ANGLE, PLACE_ANGLE)
-                p = PAN_AXIS + r * np.array([np.cos(a), np.sin(a)])
-                ok = all(
-                    np.linalg.norm(p - q) >= (MIN_BOWL_GAP if i == 0 else gap) for i, q in enumerate(points)
-                )
-                if ok:
-                    break
-            points.append(p)
+        points = self._sample_points(rng)
         yaws = rng.uniform(-np.pi / 4, np.pi / 4, len(COLORS))
         order = rng.permutation(len(COLORS))
         drop_one = rng.random() < 0.5
@@ -306,6 +294,27 @@ class TabletopEnv(gym.Env):
             self.data.qpos[adr : adr + 3] = pos
             self.data.qpos[adr + 3 : adr + 7] = [np.cos(yaws[i] / 2), 0, 0, np.sin(yaws[i] / 2)]
         self.present = tuple(present)
+
+    @staticmethod
+    def _sample_points(rng: np.random.Generator) -> list[np.ndarray]:
+        """Rejection-sample the bowl then the four blocks in the reachable sector; if a layout gets stuck,
+        start it over rather than accept overlapping objects."""
+        for _ in range(1000):
+            points: list[np.ndarray] = []
+            for k in range(1 + len(COLORS)):
+                for _ in range(100):
+                    r = rng.uniform(*PLACE_R)
+                    a = rng.uniform(-PLACE_ANGLE, PLACE_ANGLE)
+                    p = PAN_AXIS + r * np.array([np.cos(a), np.sin(a)])
+                    gaps = [MIN_BOWL_GAP if (i == 0 or k == 0) else MIN_BLOCK_GAP for i in range(len(points))]
+                    if all(np.linalg.norm(p - q) >= g for q, g in zip(points, gaps, strict=True)):
+                        points.append(p)
+                        break
+                else:
+                    break
+            if len(points) == 1 + len(COLORS):
+                return points
+        raise RuntimeError("could not lay out the tabletop scene; the workspace constants are inconsistent")
 
     def _ee_to_joint(self, action: np.ndarray) -> np.ndarray:
         q = self.joint_positions()

@@ -85,11 +85,14 @@ class SO101Kinematics:
         return self.data.site_xpos[self._site].copy(), self.data.site_xmat[self._site].reshape(3, 3).copy()
 
     # ------------------------------------------------------------------ inverse
-    def ik(self, target, pitch: float | None = None, q_init=None, restarts: int = 4) -> IKResult:
+    def ik(
+        self, target, pitch: float | None = None, q_init=None, restarts: int = 4, lock_roll: bool = False
+    ) -> IKResult:
         """Best-effort IK: returns the closest solution found (check `.error`) and never raises.
 
-        Several starts (the given one, the home pose, then random ones) guard against the local minima
-        that differential IK falls into near joint limits.
+        Several starts (the given one, the home pose, then configurations whose tool points lie near the
+        target) guard against the local minima that differential IK falls into near joint limits.
+        `lock_roll` keeps wrist_roll at its value in `q_init` (used to hold a chosen jaw orientation).
         """
         target = np.asarray(target, np.float64)
         if target.shape != (3,) or not np.all(np.isfinite(target)):
@@ -102,7 +105,9 @@ class SO101Kinematics:
         for q0 in starts:
             q0 = q0.copy()
             q0[5] = gripper
-            res = self._solve(target, pitch, q0)
+            if lock_roll and q_init is not None:
+                q0[4] = starts[0][4]
+            res = self._solve(target, pitch, q0, frozen=(4, 5) if lock_roll else (5,))
             if best is None or self._score(res) < self._score(best):
                 best = res
             if self._ok(best, pitch):
@@ -161,7 +166,14 @@ class SO101Kinematics:
         z_axis = np.cross(x_axis, y_axis)
         return np.column_stack([x_axis, y_axis, z_axis])
 
-    def _solve(self, target: np.ndarray, pitch: float | None, q0: np.ndarray, iters: int = 150) -> IKResult:
+    def _solve(
+        self,
+        target: np.ndarray,
+        pitch: float | None,
+        q0: np.ndarray,
+        iters: int = 150,
+        frozen: tuple[int, ...] = (5,),
+    ) -> IKResult:
         cfg = self._configuration
         cfg.update(q0)
         if pitch is None:
@@ -196,7 +208,7 @@ class SO101Kinematics:
             if (dist < 0.2 * self.pos_tolerance and pitch_err < 0.2 * self.pitch_tolerance) or stall >= 15:
                 break
             vel = mink.solve_ik(cfg, [task, posture], dt, "daqp", damping=1e-4, limits=self._limits)
-            vel[5] = 0.0  # the gripper is not part of the arm's IK
+            vel[list(frozen)] = 0.0  # the gripper (and a locked wrist roll) are not part of this IK
             cfg.integrate_inplace(vel, dt)
         cfg.update(best_q)
         q = np.clip(cfg.q.copy(), self.lower, self.upper)

@@ -75,9 +75,9 @@ ARM_BODY_XML = f"""
             {_box((-0.0147, 0, -0.0925), (0.0068, 0.0075, 0.012))}
             <geom name="fixed_jaw_pad" class="pad" type="box" pos="-0.00675 -0.0002 -0.0972" size="0.00525 0.008 0.0072"/>
             <site name="gripperframe" pos="-0.0079 -0.000218121 -0.0981274" quat="0.707107 -0 0.707107 -2.37788e-17" size="0.004" rgba="1 0 0 1" group="4"/>
-            <!-- embodia's grasp point: a 2.5 cm block centred here clears the fixed pad by 4 mm (the official
+            <!-- embodia's grasp point: a 2.5 cm block centred here clears the fixed pad by 1 cm (the official
                  gripperframe sits on the fixed jaw's pad, not between the jaws). Same axes as gripperframe. -->
-            <site name="grasp" pos="0.0155 -0.0002 -0.0965" quat="0.707107 -0 0.707107 -2.37788e-17" size="0.004" rgba="0 1 0 1" group="4"/>
+            <site name="grasp" pos="0.021 -0.0002 -0.0965" quat="0.707107 -0 0.707107 -2.37788e-17" size="0.004" rgba="0 1 0 1" group="4"/>
             <camera name="wrist" pos="-0.05 0 -0.01" xyaxes="0 1 0 -0.9 0 -0.42" fovy="80"/>
             <body name="moving_jaw" pos="0.0202 0.0188 -0.0234" quat="0.707107 0.707107 -1.85362e-08 1.85362e-08" gravcomp="1">
               <inertial pos="-0.00157495 -0.0300244 0.0192755" mass="0.012" diaginertia="6.6e-06 1.9e-06 5.3e-06"/>
@@ -112,12 +112,19 @@ ARM_DEFAULTS_XML = """
   <geom contype="0" conaffinity="0" density="0" group="1"/>
 </default>
 <default class="pad">
-  <geom contype="2" conaffinity="1" friction="2.0 0.05 0.001" condim="4" density="0" group="1" rgba="0.15 0.15 0.15 1"/>
+  <!-- Stiff contacts (solref time constant 4 ms instead of MuJoCo's default 20 ms): with soft ones the
+       closing jaw presses several millimetres into a held block and the grasp ends up crooked. -->
+  <geom contype="2" conaffinity="1" friction="2.0 0.05 0.001" condim="4" density="0" group="1" rgba="0.15 0.15 0.15 1"
+        solref="0.004 1" solimp="0.95 0.99 0.001"/>
 </default>
 """
 
+# The gripper squeezes with at most 1 N m: enough to hold a block against gravity and friction, and
+# gentle enough that contact does not crush into it.
 ARM_ACTUATORS_XML = "\n".join(
-    f'<position class="sts3215" name="{j}" joint="{j}" ctrlrange="{lo} {hi}"/>'
+    f'<position class="sts3215" name="{j}" joint="{j}" ctrlrange="{lo} {hi}"'
+    + (' forcerange="-1 1"' if j == "gripper" else "")
+    + "/>"
     for j, lo, hi in zip(ALL_JOINTS, SO101.action_low, SO101.action_high, strict=True)
 )
 

@@ -13,7 +13,7 @@ so that demonstrations of the same task differ the way human teleoperation does.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -47,6 +47,10 @@ class Goal:
     align_yaw: float | None = None  # block yaw to align the jaws with (top-down grasps)
     joints: np.ndarray | None = None  # stay at these arm joints (gripper-only segments): no IK
     tip: bool = False  # pos is for the closed fingertips (pushing) instead of the grasp point
+    # When carrying: the held block's centre in the grasp-site frame; `pos` is then where the block's
+    # centre should go, and the wrist pose decides where the grasp site must be.
+    held_offset: np.ndarray | None = None
+    jaw_clearance: Callable[[float], float] | None = None  # scores wrist angles (see _align_jaws)
 
 
 class TabletopExpert:
@@ -84,6 +88,20 @@ class TabletopExpert:
         self._q_from, self._q_to, self._t, self._n = q_now, q, 0, max(1, goal.ticks)
 
     def _solve(self, goal: Goal, q_init: np.ndarray) -> np.ndarray:
+        if goal.held_offset is None:
+            return self._solve_site(goal, q_init)
+        # Two passes: the block's offset rotates with the wrist, so solve, look at the resulting wrist
+        # orientation, and solve again for the site position that puts the block where it belongs.
+        _, rot = self.kin.fk_pose(q_init)
+        first = replace(goal, pos=goal.pos - rot @ goal.held_offset)
+        q = self._solve_site(first, q_init)
+        _, rot = self.kin.fk_pose(q)
+        res = self.kin.ik(
+            goal.pos - rot @ goal.held_offset, pitch=self._pitch_of(q), q_init=q, restarts=0, lock_roll=True
+        )
+        return res.q if res.error < 3e-3 else q
+
+    def _solve_site(self, goal: Goal, q_init: np.ndarray) -> np.ndarray:
         best = None
         kin = self.kin_tip if goal.tip else self.kin
         for pitch in goal.pitches:
@@ -99,25 +117,66 @@ class TabletopExpert:
         return q
 
     def _align_jaws(self, q: np.ndarray, goal: Goal, q_init: np.ndarray) -> np.ndarray:
-        """Turn the wrist so that the jaws close across two opposite faces of the block."""
+        """Turn the wrist so that the jaws close across two opposite faces of the block.
+
+        A cube offers four such wrist angles (90 degrees apart). The moving jaw swings ~4 cm out to its
+        side, so among the angles the joint range allows we take the one whose jaws keep the most
+        clearance from neighbouring objects (`goal.jaw_clearance`), then the smallest wrist turn."""
         jaw_angle = self._jaw_axis_angle(q)
         err = (goal.align_yaw - jaw_angle + np.pi / 4) % (np.pi / 2) - np.pi / 4
         # Rolling about the approach axis turns the jaw axis by the same angle (sign from the model).
         probe = q.copy()
         probe[4] += 0.1
         sign = np.sign((self._jaw_axis_angle(probe) - jaw_angle + np.pi) % (2 * np.pi) - np.pi) or 1.0
-        roll = q[4] + sign * err
         lo, hi = self.kin.lower[4], self.kin.upper[4]
-        if roll > hi:
-            roll -= np.pi / 2 * np.ceil((roll - hi) / (np.pi / 2))
-        if roll < lo:
-            roll += np.pi / 2 * np.ceil((lo - roll) / (np.pi / 2))
+        # On a tilted approach the jaws must close across the tilt plane, or the lower jaw lands on top
+        # of the block before the other one reaches it.
+        tilted = self._pitch_of(q) < np.radians(86)
+        radial = float(np.arctan2(goal.pos[1] - _PAN_XY[1], goal.pos[0] - _PAN_XY[0]))
+        best_roll, best_score = None, -np.inf
+        for k in (0, 1, -1, 2, -2):
+            roll = q[4] + sign * (err + k * np.pi / 2)
+            if not lo <= roll <= hi:
+                continue
+            cand = q.copy()
+            cand[4] = roll
+            angle = self._jaw_axis_angle(cand)
+            score = -0.001 * abs(roll - q_init[4])
+            if tilted:
+                score -= 0.05 * abs(np.cos(angle - radial))
+            if goal.jaw_clearance is not None:
+                score += min(goal.jaw_clearance(angle), 0.02)
+            if score > best_score:
+                best_roll, best_score = roll, score
         seed = q.copy()
-        seed[4] = roll
+        seed[4] = best_roll if best_roll is not None else q[4]
         # The tool point sits off the roll axis, so re-solve the position with the new roll as the start.
-        res = self.kin.ik(goal.pos, pitch=self._pitch_of(q), q_init=seed, restarts=0)
-        out = res.q if res.error < 3e-3 else seed
-        return out
+        res = self.kin.ik(goal.pos, pitch=self._pitch_of(q), q_init=seed, restarts=0, lock_roll=True)
+        return res.q if res.error < 3e-3 else seed
+
+    def _jaw_clearance(self, color: str) -> Callable[[float], float]:
+        """Clearance (m) of the open jaws around `color` from other blocks and the bowl's wall, for a
+        given world angle of the closing axis (pointing from the fixed towards the moving jaw)."""
+        env = self.env
+        centre = env.block_position(color)[:2]
+        others = [env.block_position(c)[:2] for c in env.present if c != color]
+        bowl = env.bowl_position()[:2]
+
+        def clearance(angle: float) -> float:
+            u = np.array([np.cos(angle), np.sin(angle)])
+            jaws = [centre + 0.04 * u, centre - 0.02 * u]  # moving jaw swings wide; fixed jaw stays close
+            d = [np.linalg.norm(j - o) - 1.5 * BLOCK_HALF for j in jaws for o in others]
+            d += [abs(np.linalg.norm(j - bowl) - BOWL_RADIUS) - 0.008 for j in jaws]
+            return float(min(d, default=1.0))
+
+        return clearance
+
+    def _feasible_pitch(self, positions: list[np.ndarray]) -> tuple[float, ...]:
+        """The steepest approach pitch that reaches every position (so a descent does not tilt midway)."""
+        for pitch in PITCHES:
+            if all(self.kin.ik(p, pitch=pitch, restarts=1).error < 2e-3 for p in positions):
+                return (pitch,)
+        return PITCHES
 
     def _jaw_axis_angle(self, q: np.ndarray) -> float:
         _, rot = self.kin.fk_pose(q)
@@ -143,11 +202,11 @@ class TabletopExpert:
             )
         if fam == "place":
             return self._grasp(t.color) + self._carry_and_release(
-                lambda: self.env.bowl_position(), drop_z=0.055
+                t.color, lambda: self.env.bowl_position(), drop_z=0.055
             )
         if fam == "stack":
             return self._grasp(t.color) + self._carry_and_release(
-                lambda: self.env.block_position(t.other), drop_z=None, other=t.other
+                t.color, lambda: self.env.block_position(t.other), drop_z=None, other=t.other
             )
         if fam == "push":
             return self._push(t.color, np.asarray(DIRECTIONS[t.direction]))
@@ -160,24 +219,33 @@ class TabletopExpert:
         env, rng = self.env, self.rng
         hover = 0.06 + rng.uniform(0, 0.03)
         off = rng.uniform(-0.003, 0.003, 2)
+        plan: dict[str, tuple[float, ...]] = {}
+
+        def target(z: float) -> np.ndarray:
+            p = env.block_position(color)
+            return np.array([p[0] + off[0], p[1] + off[1], z])
 
         def above():
-            p = env.block_position(color)
+            bottom = target(env.block_position(color)[2] + rng.uniform(-0.004, 0.002))
+            plan["bottom"] = bottom
+            plan["pitch"] = self._feasible_pitch([bottom, target(hover)])
             return Goal(
-                np.array([p[0] + off[0], p[1] + off[1], hover]),
+                target(hover),
                 OPEN,
                 self._ticks(22, 32),
-                align_yaw=env.block_yaw(color),
+                plan["pitch"],
+                env.block_yaw(color),
+                jaw_clearance=self._jaw_clearance(color),
             )
 
         def down():
-            p = env.block_position(color)
-            z = p[2] + rng.uniform(-0.004, 0.002)
             return Goal(
-                np.array([p[0] + off[0], p[1] + off[1], z]),
+                plan["bottom"],
                 OPEN,
                 self._ticks(14, 20),
-                align_yaw=env.block_yaw(color),
+                plan["pitch"],
+                env.block_yaw(color),
+                jaw_clearance=self._jaw_clearance(color),
             )
 
         return [above, down, self._gripper(CLOSED, 8, 12)]
@@ -204,30 +272,43 @@ class TabletopExpert:
         return seg
 
     def _carry_and_release(
-        self, where: Callable[[], np.ndarray], drop_z: float | None, other: str | None = None
+        self, color: str, where: Callable[[], np.ndarray], drop_z: float | None, other: str | None = None
     ):
         rng = self.rng
         carry_z = 0.09 + rng.uniform(0, 0.02)
+        held: dict[str, np.ndarray] = {}
 
         def lift():
             p = self.kin.fk(self._last)
             return Goal(np.array([p[0], p[1], carry_z]), CLOSED, self._ticks(15, 22))
 
         def over():
+            # Where the block sits in the hand, measured once it is lifted (it slides against the fixed
+            # jaw while the gripper closes, so it is not at the grasp point).
+            pos, rot = self.kin.fk_pose(self.env.joint_positions())
+            held["offset"] = rot.T @ (self.env.block_position(color) - pos)
             w = where()
-            return Goal(np.array([w[0], w[1], carry_z]), CLOSED, self._ticks(25, 35))
+            return Goal(
+                np.array([w[0], w[1], carry_z]), CLOSED, self._ticks(25, 35), held_offset=held["offset"]
+            )
 
         def lower():
             w = where()
             z = drop_z if drop_z is not None else w[2] + 2 * BLOCK_HALF + 0.004
             yaw = self.env.block_yaw(other) if other else None
-            return Goal(np.array([w[0], w[1], z]), CLOSED, self._ticks(15, 22), align_yaw=yaw)
+            return Goal(
+                np.array([w[0], w[1], z]),
+                CLOSED,
+                self._ticks(15, 22),
+                align_yaw=yaw,
+                held_offset=held["offset"],
+            )
 
         def retreat():
             p = self.kin.fk(self._last)
             return Goal(np.array([p[0], p[1], p[2] + 0.05]), OPEN, self._ticks(12, 18))
 
-        return [lift, over, lower, self._gripper(OPEN, 8, 12), retreat, self._hold(30)]
+        return [lift, over, lower, self._gripper(OPEN, 12, 16), retreat, self._hold(30)]
 
     def _push(self, color: str, direction: np.ndarray) -> list[Callable[[], Goal]]:
         env, rng = self.env, self.rng

@@ -67,7 +67,8 @@ def tabletop_mjcf(image_height: int = 96, image_width: int = 96) -> str:
       <geom contype="1" conaffinity="3" friction="0.5 0.01 0.001" group="0"/>
     </default>
     <default class="block">
-      <geom contype="1" conaffinity="3" friction="0.6 0.02 0.001" condim="4" mass="0.03" group="0"/>
+      <geom contype="1" conaffinity="3" friction="0.6 0.02 0.001" condim="4" mass="0.03" group="0"
+            solref="0.004 1" solimp="0.95 0.99 0.001"/>
     </default>
   </default>
   <worldbody>

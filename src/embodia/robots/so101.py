@@ -78,7 +78,7 @@ ARM_BODY_XML = f"""
             <!-- embodia's grasp point: a 2.5 cm block centred here clears the fixed pad by 1 cm (the official
                  gripperframe sits on the fixed jaw's pad, not between the jaws). Same axes as gripperframe. -->
             <site name="grasp" pos="0.021 -0.0002 -0.0965" quat="0.707107 -0 0.707107 -2.37788e-17" size="0.004" rgba="0 1 0 1" group="4"/>
-            <camera name="wrist" pos="-0.05 0 -0.01" xyaxes="0 1 0 -0.9 0 -0.42" fovy="80"/>
+            <camera name="wrist" pos="0.005 -0.045 -0.02" xyaxes="1 0 0 0 0.87 0.49" fovy="75"/>
             <body name="moving_jaw" pos="0.0202 0.0188 -0.0234" quat="0.707107 0.707107 -1.85362e-08 1.85362e-08" gravcomp="1">
               <inertial pos="-0.00157495 -0.0300244 0.0192755" mass="0.012" diaginertia="6.6e-06 1.9e-06 5.3e-06"/>
               <joint name="gripper" axis="0 0 1" range="-0.17453 1.74533" class="sts3215"/>

@@ -51,6 +51,7 @@ class Goal:
     # centre should go, and the wrist pose decides where the grasp site must be.
     held_offset: np.ndarray | None = None
     jaw_clearance: Callable[[float], float] | None = None  # scores wrist angles (see _align_jaws)
+    align_period: float = np.pi / 2  # a cube repeats every 90 degrees; a push blade every 180
 
 
 class TabletopExpert:
@@ -113,17 +114,18 @@ class TabletopExpert:
                 best = res
         q = best.q.copy()
         if goal.align_yaw is not None:
-            q = self._align_jaws(q, goal, q_init)
+            q = self._align_jaws(q, goal, q_init, kin)
         return q
 
-    def _align_jaws(self, q: np.ndarray, goal: Goal, q_init: np.ndarray) -> np.ndarray:
+    def _align_jaws(self, q: np.ndarray, goal: Goal, q_init: np.ndarray, kin: SO101Kinematics) -> np.ndarray:
         """Turn the wrist so that the jaws close across two opposite faces of the block.
 
         A cube offers four such wrist angles (90 degrees apart). The moving jaw swings ~4 cm out to its
         side, so among the angles the joint range allows we take the one whose jaws keep the most
         clearance from neighbouring objects (`goal.jaw_clearance`), then the smallest wrist turn."""
         jaw_angle = self._jaw_axis_angle(q)
-        err = (goal.align_yaw - jaw_angle + np.pi / 4) % (np.pi / 2) - np.pi / 4
+        period = goal.align_period
+        err = (goal.align_yaw - jaw_angle + period / 2) % period - period / 2
         # Rolling about the approach axis turns the jaw axis by the same angle (sign from the model).
         probe = q.copy()
         probe[4] += 0.1
@@ -133,26 +135,29 @@ class TabletopExpert:
         # of the block before the other one reaches it.
         tilted = self._pitch_of(q) < np.radians(86)
         radial = float(np.arctan2(goal.pos[1] - _PAN_XY[1], goal.pos[0] - _PAN_XY[0]))
-        best_roll, best_score = None, -np.inf
+        scored = []
         for k in (0, 1, -1, 2, -2):
-            roll = q[4] + sign * (err + k * np.pi / 2)
+            roll = q[4] + sign * (err + k * period)
             if not lo <= roll <= hi:
                 continue
             cand = q.copy()
             cand[4] = roll
             angle = self._jaw_axis_angle(cand)
             score = -0.001 * abs(roll - q_init[4])
-            if tilted:
+            if tilted and goal.align_period < np.pi:
                 score -= 0.05 * abs(np.cos(angle - radial))
             if goal.jaw_clearance is not None:
                 score += min(goal.jaw_clearance(angle), 0.02)
-            if score > best_score:
-                best_roll, best_score = roll, score
-        seed = q.copy()
-        seed[4] = best_roll if best_roll is not None else q[4]
-        # The tool point sits off the roll axis, so re-solve the position with the new roll as the start.
-        res = self.kin.ik(goal.pos, pitch=self._pitch_of(q), q_init=seed, restarts=0, lock_roll=True)
-        return res.q if res.error < 3e-3 else seed
+            scored.append((score, roll))
+        # The tool point sits off the roll axis, so each wrist angle needs the position solved again with
+        # that roll held; take the best-scoring angle the arm can actually reach.
+        for _, roll in sorted(scored, reverse=True):
+            seed = q.copy()
+            seed[4] = roll
+            res = kin.ik(goal.pos, pitch=self._pitch_of(q), q_init=seed, restarts=0, lock_roll=True)
+            if res.error < 3e-3:
+                return res.q
+        return q
 
     def _jaw_clearance(self, color: str) -> Callable[[float], float]:
         """Clearance (m) of the open jaws around `color` from other blocks and the bowl's wall, for a
@@ -217,7 +222,7 @@ class TabletopExpert:
     # Segment builders. Each returns closures evaluated when the segment starts.
     def _grasp(self, color: str) -> list[Callable[[], Goal]]:
         env, rng = self.env, self.rng
-        hover = 0.06 + rng.uniform(0, 0.03)
+        hover = 0.05 + rng.uniform(0, 0.025)
         off = rng.uniform(-0.003, 0.003, 2)
         plan: dict[str, tuple[float, ...]] = {}
 
@@ -317,23 +322,29 @@ class TabletopExpert:
         z_push = 0.008 + rng.uniform(0, 0.003)
         plan: dict[str, np.ndarray] = {}
 
+        def blade() -> dict:
+            # The closed fingers are ~3 cm wide along the jaw axis: turned across the push direction
+            # they make a flat pusher wider than the block, which keeps it from spinning off a point.
+            d = plan["dir"]
+            return {"align_yaw": float(np.arctan2(d[1], d[0]) + np.pi / 2), "align_period": np.pi}
+
         def start_above():
             p = env.block_position(color)
             plan["dir"] = self._push_direction(color, direction, back, distance)
             plan["start"] = p - back * plan["dir"]
             s = plan["start"]
-            return Goal(np.array([s[0], s[1], 0.07]), CLOSED, self._ticks(22, 30), tip=True)
+            return Goal(np.array([s[0], s[1], 0.07]), CLOSED, self._ticks(22, 30), tip=True, **blade())
 
         def start_down():
             s = plan["start"]
-            return Goal(np.array([s[0], s[1], z_push]), CLOSED, self._ticks(14, 18), tip=True)
+            return Goal(np.array([s[0], s[1], z_push]), CLOSED, self._ticks(14, 18), tip=True, **blade())
 
         steps = 7
 
         def make_step(k: int):
             def seg():
                 p = plan["start"] + plan["dir"] * distance * (k + 1) / steps
-                return Goal(np.array([p[0], p[1], z_push]), CLOSED, self._ticks(8, 11), tip=True)
+                return Goal(np.array([p[0], p[1], z_push]), CLOSED, self._ticks(8, 11), tip=True, **blade())
 
             return seg
 

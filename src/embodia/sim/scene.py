@@ -74,7 +74,7 @@ def tabletop_mjcf(image_height: int = 96, image_width: int = 96) -> str:
   <worldbody>
     <light name="top" pos="0.2 0 1.0" dir="0 0 -1" diffuse="0.5 0.5 0.5" castshadow="false"/>
     <geom name="table" class="world" type="box" pos="0.2 0 -0.01" size="0.45 0.45 0.01" rgba="0.72 0.62 0.50 1"/>
-    <camera name="front" pos="0.55 0.0 0.32" xyaxes="0 1 0 -0.607 0 0.795" fovy="58"/>
+    <camera name="front" pos="0.5 0.0 0.3" xyaxes="0 1 0 -0.6 0 0.8" fovy="56"/>
     {ARM_BODY_XML}
     {_bowl_xml()}
     {_blocks_xml()}

@@ -28,10 +28,8 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from embodia.robots.kinematics import SO101Kinematics
-from embodia.robots.safety import SafetyLayer
-from embodia.robots.so101 import ALL_JOINTS, GRASP_SITE, HOME_QPOS
-from embodia.robots.spec import OBS_STATE, SO101, SO101_EE, TASK, image_key
+from embodia.robots.so101 import HOME_QPOS
+from embodia.robots.spec import OBS_STATE, SO101, TASK, image_key
 from embodia.sim.scene import (
     BLOCK_HALF,
     BOWL_RADIUS,
@@ -41,6 +39,7 @@ from embodia.sim.scene import (
     SUBSTEPS,
     tabletop_mjcf,
 )
+from embodia.sim.sim_robot import SimSO101
 from embodia.sim.tasks import (
     COLORS,
     FAMILIES,
@@ -55,7 +54,7 @@ TASK_CHARSET = string.ascii_letters + string.digits + " .,'-!?"
 CAMERAS = ("front", "wrist")
 # Blocks and the bowl are placed in a ring sector around the shoulder-pan axis where the arm can grasp
 # from above at a steep pitch (see the reachability map in docs/architecture.md).
-PLACE_R = (0.13, 0.24)
+PLACE_R = (0.13, 0.225)
 PLACE_ANGLE = np.radians(55)
 MIN_BLOCK_GAP = 0.055
 MIN_BOWL_GAP = BOWL_RADIUS + 0.05
@@ -92,15 +91,20 @@ class TabletopEnv(gym.Env):
         self.height, self.width = (image_size, image_size) if isinstance(image_size, int) else image_size
         self.cameras = tuple(cameras) if render else ()
         self.action_mode = action_mode
-        self.embodiment = SO101 if action_mode == "joint_abs" else SO101_EE
         self._max_steps_override = max_episode_steps
         self.render_mode = render_mode
 
         self.model = mujoco.MjModel.from_xml_string(tabletop_mjcf(self.height, self.width))
         self.data = mujoco.MjData(self.model)
-        self._renderer: mujoco.Renderer | None = None
-        self._kin = SO101Kinematics(site=GRASP_SITE) if action_mode == "ee_delta" else None
-        self.safety = SafetyLayer(self.embodiment)
+        self.robot = SimSO101(
+            self.model,
+            self.data,
+            cameras=self.cameras,
+            height=self.height,
+            width=self.width,
+            substeps=SUBSTEPS,
+            action_mode=action_mode,
+        )
         self._cache_ids()
 
         obs_spaces: dict[str, spaces.Space] = {
@@ -114,6 +118,7 @@ class TabletopEnv(gym.Env):
         )
         obs_spaces[TASK] = spaces.Text(max_length=160, min_length=1, charset=TASK_CHARSET)
         self.observation_space = spaces.Dict(obs_spaces)
+        self.embodiment = self.robot.spec
         low, high = self.embodiment.action_bounds()
         self.action_space = spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
 
@@ -151,16 +156,13 @@ class TabletopEnv(gym.Env):
 
         mujoco.mj_resetData(self.model, self.data)
         self._layout_scene(scene_rng, task)
-        self.data.qpos[self._arm_qadr] = HOME_QPOS + scene_rng.normal(0, 0.03, 6) * np.array(
-            [1, 1, 1, 1, 1, 0]
-        )
-        self.data.ctrl[:] = self.data.qpos[self._arm_qadr]
+        self.robot.place(HOME_QPOS + scene_rng.normal(0, 0.03, 6) * np.array([1, 1, 1, 1, 1, 0]))
         mujoco.mj_forward(self.model, self.data)
         # Let the blocks settle so that "where it rested" is a physical rest pose, not the spawn pose.
         for _ in range(20):
             mujoco.mj_step(self.model, self.data)
         self.block_start = {c: self.data.xpos[self._block_body[c]].copy() for c in COLORS}
-        self.safety.reset(self.data.qpos[self._arm_qadr].copy() if self.action_mode == "joint_abs" else None)
+        self.robot.start_episode()
         self._check = SuccessCheck(task)
         self._steps = 0
         self._expert = None
@@ -169,12 +171,8 @@ class TabletopEnv(gym.Env):
     def step(self, action):
         if self.task is None:
             raise RuntimeError("call reset() before step()")
-        safe = self.safety(action)
-        if self.action_mode == "ee_delta":
-            safe = self._ee_to_joint(safe)
-        self.data.ctrl[:] = safe
-        for _ in range(SUBSTEPS):
-            mujoco.mj_step(self.model, self.data)
+        self.robot.send_action(action)
+        self.robot.advance()
         self._steps += 1
         success = self._check.update(self.scene_state())
         truncated = self._steps >= self.max_episode_steps and not success
@@ -185,9 +183,7 @@ class TabletopEnv(gym.Env):
         return self._render(cam)
 
     def close(self):
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        self.robot.disconnect()
 
     # ------------------------------------------------------------------ helpers used by experts/eval
     @property
@@ -203,10 +199,10 @@ class TabletopEnv(gym.Env):
         return self.task.instruction if self.task else ""
 
     def joint_positions(self) -> np.ndarray:
-        return self.data.qpos[self._arm_qadr].copy()
+        return self.robot.joint_positions()
 
     def tool_position(self) -> np.ndarray:
-        return self.data.site_xpos[self._tool_site].copy()
+        return self.robot.tool_position()
 
     def block_position(self, color: str) -> np.ndarray:
         return self.data.xpos[self._block_body[color]].copy()
@@ -263,8 +259,6 @@ class TabletopEnv(gym.Env):
 
     def _cache_ids(self) -> None:
         m = self.model
-        self._arm_qadr = np.array([m.jnt_qposadr[m.joint(j).id] for j in ALL_JOINTS])
-        self._tool_site = m.site(GRASP_SITE).id
         self._block_body = {c: m.body(f"block_{c}").id for c in COLORS}
         self._block_qadr = {c: m.jnt_qposadr[m.joint(f"block_{c}").id] for c in COLORS}
         self._block_dof = {c: m.jnt_dofadr[m.joint(f"block_{c}").id] for c in COLORS}
@@ -316,29 +310,11 @@ class TabletopEnv(gym.Env):
                 return points
         raise RuntimeError("could not lay out the tabletop scene; the workspace constants are inconsistent")
 
-    def _ee_to_joint(self, action: np.ndarray) -> np.ndarray:
-        q = self.joint_positions()
-        target = self.tool_position() + action[:3]
-        res = self._kin.ik(target, q_init=q, restarts=0)
-        joint = res.q.copy()
-        joint[5] = action[3]
-        return np.clip(joint, SO101.action_low, SO101.action_high)
-
     def _render(self, camera: str) -> np.ndarray:
-        if self._renderer is None:
-            self._renderer = mujoco.Renderer(self.model, self.height, self.width)
-            for flag in (
-                mujoco.mjtRndFlag.mjRND_SHADOW,
-                mujoco.mjtRndFlag.mjRND_REFLECTION,
-                mujoco.mjtRndFlag.mjRND_SKYBOX,
-            ):
-                self._renderer.scene.flags[flag] = 0
-        self._renderer.update_scene(self.data, camera=camera)
-        return self._renderer.render()
+        return self.robot.render(camera)
 
     def _observation(self) -> dict[str, Any]:
-        obs: dict[str, Any] = {image_key(c): self._render(c) for c in self.cameras}
-        obs[OBS_STATE] = self.joint_positions().astype(np.float32)
+        obs = self.robot.get_observation()
         obs[TASK] = self.instruction
         return obs
 
@@ -348,5 +324,5 @@ class TabletopEnv(gym.Env):
             "task": self.instruction,
             "family": self.task.family if self.task else None,
             "present_blocks": self.present,
-            "safety": vars(self.safety.last_report).copy(),
+            "safety": vars(self.robot.safety.last_report).copy(),
         }

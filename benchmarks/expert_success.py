@@ -14,12 +14,24 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from embodia.robots.spec import SO101
 from embodia.sim.tabletop import TabletopEnv
 from embodia.sim.tasks import FAMILIES
 from embodia.sim.vector import VectorRunner
 
 
-def run_family(family: str, episodes: int, workers: int, progress: Progress) -> tuple[int, list[int], float]:
+def _actions(policy: str, runner: VectorRunner, idx: list[int], rng: np.random.Generator) -> list[np.ndarray]:
+    if policy == "expert":
+        return runner.call("expert_action", indices=idx)
+    if policy == "zero":
+        return [np.zeros(6) for _ in idx]
+    return [rng.uniform(SO101.action_low, SO101.action_high) for _ in idx]
+
+
+def run_family(
+    family: str, episodes: int, workers: int, progress: Progress, policy: str = "expert"
+) -> tuple[int, list[int], float]:
+    rng = np.random.default_rng(0)
     bar = progress.add_task(family, total=episodes)
     seeds = list(range(episodes))
     failures: list[int] = []
@@ -33,7 +45,7 @@ def run_family(family: str, episodes: int, workers: int, progress: Progress) -> 
         runner.reset([current[i] for i in current], indices=list(current))
         while current:
             idx = list(current)
-            actions = runner.call("expert_action", indices=idx)
+            actions = _actions(policy, runner, idx, rng)
             results = runner.step(actions, indices=idx)
             finished = []
             for i, (_, _, terminated, truncated, info) in zip(idx, results, strict=True):
@@ -57,12 +69,13 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--policy", choices=["expert", "zero", "random"], default="expert")
     args = parser.parse_args()
     console = Console()
     rows = []
     with Progress(console=console) as progress:
         for fam in args.families.split(","):
-            wins, failures, secs = run_family(fam, args.episodes, args.workers, progress)
+            wins, failures, secs = run_family(fam, args.episodes, args.workers, progress, args.policy)
             rows.append((fam, wins, failures, secs))
     table = Table(
         title=f"Scripted expert success, SO-101 tabletop ({args.episodes} seeded episodes per family)"

@@ -96,8 +96,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_tasks(args: argparse.Namespace) -> int:
     """List the tabletop task families, their templates and success predicates."""
-    from embodia.sim.tasks import COLORS, DIRECTIONS, FAMILIES
+    from embodia.sim.tasks import COLORS, DIRECTIONS, FAMILIES, tasks_markdown
 
+    if args.markdown:
+        print(tasks_markdown(), end="")
+        return 0
     table = Table(title="SO-101 tabletop task families")
     for col in ("family", "train templates", "held-out templates", "steps", "success"):
         table.add_column(col, overflow="fold")
@@ -121,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     tasks = sub.add_parser("tasks", help=cmd_tasks.__doc__)
+    tasks.add_argument("--markdown", action="store_true", help="print docs/tasks.md")
     tasks.set_defaults(func=cmd_tasks)
     return parser
 

@@ -72,3 +72,11 @@ def test_safety_clamps_to_limits_and_rate_limits():
     assert out[0] == pytest.approx(SO101.state_high[0])  # and never past the joint limit
     ee = SafetyLayer(SAWYER)
     assert np.allclose(ee(np.array([2.0, -3.0, 0.5, 0.0])), [1.0, -1.0, 0.5, 0.0])
+
+
+def test_ee_variant_keeps_state_and_moves_gripper_index():
+    from embodia.robots.spec import SO101_EE
+
+    assert SO101_EE.state_names == SO101.state_names and SO101_EE.action_dim == 4
+    assert SO101_EE.gripper.state_index == 5 and SO101_EE.gripper.action_index == 3
+    assert SAWYER.gripper.state_index == SAWYER.gripper.action_index == 3

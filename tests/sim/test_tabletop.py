@@ -75,17 +75,29 @@ def test_unknown_task_color_family_list_valid_ones(env):
         TabletopEnv(cameras=("top",), render=True)
 
 
-def test_counterfactual_colour_changes_which_block_moves():
+@pytest.mark.parametrize("template", ["pick up the {} block", "put the {} block in the bowl"])
+def test_counterfactual_colour_changes_which_block_moves(template):
+    """Same seed (same scene), other colour in the instruction: the expert moves the other block."""
     env = TabletopEnv(render=False)
+    # A scene where both blocks are on the table whichever of the two the instruction names.
+    seed = next(s for s in range(50) if _both_present(env, s, template))
     moved = {}
     for color in ("red", "blue"):
-        env.reset(seed=4, options={"task": f"pick up the {color} block"})
+        env.reset(seed=seed, options={"task": template.format(color)})
         start = {c: env.block_position(c) for c in ("red", "blue")}
         for _ in range(90):
             env.step(env.expert_action())
         moved[color] = {c: np.linalg.norm(env.block_position(c) - start[c]) for c in start}
     assert moved["red"]["red"] > 0.03 and moved["red"]["blue"] < 0.005
     assert moved["blue"]["blue"] > 0.03 and moved["blue"]["red"] < 0.005
+
+
+def _both_present(env, seed, template):
+    for color in ("red", "blue"):
+        env.reset(seed=seed, options={"task": template.format(color)})
+        if not {"red", "blue"} <= set(env.present):
+            return False
+    return True
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))

@@ -10,7 +10,7 @@ Units are per dimension and explicit, because mixing radians with degrees (or a 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -44,7 +44,8 @@ class GripperSpec:
     object, so the state never reaches the action's closed value while holding something.
     """
 
-    index: int  # which dimension of state and action is the gripper
+    state_index: int  # which dimension of the state is the gripper
+    action_index: int  # which dimension of the action is the gripper
     state_open: float
     state_closed: float
     action_open: float
@@ -121,7 +122,8 @@ class EmbodimentSpec:
                 "high": list(self.action_high),
             },
             "gripper": {
-                "index": self.gripper.index,
+                "state_index": self.gripper.state_index,
+                "action_index": self.gripper.action_index,
                 "state_open": self.gripper.state_open,
                 "state_closed": self.gripper.state_closed,
                 "action_open": self.gripper.action_open,
@@ -166,31 +168,28 @@ SO101 = EmbodimentSpec(
     # 2.5 cm blocks without sweeping neighbours); holding a block the joint settles near 0.25 rad while
     # the command stays at the lower limit, which is why state and action values differ.
     gripper=GripperSpec(
-        index=5, state_open=0.6, state_closed=-0.17453, action_open=0.6, action_closed=-0.17453
+        state_index=5,
+        action_index=5,
+        state_open=0.6,
+        state_closed=-0.17453,
+        action_open=0.6,
+        action_closed=-0.17453,
     ),
     fps=30,
     cameras=(CameraSpec("front"), CameraSpec("wrist")),
 )
 
 # The same arm driven through the IK: tool-point delta in the base frame plus the gripper target.
-SO101_EE = EmbodimentSpec(
+SO101_EE = replace(
+    SO101,
     name="so101_ee",
-    robot_type="so101_follower",
     action_kind="ee_delta",
-    state_names=SO101_JOINT_NAMES,
-    state_units=("rad",) * 6,
-    state_low=SO101_LOW,
-    state_high=SO101_HIGH,
     action_names=("delta.x", "delta.y", "delta.z", "gripper.pos"),
     action_units=("m", "m", "m", "rad"),
     action_low=(-0.02, -0.02, -0.02, SO101_LOW[5]),
     action_high=(0.02, 0.02, 0.02, SO101_HIGH[5]),
     max_action_change=None,
-    gripper=GripperSpec(
-        index=5, state_open=0.6, state_closed=-0.17453, action_open=0.6, action_closed=-0.17453
-    ),
-    fps=30,
-    cameras=(CameraSpec("front"), CameraSpec("wrist")),
+    gripper=replace(SO101.gripper, action_index=3),
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -211,7 +210,9 @@ SAWYER = EmbodimentSpec(
     action_high=(1.0, 1.0, 1.0, 1.0),
     max_action_change=None,
     # Meta-World: effort -1 opens, +1 closes; the finger-distance reading is 1 open, ~0 closed.
-    gripper=GripperSpec(index=3, state_open=1.0, state_closed=0.0, action_open=-1.0, action_closed=1.0),
+    gripper=GripperSpec(
+        state_index=3, action_index=3, state_open=1.0, state_closed=0.0, action_open=-1.0, action_closed=1.0
+    ),
     fps=80,
     cameras=(CameraSpec("corner2"),),
 )

@@ -17,7 +17,10 @@ BOWL_WALL_HEIGHT = 0.03
 BOWL_SEGMENTS = 12
 CONTROL_FPS = 30
 SUBSTEPS = 16  # physics at 480 Hz
-PARKED = np.array([0.0, 0.6, -0.5])  # where an absent block waits, out of view below the table
+FLOOR_Z = -0.3
+PARKED = np.array(
+    [0.2, 0.0, FLOOR_Z + BLOCK_HALF]
+)  # where an absent block waits: on the floor, under the table
 
 
 def _bowl_xml() -> str:
@@ -73,6 +76,7 @@ def tabletop_mjcf(image_height: int = 96, image_width: int = 96) -> str:
   </default>
   <worldbody>
     <light name="top" pos="0.2 0 1.0" dir="0 0 -1" diffuse="0.5 0.5 0.5" castshadow="false"/>
+    <geom name="floor" class="world" type="plane" pos="0 0 {FLOOR_Z}" size="1 1 0.1" rgba="0.3 0.3 0.3 1"/>
     <geom name="table" class="world" type="box" pos="0.2 0 -0.01" size="0.45 0.45 0.01" rgba="0.72 0.62 0.50 1"/>
     <camera name="front" pos="0.5 0.0 0.3" xyaxes="0 1 0 -0.6 0 0.8" fovy="56"/>
     {ARM_BODY_XML}

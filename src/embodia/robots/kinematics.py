@@ -20,11 +20,7 @@ import mink
 import mujoco
 import numpy as np
 
-from embodia.robots.so101 import ARM_JOINTS, GRIPPER_SITE, HOME_QPOS, arm_only_mjcf
-
-# Shoulder-pan axis position in the base frame: the arm's vertical plane contains it, which fixes the
-# yaw of the approach axis for a given target.
-_PAN_AXIS_XY = np.array([0.0388353, 0.0])
+from embodia.robots.so101 import ARM_JOINTS, GRIPPER_SITE, HOME_QPOS, PAN_AXIS_XY, arm_only_mjcf
 
 
 class UnreachableError(ValueError):
@@ -158,7 +154,8 @@ class SO101Kinematics:
         return res.error + 0.05 * res.pitch_error  # 1 rad of pitch weighs like 5 cm
 
     def _target_rotation(self, target: np.ndarray, pitch: float) -> np.ndarray:
-        d = target[:2] - _PAN_AXIS_XY
+        # The arm's vertical plane contains the shoulder-pan axis, which fixes the approach's yaw.
+        d = target[:2] - PAN_AXIS_XY
         yaw = float(np.arctan2(d[1], d[0]))
         cp, sp, cy, sy = np.cos(pitch), np.sin(pitch), np.cos(yaw), np.sin(yaw)
         x_axis = np.array([cp * cy, cp * sy, -sp])  # approach direction

@@ -25,6 +25,7 @@ from embodia.robots.spec import SO101
 ARM_JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll")
 ALL_JOINTS = (*ARM_JOINTS, "gripper")
 GRIPPER_SITE = "gripperframe"  # the official model's tool frame, on the fixed jaw's fingertip pad
+PAN_AXIS_XY = np.array([0.0388353, 0.0])  # where the shoulder-pan axis meets the table (base frame)
 GRASP_SITE = "grasp"  # between the pads of a gripper closed on a 2.5 cm block
 
 YELLOW = "1 0.82 0.12 1"

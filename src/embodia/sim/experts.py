@@ -12,24 +12,30 @@ so that demonstrations of the same task differ the way human teleoperation does.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from embodia.robots.kinematics import SO101Kinematics
-from embodia.robots.so101 import GRASP_SITE, GRIPPER_SITE
+from embodia.robots.so101 import GRASP_SITE, GRIPPER_SITE, PAN_AXIS_XY
 from embodia.robots.spec import SO101
 from embodia.sim.scene import BLOCK_HALF, BOWL_RADIUS
 from embodia.sim.tasks import DIRECTIONS
 
 OPEN = SO101.gripper.action_open
 CLOSED = SO101.gripper.action_closed
-PITCH_DOWN = np.pi / 2
 PITCHES = (np.pi / 2, np.radians(75), np.radians(60), np.radians(45))
 BOWL_OUTER = BOWL_RADIUS + 0.006
-_PAN_XY = np.array([0.0388, 0.0])
 _MAX_PUSH_REACH = 0.33  # fingertips on the table, pitch >= 45 degrees
+
+
+@functools.cache
+def _kinematics(site: str) -> SO101Kinematics:
+    """One solver per site and process: building one (model + workspace sample) costs ~0.2 s, too much
+    to repeat every episode."""
+    return SO101Kinematics(site=site)
 
 
 def _segment_point_distance(a: np.ndarray, b: np.ndarray, p: np.ndarray) -> float:
@@ -58,9 +64,9 @@ class TabletopExpert:
     def __init__(self, env, seed: int | None = None):
         self.env = env
         self.rng = np.random.default_rng([0 if seed is None else seed, 2])
-        self.kin = SO101Kinematics(site=GRASP_SITE)
+        self.kin = _kinematics(GRASP_SITE)
         # Pushing uses the closed fingertips, which is where the official tool frame sits.
-        self.kin_tip = SO101Kinematics(site=GRIPPER_SITE)
+        self.kin_tip = _kinematics(GRIPPER_SITE)
         self.segments: list[Callable[[], Goal]] = self._plan()
         self._q_from: np.ndarray | None = None
         self._q_to: np.ndarray | None = None
@@ -134,7 +140,7 @@ class TabletopExpert:
         # On a tilted approach the jaws must close across the tilt plane, or the lower jaw lands on top
         # of the block before the other one reaches it.
         tilted = self._pitch_of(q) < np.radians(86)
-        radial = float(np.arctan2(goal.pos[1] - _PAN_XY[1], goal.pos[0] - _PAN_XY[0]))
+        radial = float(np.arctan2(goal.pos[1] - PAN_AXIS_XY[1], goal.pos[0] - PAN_AXIS_XY[0]))
         scored = []
         for k in (0, 1, -1, 2, -2):
             roll = q[4] + sign * (err + k * period)
@@ -201,9 +207,7 @@ class TabletopExpert:
         fam = t.family
         if fam == "pick":
             return (
-                self._grasp(t.color)
-                + [self._lift(t.color, 0.09 + self.rng.uniform(0, 0.03), 25)]
-                + [self._hold(40)]
+                self._grasp(t.color) + [self._lift(0.09 + self.rng.uniform(0, 0.03), 25)] + [self._hold(40)]
             )
         if fam == "place":
             return self._grasp(t.color) + self._carry_and_release(
@@ -263,7 +267,7 @@ class TabletopExpert:
 
         return seg
 
-    def _lift(self, color: str, z: float, ticks: int) -> Callable[[], Goal]:
+    def _lift(self, z: float, ticks: int) -> Callable[[], Goal]:
         def seg():
             p = self.kin.fk(self._last)
             return Goal(np.array([p[0], p[1], z]), CLOSED, ticks)
@@ -309,11 +313,20 @@ class TabletopExpert:
                 held_offset=held["offset"],
             )
 
+        def sidestep():
+            # The released block may still lean on the fixed jaw; back that jaw off its face (the tool
+            # frame's z axis points from the fixed to the moving jaw) before going up, or the fingers
+            # drag the block along.
+            p, rot = self.kin.fk_pose(self._last)
+            away = -rot[:, 2] * np.array([1.0, 1.0, 0.0])
+            away /= max(float(np.linalg.norm(away)), 1e-9)
+            return Goal(p + 0.007 * away, OPEN, self._ticks(5, 8), (self._pitch_of(self._last),))
+
         def retreat():
             p = self.kin.fk(self._last)
             return Goal(np.array([p[0], p[1], p[2] + 0.05]), OPEN, self._ticks(12, 18))
 
-        return [lift, over, lower, self._gripper(OPEN, 12, 16), retreat, self._hold(30)]
+        return [lift, over, lower, self._gripper(OPEN, 12, 16), sidestep, retreat, self._hold(30)]
 
     def _push(self, color: str, direction: np.ndarray) -> list[Callable[[], Goal]]:
         env, rng = self.env, self.rng
@@ -370,7 +383,7 @@ class TabletopExpert:
             # from other blocks.
             bowl_clear = _segment_point_distance(p, end, bowl) - (BOWL_OUTER + BLOCK_HALF * 1.5)
             start_clear = min((np.linalg.norm(start - q) - 2 * BLOCK_HALF for q in others), default=1.0)
-            reach = np.linalg.norm(end - _PAN_XY)
+            reach = np.linalg.norm(end - PAN_AXIS_XY)
             reach_clear = _MAX_PUSH_REACH - reach
             score = min(bowl_clear, start_clear, reach_clear) - 0.01 * abs(off)
             if score > best_score:

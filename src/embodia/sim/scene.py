@@ -35,7 +35,11 @@ def _bowl_xml() -> str:
         )
     return (
         '<body name="bowl" mocap="true" pos="0.2 0.1 0">'
-        f'<geom class="world" type="cylinder" pos="0 0 0.002" size="{BOWL_RADIUS + 0.006:.4f} 0.002" rgba="0.92 0.92 0.95 1"/>'
+        # The base is drawn as a disc but collides as a thin box: a block resting on a cylinder's flat
+        # face chatters (box-cylinder contacts come and go), a box-box contact is steady.
+        f'<geom type="cylinder" pos="0 0 0.002" size="{BOWL_RADIUS + 0.006:.4f} 0.002" rgba="0.92 0.92 0.95 1" '
+        'contype="0" conaffinity="0"/>'
+        f'<geom class="world" type="box" pos="0 0 0.002" size="{BOWL_RADIUS:.4f} {BOWL_RADIUS:.4f} 0.002" rgba="0 0 0 0"/>'
         + "".join(walls)
         + "</body>"
     )

@@ -28,7 +28,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from embodia.robots.so101 import HOME_QPOS
+from embodia.robots.so101 import HOME_QPOS, PAN_AXIS_XY
 from embodia.robots.spec import OBS_STATE, SO101, TASK, image_key
 from embodia.sim.scene import (
     BLOCK_HALF,
@@ -58,7 +58,6 @@ PLACE_R = (0.13, 0.225)
 PLACE_ANGLE = np.radians(55)
 MIN_BLOCK_GAP = 0.055
 MIN_BOWL_GAP = BOWL_RADIUS + 0.05
-PAN_AXIS = np.array([0.0388, 0.0])
 
 
 class TabletopEnv(gym.Env):
@@ -299,7 +298,7 @@ class TabletopEnv(gym.Env):
                 for _ in range(100):
                     r = rng.uniform(*PLACE_R)
                     a = rng.uniform(-PLACE_ANGLE, PLACE_ANGLE)
-                    p = PAN_AXIS + r * np.array([np.cos(a), np.sin(a)])
+                    p = PAN_AXIS_XY + r * np.array([np.cos(a), np.sin(a)])
                     gaps = [MIN_BOWL_GAP if (i == 0 or k == 0) else MIN_BLOCK_GAP for i in range(len(points))]
                     if all(np.linalg.norm(p - q) >= g for q, g in zip(points, gaps, strict=True)):
                         points.append(p)

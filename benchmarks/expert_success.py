@@ -78,7 +78,7 @@ def main() -> None:
             wins, failures, secs = run_family(fam, args.episodes, args.workers, progress, args.policy)
             rows.append((fam, wins, failures, secs))
     table = Table(
-        title=f"Scripted expert success, SO-101 tabletop ({args.episodes} seeded episodes per family)"
+        title=f"{args.policy} policy: success on the SO-101 tabletop ({args.episodes} seeded episodes per family)"
     )
     for col in ("family", "success", "rate", "failed seeds", "seconds"):
         table.add_column(col)

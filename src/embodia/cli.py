@@ -94,6 +94,41 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    """Record scripted-expert demonstrations as a LeRobotDataset v3.0."""
+    from pathlib import Path
+
+    from embodia.data.record import RecordConfig, record
+    from embodia.runs import new_run_dir, write_manifest
+
+    cfg = RecordConfig(
+        tasks=args.tasks,
+        episodes=args.episodes,
+        num_envs=args.num_envs,
+        image_size=args.image_size,
+        seed=args.seed,
+        keep_failures=args.keep_failures,
+        split=args.split,
+    )
+    if args.resume and args.out is None:
+        raise ValueError("--resume needs --out pointing at the dataset to continue")
+    root = Path(args.out) if args.out else new_run_dir("record", args.tasks.replace(":", "-")) / "dataset"
+    run_dir = root.parent
+    write_manifest(run_dir, "record", vars(cfg) | {"out": str(root), "resume": args.resume}, seeds=[cfg.seed])
+    res = record(cfg, root, resume=args.resume)
+    table = Table(title=f"recorded {res.saved} episodes ({res.frames} frames) in {res.seconds:.0f} s")
+    for col in ("task", "kept", "attempted"):
+        table.add_column(col)
+    for task, (kept, tried) in sorted(res.per_task.items()):
+        table.add_row(task, str(kept), str(tried))
+    console.print(table)
+    console.print(
+        f"expert success {res.successes}/{res.attempted}; {res.attempted / max(res.seconds, 1e-9):.2f} episodes/s. "
+        f"Dataset: [bold]{root}[/]"
+    )
+    return 0
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     """List the tabletop task families, their templates and success predicates."""
     from embodia.sim.tasks import COLORS, DIRECTIONS, FAMILIES, tasks_markdown
@@ -122,6 +157,29 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--image-size", type=_positive_int, default=128)
     demo.set_defaults(func=cmd_demo)
+
+    rec = sub.add_parser("record", help=cmd_record.__doc__)
+    rec.add_argument(
+        "tasks",
+        nargs="?",
+        default="tabletop",
+        help="'tabletop' (all families), families like 'pick,place', or 'metaworld:<task|group|list>'",
+    )
+    rec.add_argument("--episodes", type=_positive_int, default=50)
+    rec.add_argument("--num-envs", type=_positive_int, default=2)
+    rec.add_argument("--image-size", type=_positive_int, default=96)
+    rec.add_argument("--seed", type=int, default=0)
+    rec.add_argument(
+        "--out", default=None, help="dataset folder (default: ./embodia_runs/record/<time>-<tasks>/dataset)"
+    )
+    rec.add_argument("--resume", action="store_true", help="append to the dataset at --out")
+    rec.add_argument(
+        "--keep-failures", action="store_true", help="keep failed episodes, with next.success/next.done"
+    )
+    rec.add_argument(
+        "--split", choices=["train", "heldout", "all"], default="train", help="instruction templates"
+    )
+    rec.set_defaults(func=cmd_record)
 
     tasks = sub.add_parser("tasks", help=cmd_tasks.__doc__)
     tasks.add_argument("--markdown", action="store_true", help="print docs/tasks.md")

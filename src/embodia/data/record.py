@@ -1,0 +1,191 @@
+"""`embodia record`: scripted experts in N parallel environments -> a LeRobotDataset v3.0.
+
+Episodes are planned up front as (world, seed, reset options); each world (the tabletop suite, or one
+Meta-World task) gets a `VectorRunner` of N subprocess envs. Frames are buffered per env in this
+process and handed to the `DatasetWriter` when an episode ends, so an episode is either fully in the
+dataset or not at all. By default only successful episodes are kept; `keep_failures` keeps every
+episode and labels each frame with `next.success` and `next.done`.
+
+The seeds already tried are written to `meta/embodia_record.json` before each commit, so `--resume`
+continues with fresh seeds and never records the same scene twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from embodia.data.format import DatasetError, features_for, read_json, write_json
+from embodia.data.writer import DatasetWriter
+from embodia.robots.spec import ACTION, SAWYER, SO101, EmbodimentSpec
+from embodia.sim.vector import VectorRunner
+
+RECORD_META = "meta/embodia_record.json"
+SUCCESS_FEATURES = {
+    "next.success": {"dtype": "bool", "shape": [1], "names": None},
+    "next.done": {"dtype": "bool", "shape": [1], "names": None},
+}
+
+
+@dataclass(frozen=True)
+class RecordConfig:
+    """What to record. `tasks`: "tabletop" (all families), a family name ("pick", ...), or Meta-World
+    task names/groups ("metaworld:mt10", "metaworld:drawer-open,reach")."""
+
+    tasks: str = "tabletop"
+    episodes: int = 50
+    num_envs: int = 2
+    image_size: int = 96
+    seed: int = 0
+    keep_failures: bool = False
+    split: str = "train"
+
+
+@dataclass
+class RecordResult:
+    root: Path
+    saved: int
+    attempted: int
+    successes: int
+    frames: int
+    seconds: float
+    per_task: dict[str, list[int]] = field(default_factory=dict)  # instruction -> [saved, attempted]
+
+
+def _worlds(cfg: RecordConfig) -> tuple[EmbodimentSpec, list[tuple[Callable, dict | None]]]:
+    """(embodiment, [(env factory, reset options or None)]), one entry per world."""
+    from embodia.sim.tasks import FAMILIES
+
+    if cfg.tasks.startswith("metaworld:"):
+        from embodia.sim.metaworld import MetaWorldEnv, resolve_tasks
+
+        names = resolve_tasks(cfg.tasks.split(":", 1)[1])
+        return SAWYER, [(partial(MetaWorldEnv, n, image_size=cfg.image_size), None) for n in names]
+    from embodia.sim.tabletop import TabletopEnv
+
+    families = sorted(FAMILIES) if cfg.tasks == "tabletop" else cfg.tasks.split(",")
+    for fam in families:
+        if fam not in FAMILIES:
+            raise ValueError(
+                f"unknown task family {fam!r}; valid: 'tabletop', {sorted(FAMILIES)}, or 'metaworld:<tasks or group>'"
+            )
+    factory = partial(TabletopEnv, image_size=cfg.image_size, split=cfg.split)
+    return SO101, [(factory, {"family": fam}) for fam in families]
+
+
+def _plan(cfg: RecordConfig, n_worlds: int, first_seed: int) -> list[tuple[int, int]]:
+    """(world index, seed) per episode: worlds take turns so every task gets its share."""
+    return [(i % n_worlds, first_seed + i) for i in range(cfg.episodes)]
+
+
+def record(
+    cfg: RecordConfig, root: Path, resume: bool = False, progress: Progress | None = None
+) -> RecordResult:
+    if cfg.episodes <= 0 or cfg.num_envs <= 0:
+        raise ValueError("episodes and num_envs must be positive")
+    if cfg.image_size % 2:
+        raise ValueError(f"image_size must be even (yuv420p video), got {cfg.image_size}")
+    spec, worlds = _worlds(cfg)
+    extra = SUCCESS_FEATURES if cfg.keep_failures else None
+    features = features_for(spec, cfg.image_size, cfg.image_size, extra)
+    if resume:
+        writer = DatasetWriter.resume(root)
+        if writer.features != features:
+            raise DatasetError(
+                f"{root}: its features differ from this recording's (embodiment {spec.name}, "
+                f"{cfg.image_size} px, keep_failures={cfg.keep_failures}); record into a new folder"
+            )
+        first_seed = (
+            int(read_json(root / RECORD_META)["next_seed"]) if (root / RECORD_META).exists() else cfg.seed
+        )
+    else:
+        writer = DatasetWriter.create(root, features, fps=spec.fps, robot_type=spec.robot_type)
+        first_seed = cfg.seed
+    plan = _plan(cfg, len(worlds), first_seed)
+    result = RecordResult(root=root, saved=0, attempted=0, successes=0, frames=0, seconds=0.0)
+    t0 = time.perf_counter()
+    own_progress = progress is None
+    progress = progress or Progress(
+        TextColumn("recording"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} ep/s"),
+        TimeRemainingColumn(),
+    )
+    bar = progress.add_task("record", total=len(plan), rate="-")
+    next_seed = first_seed
+    with progress if own_progress else nullcontext():
+        for w, (factory, options) in enumerate(worlds):
+            seeds = [seed for wi, seed in plan if wi == w]
+            if not seeds:
+                continue
+            n = min(cfg.num_envs, len(seeds))
+            with VectorRunner([factory for _ in range(n)]) as runner:
+                for episode in _run_world(runner, seeds, options, cfg.keep_failures):
+                    result.attempted += 1
+                    result.successes += episode["success"]
+                    key = episode["task"]
+                    saved_attempted = result.per_task.setdefault(key, [0, 0])
+                    saved_attempted[1] += 1
+                    if episode["success"] or cfg.keep_failures:
+                        for frame in episode["frames"]:
+                            writer.add_frame(frame)
+                        # Before the commit: a crash after it must not hand this seed out again.
+                        next_seed = max(next_seed, episode["seed"] + 1)
+                        write_json(root / RECORD_META, {"next_seed": next_seed})
+                        writer.save_episode()
+                        result.saved += 1
+                        result.frames += len(episode["frames"])
+                        saved_attempted[0] += 1
+                    rate = result.attempted / max(time.perf_counter() - t0, 1e-9)
+                    progress.update(bar, advance=1, rate=f"{rate:.2f}")
+    write_json(root / RECORD_META, {"next_seed": first_seed + len(plan)})
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _run_world(
+    runner: VectorRunner, seeds: list[int], options: dict | None, label_frames: bool
+) -> Iterator[dict]:
+    """Run the expert on every seed; yield each finished episode (frames include the action taken)."""
+    pending = list(seeds)
+    active: dict[int, dict[str, Any]] = {}
+
+    def start(i: int) -> None:
+        seed = pending.pop(0)
+        ((obs, _),) = runner.reset([seed], options=[options], indices=[i])
+        active[i] = {"seed": seed, "obs": obs, "frames": []}
+
+    for i in range(min(runner.num_envs, len(pending))):
+        start(i)
+    while active:
+        idx = list(active)
+        actions = runner.call("expert_action", indices=idx)
+        results = runner.step(actions, indices=idx)
+        for i, action, (obs, _, terminated, truncated, info) in zip(idx, actions, results, strict=True):
+            ep = active[i]
+            frame = {**ep["obs"], ACTION: np.asarray(action, np.float32)}
+            done = bool(terminated or truncated)
+            if label_frames:
+                frame["next.success"] = np.array([bool(info.get("success", False))])
+                frame["next.done"] = np.array([done])
+            ep["frames"].append(frame)
+            ep["obs"] = obs
+            if done:
+                del active[i]
+                yield {
+                    "seed": ep["seed"],
+                    "task": ep["frames"][0]["task"],
+                    "success": bool(info.get("success", False)),
+                    "frames": ep["frames"],
+                }
+                if pending:
+                    start(i)

@@ -1,0 +1,93 @@
+"""Dataset videos: encode an episode's frames, and append an encoded episode to a shared mp4.
+
+LeRobot v3 keeps many episodes per mp4 and addresses each by [from_timestamp, to_timestamp). Appending
+is a stream copy (no re-encode): packets of the kept part of the old file, then the new episode's
+packets shifted by the old duration, are muxed into a temporary file that atomically replaces the old
+one. Frames sit on a 1/fps time grid, so frame i of an episode is at from_timestamp + i / fps.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from embodia.data.format import VIDEO_CODEC, VIDEO_CRF, VIDEO_GOP, VIDEO_PIX_FMT
+
+# SVT-AV1 preset: 0 = slowest/best .. 13 = fastest. 10 keeps PSNR well above 35 dB on rendered frames
+# while encoding 96 px frames at several hundred per second on a CPU.
+SVT_PRESET = 10
+
+
+def encode_episode(frames: np.ndarray, path: Path, fps: int, codec: str = VIDEO_CODEC) -> None:
+    """Encode uint8 (T, H, W, 3) frames into a standalone mp4 (pts = frame number, time base 1/fps)."""
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    t, h, w, _ = frames.shape
+    if h % 2 or w % 2:
+        raise ValueError(f"{VIDEO_PIX_FMT} video needs even height and width, got {h}x{w}")
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, VIDEO_PIX_FMT
+        stream.time_base = Fraction(1, fps)
+        if codec == "libsvtav1":
+            stream.options = {"crf": str(VIDEO_CRF), "g": str(VIDEO_GOP), "preset": str(SVT_PRESET)}
+        else:
+            stream.options = {"crf": str(VIDEO_CRF), "g": str(VIDEO_GOP)}
+        for i in range(t):
+            frame = av.VideoFrame.from_ndarray(frames[i], format="rgb24")
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def append_episode(target: Path, keep_until_s: float, episode: Path) -> float:
+    """Append `episode` (a standalone mp4) to `target` after its first `keep_until_s` seconds.
+
+    Anything in `target` at or after `keep_until_s` is dropped: it can only be an episode whose
+    metadata was never committed (a crash between the video and the metadata write). Returns the
+    timestamp at which the appended episode starts in the new file.
+    """
+    tmp = target.with_name(f".{target.name}.tmp.mp4")
+    sources: list[tuple[Path, float | None]] = []
+    if target.exists() and keep_until_s > 0:
+        sources.append((target, keep_until_s))
+    template_path = sources[0][0] if sources else episode
+    offset_s = keep_until_s if sources else 0.0
+    try:
+        with av.open(str(template_path)) as tpl, av.open(str(tmp), mode="w") as out:
+            in_stream = tpl.streams.video[0]
+            out_stream = out.add_stream_from_template(in_stream, opaque=True)  # copy, no codec needed
+            out_tb = in_stream.time_base
+            out_stream.time_base = out_tb
+            for src, limit in [*sources, (episode, None)]:
+                shift = 0.0 if limit is not None else offset_s
+                with av.open(str(src)) as inp:
+                    s = inp.streams.video[0]
+                    for packet in inp.demux(s):
+                        if packet.pts is None or packet.size == 0:
+                            continue  # the demuxer's flush packet
+                        t = float(packet.pts * s.time_base)
+                        if limit is not None and t >= limit - 1e-6:
+                            continue
+                        dts = packet.dts if packet.dts is not None else packet.pts
+                        packet.pts = round((t + shift) / out_tb)
+                        packet.dts = round((float(dts * s.time_base) + shift) / out_tb)
+                        packet.stream = out_stream
+                        out.mux(packet)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return offset_s
+
+
+def decode_all(path: Path) -> np.ndarray:
+    """Every frame of an mp4 as uint8 (T, H, W, 3) (tests and small tools; the reader seeks)."""
+    with av.open(str(path)) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])

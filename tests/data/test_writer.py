@@ -108,7 +108,7 @@ def test_stats_agree_with_the_data(recorded):
     assert s["count"] == [len(a)]
     assert np.array(stats["observation.images.front"]["mean"]).shape == (3, 1, 1)
     assert (
-        0 <= np.min(stats["observation.images.front"]["min"])
+        np.min(stats["observation.images.front"]["min"]) >= 0
         and np.max(stats["observation.images.front"]["max"]) <= 1
     )
 

@@ -112,8 +112,8 @@ def cmd_record(args: argparse.Namespace) -> int:
     )
     if args.resume and args.out is None:
         raise ValueError("--resume needs --out pointing at the dataset to continue")
-    root = Path(args.out) if args.out else new_run_dir("record", args.tasks.replace(":", "-")) / "dataset"
-    run_dir = root.parent
+    run_dir = new_run_dir("record", args.tasks.replace(":", "-").replace(",", "-"))
+    root = Path(args.out) if args.out else run_dir / "dataset"
     write_manifest(run_dir, "record", vars(cfg) | {"out": str(root), "resume": args.resume}, seeds=[cfg.seed])
     res = record(cfg, root, resume=args.resume)
     table = Table(title=f"recorded {res.saved} episodes ({res.frames} frames) in {res.seconds:.0f} s")
@@ -124,7 +124,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     console.print(table)
     console.print(
         f"expert success {res.successes}/{res.attempted}; {res.attempted / max(res.seconds, 1e-9):.2f} episodes/s. "
-        f"Dataset: [bold]{root}[/]"
+        f"Dataset: [bold]{root}[/]; manifest: {run_dir / 'manifest.json'}"
     )
     return 0
 

@@ -71,7 +71,8 @@ def aggregate(per_episode: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]
         "count": np.array([int(counts.sum())], dtype=np.int64),
     }
     for name in QUANTILES:
-        out[name] = (wb * np.stack([np.asarray(s[name], np.float64) for s in per_episode])).sum(axis=0)
+        if all(name in s for s in per_episode):  # older (v2.1) stats have no quantiles
+            out[name] = (wb * np.stack([np.asarray(s[name], np.float64) for s in per_episode])).sum(axis=0)
     return out
 
 

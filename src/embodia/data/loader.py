@@ -1,0 +1,202 @@
+"""Training loader: a PyTorch `Dataset` over a LeRobotDataset that is never bound by video decoding.
+
+Each camera's video is decoded once, episode by episode, into a memory-mapped uint8 array on disk
+(`<cache>/<fingerprint>/<camera>.u8`, frames in dataset index order). The fingerprint hashes the
+dataset's metadata and the sizes/mtimes of its files, so editing or re-recording the dataset builds a
+new cache instead of serving stale frames. After that a sample is a few array slices.
+
+A sample follows LeRobot's delta-timestamp semantics for the action chunk: the actions at frames
+t, t+1, ..., t+H-1 of the same episode; indices past the episode's end are clamped to its last frame
+and flagged in `action_is_pad`.
+
+Augmentation runs batched on the collated batch (`augment_batch`), which is much cheaper than per
+sample: a random crop (pad-and-crop shift) and colour jitter (brightness, contrast, saturation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from embodia.data.reader import LeRobotDataset
+from embodia.robots.spec import ACTION, OBS_STATE
+
+DEFAULT_CACHE = Path(os.environ.get("EMBODIA_CACHE", Path.home() / ".cache" / "embodia" / "frames"))
+
+
+def dataset_fingerprint(root: Path) -> str:
+    """Changes whenever any file of the dataset changes (name, size or modification time)."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        st = path.stat()
+        h.update(f"{path.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:20]
+
+
+class FrameCache:
+    """Decoded frames of every camera, memory-mapped; built on first use."""
+
+    def __init__(self, ds: LeRobotDataset, cache_dir: Path | None = None):
+        self.ds = ds
+        self.dir = Path(cache_dir or DEFAULT_CACHE) / dataset_fingerprint(ds.root)
+        self.arrays: dict[str, np.memmap] = {}
+        for key in ds.camera_keys:
+            self.arrays[key] = self._load_or_build(key)
+
+    def _load_or_build(self, key: str) -> np.memmap:
+        h, w, c = self.ds.features[key]["shape"]
+        shape = (self.ds.num_frames, h, w, c)
+        path = self.dir / f"{key}.u8"
+        done = self.dir / f"{key}.done"
+        if not done.exists():
+            self.dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.dir / f".{key}.u8.tmp"
+            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+            for ep in self.ds.episodes:
+                frames = self.ds.episode_frames(ep["episode_index"], key)
+                arr[ep["dataset_from_index"] : ep["dataset_to_index"]] = frames
+            arr.flush()
+            del arr
+            os.replace(tmp, path)
+            done.write_text(json.dumps({"shape": shape}))
+        return np.load(path, mmap_mode="r")
+
+
+class TrainingDataset(Dataset):
+    """Samples: images per camera (uint8, C x H x W), state, an action chunk with its pad mask, task."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        chunk_size: int = 16,
+        cache_dir: Path | None = None,
+        cameras: list[str] | None = None,
+    ):
+        self.ds = LeRobotDataset.open(root)
+        self.chunk_size = int(chunk_size)
+        if self.chunk_size <= 0:
+            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        self.cameras = list(cameras) if cameras is not None else list(self.ds.camera_keys)
+        unknown = set(self.cameras) - set(self.ds.camera_keys)
+        if unknown:
+            raise ValueError(f"unknown cameras {sorted(unknown)}; this dataset has {self.ds.camera_keys}")
+        cols = [self.ds.episode_data(e["episode_index"]) for e in self.ds.episodes]
+        self.state = torch.from_numpy(np.concatenate([c[OBS_STATE] for c in cols]).astype(np.float32))
+        self.action = torch.from_numpy(np.concatenate([c[ACTION] for c in cols]).astype(np.float32))
+        self.task_index = np.concatenate([c["task_index"] for c in cols]).astype(np.int64)
+        # For each frame, the last global index of its episode (where action chunks are clamped).
+        self.episode_end = np.concatenate(
+            [np.full(e["length"], e["dataset_to_index"] - 1, np.int64) for e in self.ds.episodes]
+        )
+        self.frames = FrameCache(self.ds, cache_dir).arrays if self.cameras else {}
+        self._offsets = torch.arange(self.chunk_size)
+
+    def __len__(self) -> int:
+        return self.ds.num_frames
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        i = int(i)
+        end = int(self.episode_end[i])
+        idx = torch.clamp(i + self._offsets, max=end)
+        sample: dict[str, Any] = {
+            OBS_STATE: self.state[i],
+            ACTION: self.action[idx],
+            "action_is_pad": (i + self._offsets) > end,
+            "task": self.ds.tasks[int(self.task_index[i])],
+            "index": i,
+        }
+        for key in self.cameras:
+            sample[key] = torch.from_numpy(np.array(self.frames[key][i])).permute(2, 0, 1)
+        return sample
+
+    def __getitems__(self, indices: list[int]) -> dict[str, Any]:
+        """A whole batch in a few vectorised reads (the DataLoader calls this when it exists): much
+        faster than collating samples one by one. Use `collate` as the DataLoader's collate_fn."""
+        i = torch.as_tensor(indices, dtype=torch.long)
+        end = torch.from_numpy(self.episode_end[i.numpy()])
+        query = i[:, None] + self._offsets[None, :]
+        idx = torch.minimum(query, end[:, None])
+        batch: dict[str, Any] = {
+            OBS_STATE: self.state[i],
+            ACTION: self.action[idx],
+            "action_is_pad": query > end[:, None],
+            "task": [self.ds.tasks[int(t)] for t in self.task_index[i.numpy()]],
+            "index": i,
+        }
+        order = np.argsort(i.numpy())  # sorted reads are sequential on the memory map
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        for key in self.cameras:
+            frames = self.frames[key][i.numpy()[order]][inverse]
+            batch[key] = torch.from_numpy(frames).permute(0, 3, 1, 2)
+        return batch
+
+
+def collate(batch: Any) -> dict[str, Any]:
+    """DataLoader collate_fn: batches from `TrainingDataset.__getitems__` are already collated."""
+    if isinstance(batch, dict):
+        return batch
+    return torch.utils.data.default_collate(batch)
+
+
+def augment_batch(
+    batch: dict[str, Any],
+    cameras: list[str],
+    generator: torch.Generator | None = None,
+    max_shift: float = 0.08,
+    brightness: float = 0.2,
+    contrast: float = 0.2,
+    saturation: float = 0.2,
+) -> dict[str, Any]:
+    """Random shift-crop and colour jitter on uint8 (B, C, H, W) images; returns float images in [0, 1].
+
+    One random draw per sample, shared by its cameras' colour (the light is the same for every
+    camera) but with an independent shift per camera.
+    """
+    out = dict(batch)
+    any_key = cameras[0]
+    b = batch[any_key].shape[0]
+    g = generator
+
+    def u(lo: float, hi: float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(b, 1, 1, 1, generator=g)
+
+    bri, con, sat = (
+        u(1 - brightness, 1 + brightness),
+        u(1 - contrast, 1 + contrast),
+        u(1 - saturation, 1 + saturation),
+    )
+    for key in cameras:
+        x = batch[key].float().div_(255.0)
+        _, c, h, w = x.shape
+        pad = max(1, int(round(max_shift * max(h, w))))
+        padded = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="replicate")
+        dx = torch.randint(0, 2 * pad + 1, (b,), generator=g)
+        dy = torch.randint(0, 2 * pad + 1, (b,), generator=g)
+        x = _shift_crop(padded, dx, dy, h, w)
+        x = x * bri
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * con + mean
+        gray = (
+            0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3] if c == 3 else x.mean(1, keepdim=True)
+        )
+        x = gray + (x - gray) * sat
+        out[key] = x.clamp_(0.0, 1.0)
+    return out
+
+
+def _shift_crop(padded: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Crop an (h, w) window at per-sample offsets (dy, dx) out of a padded batch."""
+    b, c, hp, wp = padded.shape
+    ys = (dy[:, None] + torch.arange(h)[None, :]).clamp_(0, hp - 1)  # (B, h)
+    xs = (dx[:, None] + torch.arange(w)[None, :]).clamp_(0, wp - 1)  # (B, w)
+    flat = padded.reshape(b, c, hp * wp)
+    index = (ys[:, :, None] * wp + xs[:, None, :]).reshape(b, 1, h * w).expand(b, c, h * w)
+    return flat.gather(2, index).reshape(b, c, h, w)

@@ -1,0 +1,77 @@
+"""The training loader: LeRobot chunk semantics, batched fetch, frame cache and its invalidation."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader
+
+from embodia.data.loader import TrainingDataset, augment_batch, collate, dataset_fingerprint
+from embodia.data.video import decode_all
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "so101_tabletop_tiny"
+
+
+def test_sample_matches_dataset_with_padded_chunks(tmp_path):
+    ds = TrainingDataset(FIXTURE, chunk_size=16, cache_dir=tmp_path)
+    data = pq.read_table(FIXTURE / "data/chunk-000/file-000.parquet").to_pydict()
+    action = np.array(data["action"], np.float32)
+    ep0 = ds.ds.episodes[0]
+    last = ep0["dataset_to_index"] - 1
+    s = ds[last - 2]  # three real actions left in the episode
+    assert s["action_is_pad"].tolist() == [False] * 3 + [True] * 13
+    assert np.array_equal(s["action"][:3].numpy(), action[last - 2 : last + 1])
+    assert np.array_equal(
+        s["action"][3:].numpy(), np.repeat(action[last][None], 13, 0)
+    )  # clamped, like LeRobot
+    s = ds[10]
+    assert not s["action_is_pad"].any() and np.array_equal(s["action"].numpy(), action[10:26])
+    assert np.array_equal(s["observation.state"].numpy(), np.array(data["observation.state"][10], np.float32))
+    front = decode_all(FIXTURE / "videos/observation.images.front/chunk-000/file-000.mp4")
+    assert np.array_equal(s["observation.images.front"].permute(1, 2, 0).numpy(), front[10])
+    assert s["task"] == ds.ds.tasks[data["task_index"][10]]
+
+
+def test_batched_fetch_equals_per_sample_collate(tmp_path):
+    ds = TrainingDataset(FIXTURE, chunk_size=8, cache_dir=tmp_path)
+    idx = [300, 5, 77, 5]
+    a, b = collate([ds[i] for i in idx]), ds.__getitems__(idx)
+    for key in a:
+        if key == "task":
+            assert a[key] == b[key]
+        else:
+            assert torch.equal(torch.as_tensor(a[key]), torch.as_tensor(b[key])), key
+    loader = DataLoader(ds, batch_size=32, shuffle=True, collate_fn=collate)
+    batch = next(iter(loader))
+    assert batch["action"].shape == (32, 8, 6) and batch["observation.images.wrist"].shape == (32, 3, 64, 64)
+
+
+def test_augmentation_shapes_ranges_and_determinism(tmp_path):
+    ds = TrainingDataset(FIXTURE, chunk_size=4, cache_dir=tmp_path)
+    batch = ds.__getitems__(list(range(16)))
+    cams = ds.cameras
+    a = augment_batch(batch, cams, generator=torch.Generator().manual_seed(0))
+    b = augment_batch(batch, cams, generator=torch.Generator().manual_seed(0))
+    c = augment_batch(batch, cams, generator=torch.Generator().manual_seed(1))
+    for key in cams:
+        assert a[key].dtype == torch.float32 and a[key].shape == (16, 3, 64, 64)
+        assert 0.0 <= a[key].min() and a[key].max() <= 1.0
+        assert torch.equal(a[key], b[key]) and not torch.equal(a[key], c[key])
+        assert not torch.equal(a[key], batch[key].float() / 255)  # it did something
+    assert torch.equal(a["action"], batch["action"])  # only images are augmented
+
+
+def test_cache_is_invalidated_when_the_dataset_changes(tmp_path):
+    copy = tmp_path / "ds"
+    shutil.copytree(FIXTURE, copy)
+    before = dataset_fingerprint(copy)
+    TrainingDataset(copy, cache_dir=tmp_path / "cache")
+    assert (tmp_path / "cache" / before).is_dir()
+    info = copy / "meta/info.json"
+    info.write_text(info.read_text() + "\n")
+    after = dataset_fingerprint(copy)
+    assert after != before
+    TrainingDataset(copy, cache_dir=tmp_path / "cache")
+    assert (tmp_path / "cache" / after).is_dir()

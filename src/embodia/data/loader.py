@@ -78,8 +78,14 @@ class TrainingDataset(Dataset):
         chunk_size: int = 16,
         cache_dir: Path | None = None,
         cameras: list[str] | None = None,
+        augment: bool = False,
+        seed: int = 0,
     ):
         self.ds = LeRobotDataset.open(root)
+        # Augmenting inside __getitems__ lets DataLoader workers spread it over the cores.
+        self.augment = augment
+        self.seed = seed
+        self._generator: torch.Generator | None = None
         self.chunk_size = int(chunk_size)
         if self.chunk_size <= 0:
             raise ValueError(f"chunk_size must be positive, got {chunk_size}")
@@ -136,6 +142,11 @@ class TrainingDataset(Dataset):
         for key in self.cameras:
             frames = self.frames[key][i.numpy()[order]][inverse]
             batch[key] = torch.from_numpy(frames).permute(0, 3, 1, 2)
+        if self.augment:
+            if self._generator is None:  # one stream per worker process
+                info = torch.utils.data.get_worker_info()
+                self._generator = torch.Generator().manual_seed(self.seed * 1000 + (info.id if info else 0))
+            batch = augment_batch(batch, self.cameras, generator=self._generator)
         return batch
 
 
@@ -174,29 +185,21 @@ def augment_batch(
         u(1 - saturation, 1 + saturation),
     )
     for key in cameras:
-        x = batch[key].float().div_(255.0)
+        x = batch[key]
         _, c, h, w = x.shape
         pad = max(1, int(round(max_shift * max(h, w))))
-        padded = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="replicate")
-        dx = torch.randint(0, 2 * pad + 1, (b,), generator=g)
-        dy = torch.randint(0, 2 * pad + 1, (b,), generator=g)
-        x = _shift_crop(padded, dx, dy, h, w)
-        x = x * bri
+        padded = torch.nn.functional.pad(
+            x, (pad, pad, pad, pad), mode="replicate"
+        )  # still uint8: 4x less memory
+        dx = torch.randint(0, 2 * pad + 1, (b,), generator=g).tolist()
+        dy = torch.randint(0, 2 * pad + 1, (b,), generator=g).tolist()
+        # Per-sample slicing is a plain memory copy; far cheaper than a gather over every pixel.
+        x = torch.stack([padded[j, :, dy[j] : dy[j] + h, dx[j] : dx[j] + w] for j in range(b)]).float()
+        # Brightness then contrast around the (brightened) image mean, folded into one affine map.
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = (x - mean) * con + mean
-        gray = (
-            0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3] if c == 3 else x.mean(1, keepdim=True)
-        )
-        x = gray + (x - gray) * sat
-        out[key] = x.clamp_(0.0, 1.0)
+        x = x.mul_(bri * con).add_(bri * mean * (1 - con))
+        if c == 3:  # saturation: blend with the luma image
+            gray = x[:, 0:1] * 0.299 + x[:, 1:2] * 0.587 + x[:, 2:3] * 0.114
+            x = x.mul_(sat).add_(gray * (1 - sat))
+        out[key] = x.div_(255.0).clamp_(0.0, 1.0)
     return out
-
-
-def _shift_crop(padded: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Crop an (h, w) window at per-sample offsets (dy, dx) out of a padded batch."""
-    b, c, hp, wp = padded.shape
-    ys = (dy[:, None] + torch.arange(h)[None, :]).clamp_(0, hp - 1)  # (B, h)
-    xs = (dx[:, None] + torch.arange(w)[None, :]).clamp_(0, wp - 1)  # (B, w)
-    flat = padded.reshape(b, c, hp * wp)
-    index = (ys[:, :, None] * wp + xs[:, None, :]).reshape(b, 1, h * w).expand(b, c, h * w)
-    return flat.gather(2, index).reshape(b, c, h, w)

@@ -129,6 +129,50 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset(args: argparse.Namespace) -> int:
+    """Inspect and edit LeRobot datasets; edits always write a new dataset."""
+    import json
+
+    from embodia.data import edit
+
+    if args.action == "info":
+        summary = edit.info(args.root)
+        if args.json:
+            print(json.dumps(summary, indent=2))
+            return 0
+        table = Table(title=f"{summary['root']} (LeRobotDataset {summary['version']})")
+        table.add_column("field")
+        table.add_column("value", overflow="fold")
+        for key in ("robot_type", "fps", "episodes", "frames", "seconds", "episode_length", "cameras"):
+            table.add_row(key, str(summary[key]))
+        for task, n in summary["tasks"].items():
+            table.add_row("task", f"{task!r}: {n} episodes")
+        console.print(table)
+        return 0
+    if args.action == "delete-episodes":
+        out = edit.delete_episodes(args.root, args.episodes, args.out)
+    elif args.action == "split":
+        fractions = {}
+        for part in args.fractions.split(","):
+            name, _, value = part.partition("=")
+            try:
+                fractions[name.strip()] = float(value)
+            except ValueError:
+                raise ValueError(
+                    f"--fractions must look like 'train=0.9,val=0.1', got {args.fractions!r}"
+                ) from None
+        outs = edit.split(args.root, fractions, args.out, seed=args.seed)
+        for name, path in outs.items():
+            console.print(f"{name}: {path}")
+        return 0
+    elif args.action == "merge":
+        out = edit.merge(args.roots, args.out)
+    else:  # recompute-stats
+        out = edit.recompute_stats(args.root, None if args.in_place else args.out)
+    console.print(f"written: [bold]{out}[/]")
+    return 0
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     """List the tabletop task families, their templates and success predicates."""
     from embodia.sim.tasks import COLORS, DIRECTIONS, FAMILIES, tasks_markdown
@@ -180,6 +224,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--split", choices=["train", "heldout", "all"], default="train", help="instruction templates"
     )
     rec.set_defaults(func=cmd_record)
+
+    dset = sub.add_parser("dataset", help=cmd_dataset.__doc__)
+    dsub = dset.add_subparsers(dest="action", required=True)
+    p = dsub.add_parser("info", help="summary of a dataset")
+    p.add_argument("root")
+    p.add_argument("--json", action="store_true")
+    p = dsub.add_parser("delete-episodes", help="copy without the given episodes")
+    p.add_argument("root")
+    p.add_argument("--episodes", type=int, nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p = dsub.add_parser(
+        "split", help="shuffle episodes into named datasets, e.g. --fractions train=0.9,val=0.1"
+    )
+    p.add_argument("root")
+    p.add_argument("--fractions", required=True)
+    p.add_argument("--out", required=True, help="folder that receives one dataset per name")
+    p.add_argument("--seed", type=int, default=0)
+    p = dsub.add_parser("merge", help="concatenate datasets with the same features and fps")
+    p.add_argument("roots", nargs="+")
+    p.add_argument("--out", required=True)
+    p = dsub.add_parser("recompute-stats", help="recompute stats from the data")
+    p.add_argument("root")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--out", help="write a corrected copy here")
+    group.add_argument("--in-place", action="store_true", help="rewrite meta/stats.json of ROOT itself")
+    dset.set_defaults(func=cmd_dataset)
 
     tasks = sub.add_parser("tasks", help=cmd_tasks.__doc__)
     tasks.add_argument("--markdown", action="store_true", help="print docs/tasks.md")

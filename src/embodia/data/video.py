@@ -87,6 +87,30 @@ def append_episode(target: Path, keep_until_s: float, episode: Path) -> float:
     return offset_s
 
 
+def extract_segment(source: Path, from_s: float, to_s: float, out: Path) -> int:
+    """Copy the packets of [from_s, to_s) of `source` into a standalone mp4 starting at 0 (no
+    re-encode; valid because every episode was encoded on its own and so starts on a keyframe).
+    Returns the number of frames copied."""
+    n = 0
+    with av.open(str(source)) as inp, av.open(str(out), mode="w") as dst:
+        s = inp.streams.video[0]
+        out_stream = dst.add_stream_from_template(s, opaque=True)
+        out_stream.time_base = s.time_base
+        for packet in inp.demux(s):
+            if packet.pts is None or packet.size == 0:
+                continue
+            t = float(packet.pts * s.time_base)
+            if t < from_s - 1e-4 or t >= to_s - 1e-4:
+                continue
+            dts = packet.dts if packet.dts is not None else packet.pts
+            packet.pts = round((t - from_s) / s.time_base)
+            packet.dts = round((float(dts * s.time_base) - from_s) / s.time_base)
+            packet.stream = out_stream
+            dst.mux(packet)
+            n += 1
+    return n
+
+
 def decode_all(path: Path) -> np.ndarray:
     """Every frame of an mp4 as uint8 (T, H, W, 3) (tests and small tools; the reader seeks)."""
     with av.open(str(path)) as c:

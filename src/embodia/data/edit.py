@@ -16,12 +16,10 @@ from typing import Any
 import numpy as np
 
 from embodia.data import stats as st
-from embodia.data.format import DatasetError, data_keys, read_json, write_json
+from embodia.data.format import INDEX_FEATURES, DatasetError, data_keys, write_json
 from embodia.data.reader import LeRobotDataset
 from embodia.data.video import extract_segment
 from embodia.data.writer import DatasetWriter
-
-INDEX_COLUMNS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
 
 
 def info(root: str | Path) -> dict[str, Any]:
@@ -64,14 +62,14 @@ def copy_episodes(selection: list[tuple[LeRobotDataset, int]], out: str | Path) 
             )
     if first.version != "v3.0":
         raise DatasetError(f"{first.root}: editing needs a v3.0 dataset, this is {first.version}")
-    features = {k: v for k, v in first.features.items()}
+    features = dict(first.features)
     writer = DatasetWriter.create(out, features, fps=first.fps, robot_type=first.robot_type or "unknown")
     tmp = Path(tempfile.mkdtemp(prefix="embodia-edit-"))
     try:
         for ds, ep_index in selection:
             ep = ds.episode(ep_index)
             data = ds.episode_data(ep_index)
-            columns = {k: v for k, v in data.items() if k in data_keys(features) and k not in INDEX_COLUMNS}
+            columns = {k: v for k, v in data.items() if k in data_keys(features) and k not in INDEX_FEATURES}
             frame_tasks = [ds.tasks[int(t)] for t in data["task_index"]]
             videos: dict[str, Path] = {}
             image_stats = {}
@@ -137,8 +135,9 @@ def merge(roots: list[str | Path], out: str | Path) -> Path:
 
 
 def recompute_stats(root: str | Path, out: str | Path | None = None) -> Path:
-    """Recompute every episode's stats and `stats.json` from the data. With `out`, into a copy;
-    without, in place (only `meta/stats.json` and the stats columns are rewritten, atomically)."""
+    """Recompute stats from the data. With `out`: a copy with every episode's stats and `stats.json`
+    recomputed. Without: in place, rewriting only `meta/stats.json` (atomically) -- the file training
+    reads; the per-episode stats columns of the episode metadata are left as they are."""
     ds = LeRobotDataset.open(root)
     if out is not None:
         return copy_episodes([(ds, e["episode_index"]) for e in ds.episodes], out)
@@ -152,5 +151,4 @@ def recompute_stats(root: str | Path, out: str | Path | None = None) -> Path:
     feats = per_episode[0].keys()
     stats = {f: st.aggregate([p[f] for p in per_episode]) for f in feats}
     write_json(ds.root / "meta/stats.json", st.to_json(stats))
-    read_json(ds.root / "meta/stats.json")  # fail loudly if the write went wrong
     return ds.root

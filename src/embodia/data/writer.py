@@ -30,6 +30,7 @@ from embodia.data.format import (
     DATA_FILES_SIZE_MB,
     DATA_PATH,
     EPISODES_PATH,
+    INDEX_FEATURES,
     INFO_PATH,
     STAT_NAMES,
     STATS_PATH,
@@ -182,9 +183,8 @@ class DatasetWriter:
         if TASK not in frame or not isinstance(frame[TASK], str) or not frame[TASK].strip():
             raise ValueError("each frame needs a non-empty 'task' string")
         out: dict[str, Any] = {TASK: frame[TASK]}
-        for key, feat in self.features.items():
-            if key in ("timestamp", "frame_index", "episode_index", "index", "task_index"):
-                continue
+        for key in self._user_keys():
+            feat = self.features[key]
             if key not in frame:
                 raise ValueError(f"frame is missing feature {key!r}; expected {sorted(self._user_keys())}")
             value = np.asarray(frame[key])
@@ -205,11 +205,7 @@ class DatasetWriter:
         self._buffer.clear()
 
     def _user_keys(self) -> list[str]:
-        return [
-            k
-            for k in self.features
-            if k not in ("timestamp", "frame_index", "episode_index", "index", "task_index")
-        ]
+        return [k for k in self.features if k not in INDEX_FEATURES]
 
     # ------------------------------------------------------------------ commit
     def save_episode(self) -> int:

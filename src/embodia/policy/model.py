@@ -1,0 +1,230 @@
+"""A compact vision-language-action model in the pi0 / SmolVLA family, small enough for a 2-core CPU.
+
+    images (per camera) --CNN + FiLM(instruction)--> spatial tokens ┐
+    instruction (frozen MiniLM per-token states) -------> tokens   ├─ prefix encoder (bidirectional)
+    state (zero-padded) -> 1 token;  embodiment -> 1 token ---------┘         │ computed once per chunk
+                                                                              ▼
+    noisy action chunk x_t (H tokens) + flow time t ──> action expert (cross-attends to the prefix)
+                                                        └──> velocity v(x_t, t)  (flow matching)
+
+Flow matching as in pi0: x_t = t * noise + (1 - t) * actions, target u = noise - actions, t drawn from
+Beta(1.5, 1) (more weight near the noisy end); inference integrates from t = 1 to 0 with a few Euler
+steps. An L1-regression head on the same backbone (`head="l1"`) predicts the chunk in one pass.
+
+State and action are zero-padded to `max_state_dim` / `max_action_dim` with masks, cameras to
+`max_cameras` with an image mask, so several embodiments share one network (cross-embodiment).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from embodia.policy.language import HIDDEN as LANG_DIM
+
+
+@dataclass
+class VLAConfig:
+    image_size: int = 96
+    max_cameras: int = 2
+    max_state_dim: int = 32
+    max_action_dim: int = 32
+    chunk_size: int = 16  # H: actions predicted per chunk
+    n_action_steps: int = 8  # actions executed before re-planning (used by every consumer)
+    d_model: int = 192
+    n_heads: int = 4
+    prefix_layers: int = 4
+    expert_layers: int = 4
+    cnn_channels: tuple[int, ...] = (32, 64, 96, 128)
+    num_embodiments: int = 4
+    head: str = "flow"  # "flow" or "l1"
+    flow_steps: int = 10
+    dropout: float = 0.0
+    embodiments: list[str] = field(default_factory=lambda: ["so101", "so101_ee", "sawyer"])
+
+    def __post_init__(self) -> None:
+        if self.head not in ("flow", "l1"):
+            raise ValueError(f"head must be 'flow' or 'l1', got {self.head!r}")
+        if not 0 < self.n_action_steps <= self.chunk_size:
+            raise ValueError(
+                f"n_action_steps must be in 1..chunk_size ({self.chunk_size}), got {self.n_action_steps}"
+            )
+        if self.d_model % self.n_heads:
+            raise ValueError("d_model must be divisible by n_heads")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["cnn_channels"] = list(self.cnn_channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> VLAConfig:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if "cnn_channels" in known:
+            known["cnn_channels"] = tuple(known["cnn_channels"])
+        return cls(**known)
+
+
+class FiLMBlock(nn.Module):
+    """Conv (stride 2) -> GroupNorm -> FiLM from the sentence vector -> GELU."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, stride=2, padding=1)
+        self.norm = nn.GroupNorm(8, c_out)
+        self.film = nn.Linear(LANG_DIM, 2 * c_out)
+        nn.init.zeros_(self.film.weight)  # start as the identity modulation
+        nn.init.zeros_(self.film.bias)
+
+    def forward(self, x: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
+        x = self.norm(self.conv(x))
+        gamma, beta = self.film(sentence).chunk(2, dim=-1)
+        return nn.functional.gelu(x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None])
+
+
+class VisionEncoder(nn.Module):
+    """Shared CNN for every camera; a learned camera embedding tells the cameras apart."""
+
+    def __init__(self, cfg: VLAConfig):
+        super().__init__()
+        chans = (3, *cfg.cnn_channels)
+        self.blocks = nn.ModuleList(FiLMBlock(a, b) for a, b in zip(chans[:-1], chans[1:], strict=True))
+        self.proj = nn.Linear(chans[-1], cfg.d_model)
+        side = cfg.image_size // 2 ** len(cfg.cnn_channels)
+        self.n_tokens = side * side
+        self.pos = nn.Parameter(torch.zeros(1, 1, self.n_tokens, cfg.d_model))
+        self.camera = nn.Parameter(torch.zeros(1, cfg.max_cameras, 1, cfg.d_model))
+        nn.init.normal_(self.pos, std=0.02)
+        nn.init.normal_(self.camera, std=0.02)
+
+    def forward(self, images: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
+        """images (B, K, 3, H, W) in [0, 1] -> tokens (B, K, N, D)."""
+        b, k = images.shape[:2]
+        x = (images.flatten(0, 1) - 0.5) / 0.25
+        s = sentence.repeat_interleave(k, dim=0)
+        for block in self.blocks:
+            x = block(x, s)
+        tokens = self.proj(x.flatten(2).transpose(1, 2)).view(b, k, self.n_tokens, -1)
+        return tokens + self.pos + self.camera[:, :k]
+
+
+def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of the flow time t in [0, 1]."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=t.device) / half)
+    angles = 1000.0 * t[:, None] * freqs[None, :]
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+class VLA(nn.Module):
+    def __init__(self, cfg: VLAConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.vision = VisionEncoder(cfg)
+        self.lang_proj = nn.Linear(LANG_DIM, d)
+        self.state_proj = nn.Linear(cfg.max_state_dim, d)
+        self.embodiment = nn.Embedding(cfg.num_embodiments, d)
+        layer = nn.TransformerEncoderLayer(
+            d, cfg.n_heads, 4 * d, cfg.dropout, batch_first=True, norm_first=True
+        )
+        self.prefix = nn.TransformerEncoder(layer, cfg.prefix_layers, enable_nested_tensor=False)
+        dec = nn.TransformerDecoderLayer(
+            d, cfg.n_heads, 4 * d, cfg.dropout, batch_first=True, norm_first=True
+        )
+        self.expert = nn.TransformerDecoder(dec, cfg.expert_layers)
+        self.action_in = nn.Linear(cfg.max_action_dim, d)
+        self.action_pos = nn.Parameter(torch.randn(1, cfg.chunk_size, d) * 0.02)
+        self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
+        self.action_out = nn.Linear(d, cfg.max_action_dim)
+
+    # ------------------------------------------------------------------ prefix (once per chunk)
+    def encode_prefix(
+        self,
+        images: torch.Tensor,  # (B, K, 3, H, W) float in [0, 1]
+        image_mask: torch.Tensor,  # (B, K) bool
+        lang_tokens: torch.Tensor,  # (B, T, 384)
+        lang_mask: torch.Tensor,  # (B, T) bool
+        sentence: torch.Tensor,  # (B, 384)
+        state: torch.Tensor,  # (B, max_state_dim) normalised, zero-padded
+        embodiment: torch.Tensor,  # (B,) long
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        b = images.shape[0]
+        vis = self.vision(images, sentence)  # (B, K, N, D)
+        vis_mask = image_mask[:, :, None].expand(-1, -1, vis.shape[2]).reshape(b, -1)
+        tokens = torch.cat(
+            [
+                vis.flatten(1, 2),
+                self.lang_proj(lang_tokens),
+                self.state_proj(state)[:, None],
+                self.embodiment(embodiment)[:, None],
+            ],
+            dim=1,
+        )
+        valid = torch.cat(
+            [vis_mask, lang_mask, torch.ones(b, 2, dtype=torch.bool, device=tokens.device)], dim=1
+        )
+        memory = self.prefix(tokens, src_key_padding_mask=~valid)
+        return memory, valid
+
+    # ------------------------------------------------------------------ action expert
+    def velocity(
+        self, x_t: torch.Tensor, t: torch.Tensor, memory: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
+        h = (
+            self.action_in(x_t)
+            + self.action_pos
+            + self.time_mlp(time_embedding(t, self.cfg.d_model))[:, None]
+        )
+        h = self.expert(h, memory, memory_key_padding_mask=~valid)
+        return self.action_out(h)
+
+    def loss(self, prefix: tuple[torch.Tensor, torch.Tensor], actions: torch.Tensor, loss_mask: torch.Tensor,
+             noise: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """actions (B, H, max_action_dim) normalised and padded; loss_mask (B, H, max_action_dim) is
+        False on padded dims and padded chunk steps."""
+        memory, valid = prefix
+        b = actions.shape[0]
+        if self.cfg.head == "l1":
+            pred = self.velocity(
+                torch.zeros_like(actions), torch.zeros(b, device=actions.device), memory, valid
+            )
+            err = (pred - actions).abs()
+        else:
+            noise = torch.randn_like(actions) if noise is None else noise
+            if t is None:
+                t = torch.distributions.Beta(1.5, 1.0).sample((b,)).to(actions.device) * 0.999 + 0.001
+            tt = t[:, None, None]
+            # Padded action dims carry nothing: zero them in the input too, not only in the loss.
+            dims = loss_mask.any(dim=1, keepdim=True)
+            x_t = (tt * noise + (1 - tt) * actions) * dims
+            err = (self.velocity(x_t, t, memory, valid) - (noise - actions)) ** 2
+        m = loss_mask.float()
+        return (err * m).sum() / m.sum().clamp(min=1)
+
+    @torch.no_grad()
+    def sample(self, prefix: tuple[torch.Tensor, torch.Tensor], dim_mask: torch.Tensor | None = None,
+               noise: torch.Tensor | None = None, steps: int | None = None) -> torch.Tensor:  # fmt: skip
+        """A normalised action chunk (B, H, max_action_dim): Euler from t = 1 (noise) to t = 0.
+        `dim_mask` (B, max_action_dim) marks the embodiment's real action dims (default: all)."""
+        memory, valid = prefix
+        b = memory.shape[0]
+        shape = (b, self.cfg.chunk_size, self.cfg.max_action_dim)
+        keep = (
+            torch.ones(b, 1, shape[2], device=memory.device)
+            if dim_mask is None
+            else dim_mask[:, None].float()
+        )
+        if self.cfg.head == "l1":
+            zeros = torch.zeros(shape, device=memory.device)
+            return self.velocity(zeros, torch.zeros(b, device=memory.device), memory, valid) * keep
+        x = (torch.randn(shape, device=memory.device) if noise is None else noise) * keep
+        n = steps or self.cfg.flow_steps
+        dt = 1.0 / n
+        for i in range(n):
+            t = torch.full((b,), 1.0 - i * dt, device=memory.device)
+            x = (x - dt * self.velocity(x, t, memory, valid)) * keep
+        return x

@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -32,6 +33,40 @@ def _pass(ds: TrainingDataset, batch: int, samples: int, workers: int) -> float:
     for b in loader:
         n += len(b["index"])
     return n / (time.perf_counter() - t0)
+
+
+def _vla_step_ms(ds: TrainingDataset, batch: int, steps: int = 3) -> float:
+    """Time of one optimisation step of the default VLA on a real batch (instruction tokens random:
+    their encoding is cached per unique instruction, so it costs nothing per step)."""
+    from embodia.policy.model import VLA, VLAConfig
+    from embodia.policy.normalize import pad_to
+
+    cfg = VLAConfig(chunk_size=ds.chunk_size)
+    model = VLA(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    b = ds.__getitems__(list(range(batch)))
+    images = torch.stack([b[k] for k in ds.cameras], dim=1)
+    state, _ = pad_to(b["observation.state"], cfg.max_state_dim)
+    actions, dims = pad_to(b["action"], cfg.max_action_dim)
+    mask = dims & ~b["action_is_pad"][:, :, None]
+    inputs = (
+        images,
+        torch.ones(batch, len(ds.cameras), dtype=torch.bool),
+        torch.randn(batch, 32, 384),
+        torch.ones(batch, 32, dtype=torch.bool),
+        torch.nn.functional.normalize(torch.randn(batch, 384), dim=-1),
+        state,
+        torch.zeros(batch, dtype=torch.long),
+    )
+    times = []
+    for _ in range(steps + 1):
+        t0 = time.perf_counter()
+        loss = model.loss(model.encode_prefix(*inputs), actions, mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(times[1:]))
 
 
 def main() -> None:
@@ -71,7 +106,12 @@ def main() -> None:
     table.add_row("frame cache build (decode every video once)", f"{build:.1f} s")
     table.add_row(f"cold, samples/s ({args.samples:,} samples incl. the cache build)", f"{cold:,.0f}")
     table.add_row("warm pass, samples/s", f"{warm:,.0f}")
-    table.add_row("share of a VLA training step", "n/a until the VLA exists (issue 4)")
+    step_ms = _vla_step_ms(warm_ds, args.batch)
+    loader_ms = args.batch / warm * 1000
+    table.add_row("VLA training step (default VLAConfig, forward+backward+AdamW)", f"{step_ms:.0f} ms")
+    table.add_row(
+        "loader time per batch / share of a training step", f"{loader_ms:.1f} ms / {loader_ms / step_ms:.1%}"
+    )
     try:
         import lerobot  # noqa: F401
 

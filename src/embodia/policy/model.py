@@ -119,6 +119,81 @@ def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
+class Attention(nn.Module):
+    """Multi-head attention on scaled_dot_product_attention. Keys/values are computed by `kv` so that
+    the action expert can compute the prefix's once per chunk and reuse them at every flow step."""
+
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(d, d)
+        self.kv_proj = nn.Linear(d, 2 * d)
+        self.out = nn.Linear(d, d)
+
+    def kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, n, _ = x.shape
+        k, v = self.kv_proj(x).view(b, n, 2, self.heads, -1).permute(2, 0, 3, 1, 4)
+        return k, v
+
+    def forward(
+        self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        b, n, d = x.shape
+        q = self.q(x).view(b, n, self.heads, -1).transpose(1, 2)
+        a = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.out(a.transpose(1, 2).reshape(b, n, d))
+
+
+def _mlp(d: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+
+
+class EncoderBlock(nn.Module):
+    """Pre-norm bidirectional self-attention block (the prefix)."""
+
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.norm1, self.attn, self.norm2, self.mlp = (
+            nn.LayerNorm(d),
+            Attention(d, heads),
+            nn.LayerNorm(d),
+            _mlp(d),
+        )
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.norm1(x)
+        x = x + self.attn(h, *self.attn.kv(h), mask)
+        return x + self.mlp(self.norm2(x))
+
+
+class ExpertBlock(nn.Module):
+    """Self-attention over the action chunk, then cross-attention to the prefix (K/V given)."""
+
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.norm1, self.self_attn = nn.LayerNorm(d), Attention(d, heads)
+        self.norm2, self.cross_attn = nn.LayerNorm(d), Attention(d, heads)
+        self.norm3, self.mlp = nn.LayerNorm(d), _mlp(d)
+
+    def forward(
+        self, x: torch.Tensor, memory_kv: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor
+    ) -> torch.Tensor:
+        h = self.norm1(x)
+        x = x + self.self_attn(h, *self.self_attn.kv(h), None)
+        x = x + self.cross_attn(self.norm2(x), *memory_kv, mask)
+        return x + self.mlp(self.norm3(x))
+
+
+@dataclass
+class Prefix:
+    """Everything the action expert needs from the observation, computed once per chunk."""
+
+    memory: torch.Tensor  # (B, N, D)
+    valid: torch.Tensor  # (B, N) bool
+    cross_kv: list[tuple[torch.Tensor, torch.Tensor]]  # per expert layer
+    attn_mask: torch.Tensor  # (B, 1, 1, N) bool, True where attention is allowed
+
+
 class VLA(nn.Module):
     def __init__(self, cfg: VLAConfig):
         super().__init__()
@@ -128,14 +203,12 @@ class VLA(nn.Module):
         self.lang_proj = nn.Linear(LANG_DIM, d)
         self.state_proj = nn.Linear(cfg.max_state_dim, d)
         self.embodiment = nn.Embedding(cfg.num_embodiments, d)
-        layer = nn.TransformerEncoderLayer(
-            d, cfg.n_heads, 4 * d, cfg.dropout, batch_first=True, norm_first=True
-        )
-        self.prefix = nn.TransformerEncoder(layer, cfg.prefix_layers, enable_nested_tensor=False)
-        dec = nn.TransformerDecoderLayer(
-            d, cfg.n_heads, 4 * d, cfg.dropout, batch_first=True, norm_first=True
-        )
-        self.expert = nn.TransformerDecoder(dec, cfg.expert_layers)
+        # Hand-written blocks rather than nn.Transformer*: on a CPU at these sizes per-op overhead
+        # dominates, and the expert reuses the prefix's cross-attention K/V at every flow step.
+        self.prefix = nn.ModuleList(EncoderBlock(d, cfg.n_heads) for _ in range(cfg.prefix_layers))
+        self.prefix_norm = nn.LayerNorm(d)
+        self.expert = nn.ModuleList(ExpertBlock(d, cfg.n_heads) for _ in range(cfg.expert_layers))
+        self.expert_norm = nn.LayerNorm(d)
         self.action_in = nn.Linear(cfg.max_action_dim, d)
         self.action_pos = nn.Parameter(torch.randn(1, cfg.chunk_size, d) * 0.02)
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
@@ -151,7 +224,7 @@ class VLA(nn.Module):
         sentence: torch.Tensor,  # (B, 384)
         state: torch.Tensor,  # (B, max_state_dim) normalised, zero-padded
         embodiment: torch.Tensor,  # (B,) long
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> Prefix:
         b = images.shape[0]
         vis = self.vision(images, sentence)  # (B, K, N, D)
         vis_mask = image_mask[:, :, None].expand(-1, -1, vis.shape[2]).reshape(b, -1)
@@ -167,31 +240,32 @@ class VLA(nn.Module):
         valid = torch.cat(
             [vis_mask, lang_mask, torch.ones(b, 2, dtype=torch.bool, device=tokens.device)], dim=1
         )
-        memory = self.prefix(tokens, src_key_padding_mask=~valid)
-        return memory, valid
+        mask = valid[:, None, None, :]
+        x = tokens
+        for block in self.prefix:
+            x = block(x, mask)
+        memory = self.prefix_norm(x)
+        cross_kv = [block.cross_attn.kv(memory) for block in self.expert]
+        return Prefix(memory, valid, cross_kv, mask)
 
     # ------------------------------------------------------------------ action expert
-    def velocity(
-        self, x_t: torch.Tensor, t: torch.Tensor, memory: torch.Tensor, valid: torch.Tensor
-    ) -> torch.Tensor:
+    def velocity(self, x_t: torch.Tensor, t: torch.Tensor, prefix: Prefix) -> torch.Tensor:
         h = (
             self.action_in(x_t)
             + self.action_pos
             + self.time_mlp(time_embedding(t, self.cfg.d_model))[:, None]
         )
-        h = self.expert(h, memory, memory_key_padding_mask=~valid)
-        return self.action_out(h)
+        for block, kv in zip(self.expert, prefix.cross_kv, strict=True):
+            h = block(h, kv, prefix.attn_mask)
+        return self.action_out(self.expert_norm(h))
 
-    def loss(self, prefix: tuple[torch.Tensor, torch.Tensor], actions: torch.Tensor, loss_mask: torch.Tensor,
+    def loss(self, prefix: Prefix, actions: torch.Tensor, loss_mask: torch.Tensor,
              noise: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """actions (B, H, max_action_dim) normalised and padded; loss_mask (B, H, max_action_dim) is
         False on padded dims and padded chunk steps."""
-        memory, valid = prefix
         b = actions.shape[0]
         if self.cfg.head == "l1":
-            pred = self.velocity(
-                torch.zeros_like(actions), torch.zeros(b, device=actions.device), memory, valid
-            )
+            pred = self.velocity(torch.zeros_like(actions), torch.zeros(b, device=actions.device), prefix)
             err = (pred - actions).abs()
         else:
             noise = torch.randn_like(actions) if noise is None else noise
@@ -201,16 +275,16 @@ class VLA(nn.Module):
             # Padded action dims carry nothing: zero them in the input too, not only in the loss.
             dims = loss_mask.any(dim=1, keepdim=True)
             x_t = (tt * noise + (1 - tt) * actions) * dims
-            err = (self.velocity(x_t, t, memory, valid) - (noise - actions)) ** 2
+            err = (self.velocity(x_t, t, prefix) - (noise - actions)) ** 2
         m = loss_mask.float()
         return (err * m).sum() / m.sum().clamp(min=1)
 
     @torch.no_grad()
-    def sample(self, prefix: tuple[torch.Tensor, torch.Tensor], dim_mask: torch.Tensor | None = None,
+    def sample(self, prefix: Prefix, dim_mask: torch.Tensor | None = None,
                noise: torch.Tensor | None = None, steps: int | None = None) -> torch.Tensor:  # fmt: skip
         """A normalised action chunk (B, H, max_action_dim): Euler from t = 1 (noise) to t = 0.
         `dim_mask` (B, max_action_dim) marks the embodiment's real action dims (default: all)."""
-        memory, valid = prefix
+        memory = prefix.memory
         b = memory.shape[0]
         shape = (b, self.cfg.chunk_size, self.cfg.max_action_dim)
         keep = (
@@ -220,11 +294,11 @@ class VLA(nn.Module):
         )
         if self.cfg.head == "l1":
             zeros = torch.zeros(shape, device=memory.device)
-            return self.velocity(zeros, torch.zeros(b, device=memory.device), memory, valid) * keep
+            return self.velocity(zeros, torch.zeros(b, device=memory.device), prefix) * keep
         x = (torch.randn(shape, device=memory.device) if noise is None else noise) * keep
         n = steps or self.cfg.flow_steps
         dt = 1.0 / n
         for i in range(n):
             t = torch.full((b,), 1.0 - i * dt, device=memory.device)
-            x = (x - dt * self.velocity(x, t, memory, valid)) * keep
+            x = (x - dt * self.velocity(x, t, prefix)) * keep
         return x

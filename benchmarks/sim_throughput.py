@@ -86,7 +86,7 @@ def main() -> None:
             env = make(size, True)
             env.reset(seed=0)
             if isinstance(env, TabletopEnv):
-                render_only = _rate(lambda e=env: e._render("front"), args.seconds)
+                render_only = _rate(lambda e=env: e.robot.render("front"), args.seconds)
             else:
                 render_only = _rate(lambda e=env: e._render_frame(), args.seconds)
             with_render = _steps(env, args.seconds)

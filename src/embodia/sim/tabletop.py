@@ -178,8 +178,7 @@ class TabletopEnv(gym.Env):
         return self._observation(), float(success), success, truncated, self._info(success)
 
     def render(self):
-        cam = "front"
-        return self._render(cam)
+        return self.robot.render("front")
 
     def close(self):
         self.robot.disconnect()
@@ -308,9 +307,6 @@ class TabletopEnv(gym.Env):
             if len(points) == 1 + len(COLORS):
                 return points
         raise RuntimeError("could not lay out the tabletop scene; the workspace constants are inconsistent")
-
-    def _render(self, camera: str) -> np.ndarray:
-        return self.robot.render(camera)
 
     def _observation(self) -> dict[str, Any]:
         obs = self.robot.get_observation()

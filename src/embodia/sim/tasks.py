@@ -153,9 +153,12 @@ class TaskInstance:
         return (self.color,) if self.other is None else (self.color, self.other)
 
 
+_PLURAL = {"task family": "task families"}
+
+
 def _check_choice(kind: str, value, valid) -> None:
     if value not in valid:
-        raise ValueError(f"unknown {kind} {value!r}; valid {kind}s: {sorted(valid)}")
+        raise ValueError(f"unknown {kind} {value!r}; valid {_PLURAL.get(kind, kind + 's')}: {sorted(valid)}")
 
 
 def make_task(

@@ -192,6 +192,93 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate a policy closed-loop on a suite: success per task with 95 % intervals, videos, report."""
+    from embodia.eval.run import evaluate, summary_table
+
+    try:
+        from embodia.policy.policy import Policy
+    except ImportError as exc:
+        console.print(f"[bold red]error:[/] cannot load policies in this version of embodia ({exc})")
+        return 1
+    policy = Policy.from_pretrained(args.checkpoint)
+    result = evaluate(
+        policy,
+        suite=args.suite,
+        episodes=args.episodes,
+        num_envs=args.num_envs,
+        split=args.split,
+        replan_every=args.replan_every,
+        videos_per_task=args.videos,
+        out_dir=args.out,
+        seed=args.seed,
+        image_size=args.image_size,
+        max_steps=args.max_steps,
+    )
+    console.print(summary_table(result))
+    console.print(
+        f"results: [bold]{result.results_path}[/]; report: [bold]{result.report_path}[/]; "
+        f"{len(result.videos)} videos in {result.out_dir / 'videos'}"
+    )
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train the VLA on LeRobotDatasets (from scratch, or fine-tuning a checkpoint with --init-from)."""
+    import dataclasses
+    import os
+    from pathlib import Path
+
+    from embodia.runs import new_run_dir, write_manifest
+    from embodia.train.config import preset
+    from embodia.train.loop import train
+
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    overrides = {
+        k: v
+        for k, v in {
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "seed": args.seed,
+            "save_every": args.save_every,
+            "init_from": args.init_from,
+            "cache_dir": args.cache_dir,
+        }.items()
+        if v is not None
+    }
+    if args.freeze_encoders:
+        overrides["freeze_encoders"] = True
+    if args.no_augment:
+        overrides["augment"] = False
+    if args.resume:
+        run_dir = Path(args.resume)
+        cfg = preset(args.preset)
+    else:
+        if not args.datasets:
+            raise ValueError("give at least one dataset folder (or --resume RUN_DIR)")
+        cfg = preset(args.preset, datasets=[str(Path(d)) for d in args.datasets], **overrides)
+        if args.head:
+            cfg.model = dataclasses.replace(cfg.model, head=args.head)
+        # Under `accelerate launch` every process runs this; they must agree on one folder.
+        multi = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        if multi and not args.out:
+            raise ValueError("with several processes (accelerate launch), give the run folder with --out")
+        run_dir = Path(args.out) if args.out else new_run_dir("train", cfg.name)
+        if main_process:
+            write_manifest(run_dir, "train", cfg.to_dict(), seeds=[cfg.seed])
+    if main_process:
+        console.print(f"training run: [bold]{run_dir}[/]")
+    t0 = time.perf_counter()
+    final = train(cfg, run_dir, resume=bool(args.resume), console=console)
+    if main_process:
+        console.print(
+            f"done in {time.perf_counter() - t0:.0f} s; policy: [bold]{final}[/], "
+            f"metrics: {run_dir / 'metrics.jsonl'}, checkpoints: {run_dir / 'checkpoints'}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="embodia", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -225,6 +312,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.set_defaults(func=cmd_record)
 
+    tr = sub.add_parser("train", help=cmd_train.__doc__)
+    tr.add_argument("datasets", nargs="*", help="LeRobotDataset folders (v3.0 or v2.1)")
+    tr.add_argument("--preset", default="default", help="tiny | default | base | finetune")
+    tr.add_argument("--steps", type=_positive_int)
+    tr.add_argument("--batch-size", type=_positive_int)
+    tr.add_argument("--lr", type=float)
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--save-every", type=_positive_int)
+    tr.add_argument("--head", choices=["flow", "l1"], help="action head (default: the preset's, flow)")
+    tr.add_argument("--init-from", help="checkpoint folder to fine-tune")
+    tr.add_argument("--freeze-encoders", action="store_true", help="with --init-from: keep vision/language")
+    tr.add_argument("--no-augment", action="store_true")
+    tr.add_argument("--cache-dir", help="decoded-frame cache (default ~/.cache/embodia/frames)")
+    tr.add_argument("--out", help="run folder (default ./embodia_runs/train/<time>-<preset>)")
+    tr.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its latest checkpoint")
+    tr.set_defaults(func=cmd_train)
+
     dset = sub.add_parser("dataset", help=cmd_dataset.__doc__)
     dsub = dset.add_subparsers(dest="action", required=True)
     p = dsub.add_parser("info", help="summary of a dataset")
@@ -254,6 +358,28 @@ def build_parser() -> argparse.ArgumentParser:
     tasks = sub.add_parser("tasks", help=cmd_tasks.__doc__)
     tasks.add_argument("--markdown", action="store_true", help="print docs/tasks.md")
     tasks.set_defaults(func=cmd_tasks)
+
+    ev = sub.add_parser("eval", help=cmd_eval.__doc__)
+    ev.add_argument("checkpoint", help="checkpoint folder or file of a trained policy")
+    ev.add_argument(
+        "--suite",
+        default="tabletop",
+        help="'tabletop' (all families), families like 'pick,place', or 'metaworld:<task|group|list>'",
+    )
+    ev.add_argument(
+        "--split", choices=["train", "heldout", "all"], default="train", help="instruction templates"
+    )
+    ev.add_argument("--episodes", type=_positive_int, default=50, help="episodes per task")
+    ev.add_argument("--num-envs", type=_positive_int, default=2)
+    ev.add_argument(
+        "--replan-every", type=_positive_int, default=None, help="actions per chunk (default: the policy's)"
+    )
+    ev.add_argument("--videos", type=int, default=1, help="episodes filmed per task")
+    ev.add_argument("--image-size", type=_positive_int, default=96)
+    ev.add_argument("--max-steps", type=_positive_int, default=None, help="override the step limit")
+    ev.add_argument("--seed", type=int, default=0, help="offset of the evaluation seeds (base 10,000,000)")
+    ev.add_argument("--out", default=None, help="output folder (default: ./embodia_runs/eval/<time>-<suite>)")
+    ev.set_defaults(func=cmd_eval)
     return parser
 
 

@@ -53,6 +53,9 @@ class InstructionEncoder:
 
     def __init__(self, device: str | torch.device = "cpu"):
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a bar for loading 90 MB from disk is noise in our output
 
         path = model_dir()
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)

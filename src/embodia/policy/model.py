@@ -279,6 +279,18 @@ class VLA(nn.Module):
         m = loss_mask.float()
         return (err * m).sum() / m.sum().clamp(min=1)
 
+    def forward(
+        self,
+        inputs: dict[str, torch.Tensor],
+        actions: torch.Tensor,
+        loss_mask: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        t: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The training loss for one batch. Training calls the module itself (not `loss`) so that a
+        DistributedDataParallel wrapper sees the call and synchronises the gradients."""
+        return self.loss(self.encode_prefix(**inputs), actions, loss_mask, noise=noise, t=t)
+
     @torch.no_grad()
     def sample(self, prefix: Prefix, dim_mask: torch.Tensor | None = None,
                noise: torch.Tensor | None = None, steps: int | None = None) -> torch.Tensor:  # fmt: skip

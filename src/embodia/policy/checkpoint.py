@@ -1,0 +1,124 @@
+"""A checkpoint is a folder of plain files, written atomically, with no pickle anywhere:
+
+    config.json            model config (VLAConfig), embodiments (dims, cameras, fps, names), metadata
+    normalization.json     per-embodiment normalisation stats (the policy is wrong without them)
+    model.safetensors      weights (the EMA weights when trained with EMA)
+    train_state.safetensors + train_state.json   only in training checkpoints: raw weights, EMA,
+                           AdamW moments and the step, for exact resume
+
+Writing goes to a hidden sibling folder that is renamed into place, so a crash mid-write leaves either
+the old checkpoint or the new one, never a half-written folder under the real name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+FORMAT = "embodia-policy"
+FORMAT_VERSION = 1
+POLICY_FILES = ("config.json", "normalization.json", "model.safetensors")
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def write_folder(path: str | Path, files: dict[str, Any]) -> Path:
+    """Atomically (re)place folder `path` with `files`: name -> dict (JSON) | tensor dict (safetensors)
+    | bytes | str."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    for name, content in files.items():
+        target = tmp / name
+        if name.endswith(".safetensors"):
+            save_file({k: v.detach().contiguous().cpu() for k, v in content.items()}, str(target))
+        elif name.endswith(".json"):
+            target.write_text(json.dumps(content, indent=2) + "\n")
+        elif isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(str(content))
+    for f in tmp.iterdir():  # make the bytes durable before the rename publishes them
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    old = path.parent / f".{path.name}.old-{os.getpid()}"
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old.exists():
+        shutil.rmtree(old)
+    return path
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.exists():
+        raise CheckpointError(f"{path}: missing")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for truncated/corrupt files
+        raise CheckpointError(
+            f"{path}: cannot read weights ({exc}); the file is corrupt or truncated"
+        ) from None
+
+
+def check_policy_folder(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(
+            f"{path}: not a checkpoint folder (expected a folder with {', '.join(POLICY_FILES)})"
+        )
+    missing = [f for f in POLICY_FILES if not (path / f).exists()]
+    if missing:
+        raise CheckpointError(f"{path}: not a complete checkpoint; missing {', '.join(missing)}")
+    return path
+
+
+def file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------- optimizer state without pickle
+def optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """AdamW's per-parameter moments as named tensors, the hyper-parameters as JSON."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    for pid, state in sd["state"].items():
+        for name, value in state.items():
+            t = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"opt.{pid}.{name}"] = t
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if not key.startswith("opt."):
+            continue
+        _, pid, name = key.split(".", 2)
+        state.setdefault(int(pid), {})[name] = value
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})

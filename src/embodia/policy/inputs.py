@@ -1,0 +1,174 @@
+"""Small transforms from dataset/environment values to the VLA's tensors, shared by training, the
+`Policy` wrapper and the server so that every consumer prepares inputs the same way.
+
+Each embodiment of a checkpoint is described by an `EmbodimentInfo`: its dimensions, its cameras in
+slot order and its normalisation stats. Cameras are slotted by position (slot 0 = the first camera of
+the embodiment), missing slots are zero images with `image_mask` False.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from embodia.policy.normalize import Normalizer, pad_to
+
+
+@dataclass
+class EmbodimentInfo:
+    name: str
+    token: int  # row of the model's embodiment table
+    state_dim: int
+    action_dim: int
+    cameras: list[str]  # observation keys, in slot order
+    fps: float
+    normalizer: Normalizer
+    state_names: list[str] = field(default_factory=list)
+    action_names: list[str] = field(default_factory=list)
+    image_shapes: dict[str, list[int]] = field(default_factory=dict)  # (H, W, C) the data had
+
+    def to_dict(self) -> dict:
+        """JSON metadata (the normaliser is stored separately in normalization.json)."""
+        return {
+            "name": self.name,
+            "token": self.token,
+            "state_dim": self.state_dim,
+            "action_dim": self.action_dim,
+            "cameras": list(self.cameras),
+            "fps": self.fps,
+            "state_names": list(self.state_names),
+            "action_names": list(self.action_names),
+            "image_shapes": {k: list(v) for k, v in self.image_shapes.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict, normalizer: Normalizer) -> EmbodimentInfo:
+        return cls(
+            name=d["name"],
+            token=int(d["token"]),
+            state_dim=int(d["state_dim"]),
+            action_dim=int(d["action_dim"]),
+            cameras=list(d["cameras"]),
+            fps=float(d["fps"]),
+            normalizer=normalizer,
+            state_names=list(d.get("state_names", [])),
+            action_names=list(d.get("action_names", [])),
+            image_shapes={k: list(v) for k, v in d.get("image_shapes", {}).items()},
+        )
+
+
+def to_model_image(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, 3, H, W) uint8 or float in [0, 1] -> float (B, 3, size, size) in [0, 1].
+
+    A non-square image is zero-padded to a square first (letterbox), so the aspect ratio, and with it
+    the geometry the policy learned, is kept; then it is resized with antialiasing.
+    """
+    if x.dtype == torch.uint8:
+        x = x.float().div_(255.0)
+    h, w = x.shape[-2:]
+    if h != w:
+        side = max(h, w)
+        top, left = (side - h) // 2, (side - w) // 2
+        x = torch.nn.functional.pad(x, (left, side - w - left, top, side - h - top))
+    if x.shape[-1] != size:
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
+    return x
+
+
+def stack_cameras(
+    images: list[torch.Tensor], size: int, max_cameras: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-camera (B, 3, H, W) images -> (B, max_cameras, 3, size, size) and the (B, max_cameras) mask."""
+    if len(images) > max_cameras:
+        raise ValueError(f"{len(images)} cameras given; the model takes at most {max_cameras}")
+    b = images[0].shape[0]
+    out = torch.zeros(b, max_cameras, 3, size, size, device=images[0].device)
+    mask = torch.zeros(b, max_cameras, dtype=torch.bool, device=images[0].device)
+    for slot, img in enumerate(images):
+        out[:, slot] = to_model_image(img, size)
+        mask[:, slot] = True
+    return out, mask
+
+
+@dataclass
+class LanguageTable:
+    """Encodings of a fixed set of instructions (a dataset's tasks), trimmed to the longest one so that
+    attention does not run over padding."""
+
+    tokens: torch.Tensor  # (N, T, 384)
+    mask: torch.Tensor  # (N, T)
+    pooled: torch.Tensor  # (N, 384)
+    index: dict[str, int]
+
+    @classmethod
+    def build(cls, encoder, texts: list[str]) -> LanguageTable:
+        texts = list(dict.fromkeys(texts))
+        tokens, mask, pooled = encoder.encode(texts)
+        t = max(1, int(mask.sum(1).max()))
+        return cls(
+            tokens[:, :t].contiguous(), mask[:, :t].contiguous(), pooled, {s: i for i, s in enumerate(texts)}
+        )
+
+    def lookup(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        try:
+            rows = torch.tensor([self.index[s] for s in texts])
+        except KeyError as exc:
+            raise KeyError(f"instruction {exc} was not encoded") from None
+        return self.tokens[rows], self.mask[rows], self.pooled[rows]
+
+
+def encode_instructions(encoder, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Encode with the (caching) encoder and trim padding shared by the whole batch."""
+    tokens, mask, pooled = encoder.encode(list(texts))
+    t = max(1, int(mask.sum(1).max()))
+    return tokens[:, :t], mask[:, :t], pooled
+
+
+def model_inputs(
+    info: EmbodimentInfo,
+    images: list[torch.Tensor],
+    state: torch.Tensor,
+    language: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    image_size: int,
+    max_cameras: int,
+    max_state_dim: int,
+) -> dict[str, torch.Tensor]:
+    """The keyword arguments of `VLA.encode_prefix` for one embodiment's batch (raw state)."""
+    imgs, image_mask = stack_cameras(images, image_size, max_cameras)
+    state_n = info.normalizer.normalize_state(state.float())
+    state_p, _ = pad_to(state_n, max_state_dim)
+    tokens, lang_mask, pooled = language
+    b = state.shape[0]
+    return {
+        "images": imgs,
+        "image_mask": image_mask,
+        "lang_tokens": tokens.to(imgs.device),
+        "lang_mask": lang_mask.to(imgs.device),
+        "sentence": pooled.to(imgs.device),
+        "state": state_p,
+        "embodiment": torch.full((b,), info.token, dtype=torch.long, device=imgs.device),
+    }
+
+
+def action_targets(
+    info: EmbodimentInfo, actions: torch.Tensor, is_pad: torch.Tensor, max_action_dim: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw (B, H, d) actions -> normalised, padded (B, H, max_action_dim) and the loss mask (False on
+    padded dimensions and on chunk steps past the episode's end)."""
+    a, dim_mask = pad_to(info.normalizer.normalize_action(actions.float()), max_action_dim)
+    loss_mask = dim_mask & ~is_pad[..., None]
+    return a, loss_mask
+
+
+def action_dim_mask(info: EmbodimentInfo, batch: int, max_action_dim: int) -> torch.Tensor:
+    mask = torch.zeros(batch, max_action_dim, dtype=torch.bool)
+    mask[:, : info.action_dim] = True
+    return mask
+
+
+def to_numpy_actions(info: EmbodimentInfo, normalized: torch.Tensor) -> np.ndarray:
+    """Model output (B, H, max_action_dim) -> raw actions (B, H, action_dim) float32."""
+    a = info.normalizer.unnormalize_action(normalized[..., : info.action_dim].double())
+    return a.float().cpu().numpy()

@@ -1,0 +1,218 @@
+"""`Policy`: a trained VLA with everything needed to act — normalisation stats, embodiments, camera
+order, chunking — behind one call, `predict_chunk(observations) -> raw actions`.
+
+    policy = Policy.from_pretrained("path/to/checkpoint")   # or Policy.from_pretrained() for the base
+    chunk = policy.predict_chunk([obs])                       # (1, chunk_size, action_dim)
+    for a in chunk[0, : policy.n_action_steps]: env.step(a)
+
+Observations use the dataset/environment keys ('observation.images.<camera>' uint8 H x W x 3,
+'observation.state', 'task'); other image sizes are letterboxed to the model's size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from embodia.policy.checkpoint import (
+    FORMAT,
+    FORMAT_VERSION,
+    CheckpointError,
+    check_policy_folder,
+    file_hash,
+    read_json,
+    read_tensors,
+    write_folder,
+)
+from embodia.policy.inputs import (
+    EmbodimentInfo,
+    action_dim_mask,
+    encode_instructions,
+    model_inputs,
+    to_numpy_actions,
+)
+from embodia.policy.model import VLA, VLAConfig
+from embodia.policy.normalize import Normalizer
+from embodia.robots.spec import OBS_STATE, TASK
+
+BASE_DIR = Path(__file__).parent / "base"  # the shipped pretrained base
+
+
+class Policy:
+    def __init__(
+        self,
+        model: VLA,
+        embodiments: dict[str, EmbodimentInfo],
+        default_embodiment: str | None = None,
+        metadata: dict | None = None,
+        encoder=None,
+    ):
+        if not embodiments:
+            raise ValueError("a policy needs at least one embodiment")
+        self.model = model.eval()
+        self.cfg: VLAConfig = model.cfg
+        self.embodiments = embodiments
+        self.embodiment = default_embodiment or next(iter(embodiments))
+        if self.embodiment not in embodiments:
+            raise ValueError(f"unknown embodiment {self.embodiment!r}; have {sorted(embodiments)}")
+        self.metadata = dict(metadata or {})
+        self._encoder = encoder
+        self.checkpoint_hash = self.metadata.get("checkpoint_hash", "")
+        self.path: Path | None = None
+
+    # ------------------------------------------------------------------ properties every consumer uses
+    @property
+    def chunk_size(self) -> int:
+        return self.cfg.chunk_size
+
+    @property
+    def n_action_steps(self) -> int:
+        return self.cfg.n_action_steps
+
+    @property
+    def info(self) -> EmbodimentInfo:
+        return self.embodiments[self.embodiment]
+
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            from embodia.policy.language import InstructionEncoder
+
+            self._encoder = InstructionEncoder()
+        return self._encoder
+
+    def reset(self) -> None:
+        """Policies here are stateless between chunks; kept for the eval/robot protocol."""
+
+    # ------------------------------------------------------------------ acting
+    def expected_features(self, embodiment: str | None = None) -> dict[str, dict]:
+        """Observation keys with shape and dtype, enough for a client to build a valid observation."""
+        info = self.embodiments[embodiment or self.embodiment]
+        feats: dict[str, dict] = {}
+        for cam in info.cameras:
+            shape = info.image_shapes.get(cam, [self.cfg.image_size, self.cfg.image_size, 3])
+            feats[cam] = {"shape": list(shape), "dtype": "uint8"}
+        feats[OBS_STATE] = {"shape": [info.state_dim], "dtype": "float32"}
+        feats[TASK] = {"shape": [], "dtype": "str"}
+        return feats
+
+    def _check(self, obs: dict[str, Any], info: EmbodimentInfo) -> None:
+        missing = [k for k in [*info.cameras, OBS_STATE, TASK] if k not in obs]
+        if missing:
+            raise ValueError(
+                f"observation is missing {missing}; this policy expects {sorted(self.expected_features())}"
+            )
+        state = np.asarray(obs[OBS_STATE])
+        if state.shape != (info.state_dim,):
+            raise ValueError(f"{OBS_STATE} has shape {state.shape}; expected ({info.state_dim},)")
+        if not np.all(np.isfinite(state)):
+            raise ValueError(f"{OBS_STATE} contains NaN or inf")
+        for cam in info.cameras:
+            img = np.asarray(obs[cam])
+            if img.ndim != 3 or img.shape[-1] != 3:
+                raise ValueError(f"{cam} has shape {img.shape}; expected (H, W, 3) uint8")
+
+    @torch.no_grad()
+    def predict_chunk(
+        self,
+        observations: dict[str, Any] | list[dict[str, Any]],
+        embodiment: str | None = None,
+        noise: torch.Tensor | None = None,
+        steps: int | None = None,
+    ) -> np.ndarray:
+        """Raw actions (B, chunk_size, action_dim) float32 for a batch of observations."""
+        if isinstance(observations, dict):
+            observations = [observations]
+        info = self.embodiments[embodiment or self.embodiment]
+        for obs in observations:
+            self._check(obs, info)
+        images = []
+        for cam in info.cameras:
+            arr = np.stack([np.asarray(o[cam], dtype=np.uint8) for o in observations])
+            images.append(torch.from_numpy(arr).permute(0, 3, 1, 2))
+        state = torch.from_numpy(np.stack([np.asarray(o[OBS_STATE], np.float32) for o in observations]))
+        language = encode_instructions(self.encoder, [str(o[TASK]) for o in observations])
+        cfg = self.cfg
+        inputs = model_inputs(
+            info, images, state, language, cfg.image_size, cfg.max_cameras, cfg.max_state_dim
+        )
+        prefix = self.model.encode_prefix(**inputs)
+        mask = action_dim_mask(info, len(observations), cfg.max_action_dim)
+        chunk = self.model.sample(prefix, dim_mask=mask, noise=noise, steps=steps)
+        return to_numpy_actions(info, chunk)
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, path: str | Path, extra_files: dict[str, Any] | None = None) -> Path:
+        weights = {k: v for k, v in self.model.state_dict().items()}
+        config = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model": self.cfg.to_dict(),
+            "default_embodiment": self.embodiment,
+            "embodiments": {n: e.to_dict() for n, e in self.embodiments.items()},
+            "metadata": {k: v for k, v in self.metadata.items() if k != "checkpoint_hash"},
+        }
+        norms = {n: e.normalizer.to_dict() for n, e in self.embodiments.items()}
+        files = {"config.json": config, "normalization.json": norms, "model.safetensors": weights}
+        files.update(extra_files or {})
+        out = write_folder(path, files)
+        self.checkpoint_hash = file_hash(out / "model.safetensors")
+        self.path = out
+        return out
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, device: str = "cpu", encoder=None) -> Policy:
+        """Load a checkpoint folder; with no path, the pretrained base shipped inside the package."""
+        if path is None:
+            path = BASE_DIR
+            if not (path / "model.safetensors").exists():
+                raise CheckpointError(
+                    f"the shipped base checkpoint is missing from {path}; reinstall embodia or pass a path"
+                )
+        root = check_policy_folder(path)
+        config = read_json(root / "config.json")
+        if config.get("format") != FORMAT:
+            raise CheckpointError(
+                f"{root / 'config.json'}: not an embodia policy (format {config.get('format')!r})"
+            )
+        if int(config.get("format_version", 0)) > FORMAT_VERSION:
+            raise CheckpointError(
+                f"{root}: checkpoint format {config['format_version']} is newer than this embodia "
+                f"understands ({FORMAT_VERSION}); upgrade embodia"
+            )
+        try:
+            cfg = VLAConfig.from_dict(config["model"])
+            norms = read_json(root / "normalization.json")
+            embodiments = {
+                name: EmbodimentInfo.from_dict(d, Normalizer.from_dict(norms[name]))
+                for name, d in config["embodiments"].items()
+            }
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"{root}: config.json / normalization.json are inconsistent ({exc!r})"
+            ) from None
+        model = VLA(cfg)
+        weights = read_tensors(root / "model.safetensors")
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        if missing or unexpected:
+            raise CheckpointError(
+                f"{root / 'model.safetensors'}: weights do not match config.json "
+                f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+            )
+        meta = dict(config.get("metadata", {}))
+        meta["checkpoint_hash"] = file_hash(root / "model.safetensors")
+        policy = cls(model.to(device), embodiments, config.get("default_embodiment"), meta, encoder)
+        policy.path = root
+        return policy
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def __repr__(self) -> str:
+        return (
+            f"Policy({self.cfg.head}, {self.num_parameters() / 1e6:.1f}M params, chunk {self.chunk_size}, "
+            f"executes {self.n_action_steps}, embodiments {sorted(self.embodiments)})"
+        )

@@ -1,0 +1,127 @@
+"""Typed training configuration and the named presets (`embodia train --preset base`).
+
+A preset is just a `TrainConfig` with some fields set; command-line flags override it field by field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from embodia.policy.model import VLAConfig
+
+
+@dataclass
+class TrainConfig:
+    datasets: list[str] = field(default_factory=list)
+    out: str | None = None  # run folder (default ./embodia_runs/train/<time>-<name>)
+    steps: int = 2000
+    batch_size: int = 32  # per process
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.05  # the cosine ends at lr * min_lr_ratio, exactly at `steps`
+    warmup_steps: int = 200  # capped at steps // 5 so that short runs still get their cosine
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999  # 0 disables EMA
+    save_every: int = 500
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    seed: int = 0
+    augment: bool = True
+    init_from: str | None = None  # fine-tune from this checkpoint folder
+    freeze_encoders: bool = False  # with init_from: train only the prefix transformer and the expert
+    model: VLAConfig = field(default_factory=VLAConfig)
+    cache_dir: str | None = None
+    eval_every: int = 0  # 0: no periodic evaluation in simulation
+    eval_episodes: int = 10
+    eval_suite: str = ""
+    stop_after: int = 0  # testing aid: stop (as if killed) after this step, without a final save
+    name: str = "vla"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            self.model = VLAConfig.from_dict(self.model)
+        for name in ("steps", "batch_size", "save_every", "log_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.freeze_encoders and not self.init_from:
+            raise ValueError("freeze_encoders needs init_from (a checkpoint whose encoders to keep)")
+
+    @property
+    def warmup(self) -> int:
+        return min(self.warmup_steps, self.steps // 5)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["model"] = self.model.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Linear warmup, then a cosine that reaches lr * min_lr_ratio exactly at the last step: the
+    schedule is scaled to the requested number of steps (a schedule built for a different length is a
+    classic way to train with a near-zero learning rate for most of a run)."""
+    import math
+
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    span = max(1, cfg.steps - cfg.warmup)
+    progress = min(1.0, (step - cfg.warmup) / span)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+# Presets. "tiny" is for tests (seconds); "base" is the shipped pretrained base's recipe.
+TINY_MODEL = VLAConfig(
+    image_size=32,
+    chunk_size=8,
+    n_action_steps=4,
+    d_model=32,
+    n_heads=2,
+    prefix_layers=1,
+    expert_layers=1,
+    cnn_channels=(8, 16),
+    flow_steps=3,
+)
+BASE_MODEL = VLAConfig(
+    image_size=96,
+    chunk_size=16,
+    n_action_steps=8,
+    d_model=128,
+    n_heads=4,
+    prefix_layers=3,
+    expert_layers=3,
+    cnn_channels=(24, 48, 96, 128),
+    flow_steps=5,
+)
+
+PRESETS: dict[str, TrainConfig] = {
+    "tiny": TrainConfig(steps=20, batch_size=8, save_every=10, log_every=5, warmup_steps=2, model=TINY_MODEL),
+    "default": TrainConfig(),
+    "base": TrainConfig(
+        steps=6000,
+        batch_size=32,
+        lr=5e-4,
+        warmup_steps=300,
+        save_every=500,
+        ema_decay=0.999,
+        model=BASE_MODEL,
+        name="base",
+    ),
+    "finetune": TrainConfig(
+        steps=600, batch_size=32, lr=2e-4, warmup_steps=50, save_every=200, name="finetune"
+    ),
+}
+
+
+def preset(name: str, **overrides) -> TrainConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; valid presets: {sorted(PRESETS)}")
+    return replace(PRESETS[name], **overrides)

@@ -1,0 +1,365 @@
+"""The one training path, top to bottom: datasets -> batches -> flow-matching loss -> AdamW -> EMA ->
+atomic checkpoints. Runs unchanged on one CPU or under `accelerate launch` (several processes/GPUs).
+
+Determinism, and with it exact resume: every random draw of a step (which dataset, which frames, the
+augmentation, the flow noise and time) comes from a generator seeded by (seed, step, process). A run
+resumed from the checkpoint of step k therefore sees exactly the batches it would have seen, and with
+the weights, EMA and AdamW moments restored bit for bit, it ends bit for bit where an uninterrupted run
+ends (tested on CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from embodia.data.loader import TrainingDataset, augment_batch
+from embodia.policy.checkpoint import (
+    CheckpointError,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    read_json,
+    read_tensors,
+)
+from embodia.policy.inputs import EmbodimentInfo, LanguageTable, action_targets, model_inputs
+from embodia.policy.language import InstructionEncoder
+from embodia.policy.model import VLA, VLAConfig
+from embodia.policy.normalize import Normalizer
+from embodia.policy.policy import Policy
+from embodia.robots.spec import ACTION, OBS_STATE
+from embodia.train.config import TrainConfig, lr_at
+
+
+@dataclass
+class Source:
+    """One dataset, the embodiment it trains, and its instructions already encoded."""
+
+    data: TrainingDataset
+    info: EmbodimentInfo
+    language: LanguageTable
+
+
+def embodiment_of(robot_type: str | None, state_dim: int, action_dim: int) -> str:
+    """The embodiment name a dataset trains: its robot_type, qualified by its action size when the
+    same robot appears with different action spaces (SO-101 joints vs end-effector deltas)."""
+    name = (robot_type or "unknown").lower()
+    if name.startswith("so101"):  # LeRobot writes "so101_follower"
+        return "so101_ee" if action_dim == 4 else "so101"
+    return name
+
+
+def build_sources(
+    cfg: TrainConfig, model_cfg: VLAConfig, encoder, known: dict[str, EmbodimentInfo] | None = None
+) -> tuple[list[Source], dict[str, EmbodimentInfo]]:
+    """Open the datasets; reuse the checkpoint's normalisation for embodiments it already knows (so a
+    fine-tuned policy keeps the action scale it was pretrained with), compute it for new ones."""
+    if not cfg.datasets:
+        raise ValueError("no datasets to train on: pass at least one LeRobotDataset folder")
+    embodiments = dict(known or {})
+    sources = []
+    for root in cfg.datasets:
+        data = TrainingDataset(root, chunk_size=model_cfg.chunk_size, cache_dir=cfg.cache_dir)
+        ds = data.ds
+        for key in (OBS_STATE, ACTION):
+            if key not in ds.features:
+                raise ValueError(f"{root}: dataset has no {key!r} feature; the VLA needs state and action")
+        state_dim = int(np.prod(ds.features[OBS_STATE]["shape"]))
+        action_dim = int(np.prod(ds.features[ACTION]["shape"]))
+        if state_dim > model_cfg.max_state_dim or action_dim > model_cfg.max_action_dim:
+            raise ValueError(
+                f"{root}: state {state_dim} / action {action_dim} dims exceed the model's "
+                f"max_state_dim {model_cfg.max_state_dim} / max_action_dim {model_cfg.max_action_dim}"
+            )
+        if len(ds.camera_keys) > model_cfg.max_cameras:
+            raise ValueError(
+                f"{root}: {len(ds.camera_keys)} cameras; the model takes {model_cfg.max_cameras}"
+            )
+        name = embodiment_of(ds.robot_type, state_dim, action_dim)
+        if name in embodiments:
+            info = embodiments[name]
+            if (info.state_dim, info.action_dim) != (state_dim, action_dim):
+                raise ValueError(
+                    f"{root}: embodiment {name!r} has state/action dims ({state_dim}, {action_dim}) here "
+                    f"but ({info.state_dim}, {info.action_dim}) in the checkpoint"
+                )
+            if len(info.cameras) != len(ds.camera_keys):
+                raise ValueError(
+                    f"{root}: cameras {ds.camera_keys} do not match the checkpoint's {info.cameras}"
+                )
+            # The dataset's own camera names fill the checkpoint's slots in order.
+            info.cameras = list(ds.camera_keys)
+        else:
+            if name not in model_cfg.embodiments:
+                if len(model_cfg.embodiments) >= model_cfg.num_embodiments:
+                    raise ValueError(
+                        f"no free embodiment slot for {name!r} (model has {model_cfg.embodiments})"
+                    )
+                model_cfg.embodiments.append(name)
+            feats = ds.features
+            info = EmbodimentInfo(
+                name=name,
+                token=model_cfg.embodiments.index(name),
+                state_dim=state_dim,
+                action_dim=action_dim,
+                cameras=list(ds.camera_keys),
+                fps=float(ds.fps),
+                normalizer=Normalizer.from_stats(ds.stats),
+                state_names=_names(feats[OBS_STATE]),
+                action_names=_names(feats[ACTION]),
+                image_shapes={k: list(feats[k]["shape"]) for k in ds.camera_keys},
+            )
+            embodiments[name] = info
+        sources.append(Source(data, info, LanguageTable.build(encoder, list(ds.tasks))))
+    return sources, embodiments
+
+
+def _names(feature: dict) -> list[str]:
+    names = feature.get("names")
+    if isinstance(names, dict):  # LeRobot sometimes nests them: {"motors": [...]}
+        names = next(iter(names.values()), None)
+    return [str(n) for n in names] if isinstance(names, list) else []
+
+
+def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step * 131 + rank)
+
+
+def make_batch(sources: list[Source], cfg: TrainConfig, step: int, rank: int, device) -> tuple[dict, ...]:
+    """Every random draw of a step, from one generator seeded by (seed, step, rank)."""
+    g = step_generator(cfg.seed, step, rank)
+    sizes = torch.tensor([len(s.data) for s in sources], dtype=torch.float)
+    src = sources[int(torch.multinomial(sizes, 1, generator=g))]
+    idx = torch.randint(len(src.data), (cfg.batch_size,), generator=g).tolist()
+    batch = src.data.__getitems__(idx)
+    cams = src.info.cameras
+    if cfg.augment and cams:
+        batch = augment_batch(batch, cams, generator=g)
+    m = cfg.model
+    inputs = model_inputs(
+        src.info,
+        [batch[c].to(device) for c in cams],
+        batch[OBS_STATE].to(device),
+        src.language.lookup(batch["task"]),
+        m.image_size,
+        m.max_cameras,
+        m.max_state_dim,
+    )
+    actions, mask = action_targets(src.info, batch[ACTION], batch["action_is_pad"], m.max_action_dim)
+    noise = torch.randn(actions.shape, generator=g)
+    # t ~ Beta(1.5, 1) by inverse CDF (F(x) = x^1.5), so the draw uses our generator; as in pi0 the
+    # time is kept away from exactly 0.
+    t = torch.rand(cfg.batch_size, generator=g).pow(1 / 1.5) * 0.999 + 0.001
+    return inputs, actions.to(device), mask.to(device), noise.to(device), t.to(device)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, run_dir: Path, accelerator=None, console=None):
+        from accelerate import Accelerator
+
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.acc = accelerator or Accelerator()
+        self.console = console
+        torch.manual_seed(cfg.seed)  # the initial weights
+        encoder = InstructionEncoder()
+        init = Policy.from_pretrained(cfg.init_from, encoder=encoder) if cfg.init_from else None
+        if init is not None:
+            # The architecture comes from the checkpoint; fine-tuning keeps chunking and sizes.
+            cfg.model = VLAConfig.from_dict(init.cfg.to_dict())
+        self.sources, self.embodiments = build_sources(
+            cfg, cfg.model, encoder, init.embodiments if init else None
+        )
+        self.encoder = encoder
+        self.model = VLA(cfg.model)
+        if init is not None:
+            self.model.load_state_dict(init.model.state_dict())
+        if cfg.freeze_encoders:
+            for module in (self.model.vision, self.model.lang_proj):
+                module.requires_grad_(False)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+            betas=(0.9, 0.95),
+        )
+        self.ema = [p.detach().clone() for p in self.model.parameters()] if cfg.ema_decay > 0 else None
+        self.step = 0
+        self.wrapped, self.optimizer = self.acc.prepare(self.model, self.optimizer)
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def ckpt_root(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def policy(self, use_ema: bool = True) -> Policy:
+        """The current model as a Policy (EMA weights by default), on the CPU."""
+        model = VLA(VLAConfig.from_dict(self.cfg.model.to_dict()))
+        model.load_state_dict(self.model.state_dict())
+        if use_ema and self.ema is not None:
+            with torch.no_grad():
+                for p, e in zip(model.parameters(), self.ema, strict=True):
+                    p.copy_(e)
+        meta = {
+            "datasets": [str(d) for d in self.cfg.datasets],
+            "train_step": self.step,
+            "preset": self.cfg.name,
+        }
+        default = self.sources[0].info.name
+        return Policy(model, self.embodiments, default, meta, encoder=self.encoder)
+
+    def save(self) -> Path:
+        """Policy files (EMA weights) plus the training state, atomically; keeps the last few."""
+        opt_tensors, opt_meta = optimizer_to_tensors(self.optimizer)
+        state = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        state.update(opt_tensors)
+        if self.ema is not None:
+            state.update({f"ema.{i}": e for i, e in enumerate(self.ema)})
+        extra = {
+            "train_state.safetensors": state,
+            "train_state.json": {"step": self.step, "config": self.cfg.to_dict(), "optimizer": opt_meta},
+        }
+        path = self.policy().save_pretrained(self.ckpt_root / f"step-{self.step:07d}", extra_files=extra)
+        from embodia.runs import atomic_write_text
+
+        atomic_write_text(self.ckpt_root / "latest", path.name + "\n")
+        old = sorted(p for p in self.ckpt_root.glob("step-*") if p.is_dir())[: -self.cfg.keep_checkpoints]
+        for p in old:
+            shutil.rmtree(p, ignore_errors=True)
+        return path
+
+    def load(self, ckpt: Path) -> None:
+        meta = read_json(ckpt / "train_state.json")
+        tensors = read_tensors(ckpt / "train_state.safetensors")
+        weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+        self.model.load_state_dict(weights)
+        optimizer_from_tensors(self.optimizer, tensors, meta["optimizer"])
+        if self.ema is not None:
+            self.ema = [tensors[f"ema.{i}"].clone() for i in range(len(self.ema))]
+        self.step = int(meta["step"])
+
+    # ------------------------------------------------------------------ the loop
+    def train_step(self) -> tuple[float, float]:
+        cfg = self.cfg
+        lr = lr_at(cfg, self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        inputs, actions, mask, noise, t = make_batch(
+            self.sources, cfg, self.step, self.acc.process_index, self.acc.device
+        )
+        self.wrapped.train()
+        loss = self.wrapped(inputs, actions, mask, noise=noise, t=t)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.acc.backward(loss)
+        grad_norm = self.acc.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        if self.ema is not None:
+            # Warm the EMA up so that early checkpoints are not dominated by the random init.
+            decay = min(cfg.ema_decay, (1 + self.step) / (10 + self.step))
+            with torch.no_grad():
+                params = [p.detach() for p in self.model.parameters()]
+                torch._foreach_lerp_(self.ema, params, 1 - decay)
+        self.step += 1
+        return float(loss.detach()), float(grad_norm)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    marker = Path(run_dir) / "checkpoints" / "latest"
+    if not marker.exists():
+        return None
+    path = marker.parent / marker.read_text().strip()
+    if not (path / "train_state.json").exists():
+        raise CheckpointError(f"{marker} points to {path}, which is not a complete training checkpoint")
+    return path
+
+
+def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, console=None, on_log=None) -> Path:
+    """Train; returns the folder of the final policy (`<run>/final`). With `resume`, continue the run
+    in `run_dir` from its latest checkpoint, with the configuration it was started with."""
+    run_dir = Path(run_dir)
+    if resume:
+        ckpt = latest_checkpoint(run_dir)
+        if ckpt is None:
+            raise CheckpointError(f"{run_dir}: nothing to resume (no checkpoints/latest)")
+        saved = read_json(ckpt / "train_state.json")["config"]
+        cfg = TrainConfig.from_dict({**saved, "stop_after": cfg.stop_after})
+    trainer = Trainer(cfg, run_dir, console=console)
+    acc = trainer.acc
+    if resume:
+        trainer.load(ckpt)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir / "metrics.jsonl"
+    if acc.is_main_process and not resume:
+        (run_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    losses: list[float] = []
+    t0, last_t, last_step = time.perf_counter(), time.perf_counter(), trainer.step
+    progress = _progress(console) if acc.is_main_process and console is not None else None
+    bar = (
+        progress.add_task("train", total=cfg.steps, completed=trainer.step, loss=float("nan"), sps=0.0)
+        if progress
+        else None
+    )
+    try:
+        if progress:
+            progress.start()
+        while trainer.step < cfg.steps:
+            loss, grad_norm = trainer.train_step()
+            losses.append(loss)
+            step = trainer.step
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                now = time.perf_counter()
+                sps = (step - last_step) * cfg.batch_size * acc.num_processes / max(now - last_t, 1e-9)
+                record = {
+                    "step": step,
+                    "loss": float(np.mean(losses)),
+                    "lr": lr_at(cfg, step - 1),
+                    "grad_norm": grad_norm,
+                    "samples_per_s": round(sps, 1),
+                    "elapsed_s": round(now - t0, 2),
+                }
+                losses, last_t, last_step = [], now, step
+                if acc.is_main_process:
+                    with open(log_path, "a") as f:
+                        f.write(json.dumps(record) + "\n")
+                    if on_log:
+                        on_log(record)
+                if progress:
+                    progress.update(bar, completed=step, loss=record["loss"], sps=sps)
+            if step % cfg.save_every == 0 and step < cfg.steps:
+                acc.wait_for_everyone()
+                if acc.is_main_process:
+                    trainer.save()
+            if cfg.stop_after and step >= cfg.stop_after:
+                return run_dir  # as if killed: no final save
+    finally:
+        if progress:
+            progress.stop()
+    acc.wait_for_everyone()
+    final = run_dir / "final"
+    if acc.is_main_process:
+        trainer.save()
+        trainer.policy().save_pretrained(final)
+    acc.wait_for_everyone()
+    return final
+
+
+def _progress(console):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TextColumn("{task.fields[sps]:.0f} samples/s"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )

@@ -1,0 +1,126 @@
+"""Training loop: schedule, exact resume (including after kill -9), fine-tuning, multi-process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from embodia.policy.policy import Policy
+from embodia.train.config import TrainConfig, lr_at, preset
+from embodia.train.loop import latest_checkpoint, train
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "so101_tabletop_tiny"
+SHARED_MW = Path(__file__).parents[3] / "shared" / "fixtures" / "lerobot_v3_metaworld3"
+
+
+def tiny(tmp_path: Path, **kw) -> TrainConfig:
+    return preset("tiny", datasets=[str(FIXTURE)], cache_dir=str(tmp_path / "cache"), **kw)
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_lr_schedule_is_scaled_to_the_requested_steps():
+    for steps in (100, 10_000):
+        cfg = TrainConfig(steps=steps, lr=1e-3, warmup_steps=50, min_lr_ratio=0.05)
+        lrs = [lr_at(cfg, s) for s in range(steps)]
+        assert max(lrs) == pytest.approx(1e-3, rel=1e-3)
+        assert lrs[0] < lrs[cfg.warmup - 1]  # warming up
+        assert lrs[-1] == pytest.approx(0.05e-3, rel=0.05)  # ends at the floor, at the last step
+        near_zero = sum(lr < 0.1e-3 for lr in lrs) / steps
+        assert near_zero < 0.2  # never "LR at ~0 for most of the run"
+
+
+def test_train_writes_a_loadable_policy_and_metrics(tmp_path):
+    final = train(tiny(tmp_path, steps=6, save_every=3, log_every=2), tmp_path / "run")
+    policy = Policy.from_pretrained(final)
+    assert policy.chunk_size == 8 and policy.n_action_steps == 4
+    assert set(policy.embodiments) == {"so101"}
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3
+    assert latest_checkpoint(tmp_path / "run").name == "step-0000006"
+    for name in os.listdir(final):  # nothing pickled: JSON and safetensors only
+        assert name.endswith((".json", ".safetensors")), name
+
+
+def test_resume_is_bit_exact(tmp_path):
+    full = train(tiny(tmp_path, steps=8, save_every=4), tmp_path / "a")
+    train(tiny(tmp_path, steps=8, save_every=4, stop_after=5), tmp_path / "b")  # "dies" after step 5
+    assert latest_checkpoint(tmp_path / "b").name == "step-0000004"
+    resumed = train(TrainConfig(), tmp_path / "b", resume=True)
+    assert_same(weights(full), weights(resumed))
+    a = load_file(str(tmp_path / "a" / "checkpoints" / "step-0000008" / "train_state.safetensors"))
+    b = load_file(str(tmp_path / "b" / "checkpoints" / "step-0000008" / "train_state.safetensors"))
+    assert_same(a, b)  # raw weights, EMA and AdamW moments
+
+
+def test_kill_9_then_resume_equals_uninterrupted(tmp_path):
+    cache = tmp_path / "cache"
+    cmd = [sys.executable, "-m", "embodia.cli", "train", str(FIXTURE), "--preset", "tiny", "--steps", "40",
+           "--save-every", "2", "--cache-dir", str(cache)]  # fmt: skip
+    full = train(tiny(tmp_path, steps=40, save_every=2), tmp_path / "full")
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([*cmd, "--out", str(run)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if (run / "checkpoints" / "latest").exists():
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert latest_checkpoint(run) is not None
+    subprocess.run([sys.executable, "-m", "embodia.cli", "train", "--resume", str(run)], check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    assert_same(weights(full), weights(run / "final"))
+
+
+def test_finetune_with_frozen_encoders(tmp_path):
+    base = train(tiny(tmp_path, steps=4), tmp_path / "base")
+    ft = train(tiny(tmp_path, steps=4, init_from=str(base), freeze_encoders=True, ema_decay=0.0), tmp_path / "ft")
+    w0, w1 = weights(base), weights(ft)
+    vision = [k for k in w0 if k.startswith("vision.")]
+    assert vision and all(torch.equal(w0[k], w1[k]) for k in vision)
+    assert not torch.equal(w0["action_out.weight"], w1["action_out.weight"])
+
+
+def test_l1_head_trains(tmp_path):
+    cfg = tiny(tmp_path, steps=3)
+    cfg.model.head = "l1"
+    policy = Policy.from_pretrained(train(cfg, tmp_path / "run"))
+    assert policy.cfg.head == "l1"
+
+
+def test_accelerate_launch_two_cpu_processes(tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "embodia.cli", "train", str(FIXTURE), "--preset", "tiny", "--steps", "4",
+           "--out", str(run), "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    Policy.from_pretrained(run / "final")
+    assert (run / "metrics.jsonl").read_text().count("\n") >= 1
+
+
+@pytest.mark.skipif(not SHARED_MW.exists(), reason="../shared/fixtures (LeRobot-written Meta-World data) absent")
+def test_trains_unchanged_on_a_lerobot_metaworld_dataset(tmp_path):
+    cfg = preset("tiny", datasets=[str(SHARED_MW)], cache_dir=str(tmp_path / "cache"), steps=3)
+    policy = Policy.from_pretrained(train(cfg, tmp_path / "run"))
+    info = policy.embodiments["sawyer"]
+    assert (info.state_dim, info.action_dim, info.fps) == (4, 4, 80.0)
+    assert info.cameras == ["observation.images.corner", "observation.images.corner2"]

@@ -193,7 +193,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Evaluate a policy closed-loop on a suite: success per task with 95 % intervals, videos, report."""
+    """Evaluate a policy closed-loop on a suite: success per task with Wilson 95-percent intervals, videos, report."""
     from embodia.eval.run import evaluate, summary_table
 
     try:

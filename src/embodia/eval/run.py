@@ -1,0 +1,350 @@
+"""`evaluate()`: closed-loop evaluation of a chunking policy on a suite -> results.json, videos, report.
+
+Output folder (default ``./embodia_runs/eval/<time>-<suite>/``)::
+
+    manifest.json   the command's inputs, seeds, versions, git SHA (as every embodia command writes)
+    results.json    success per task / group / overall with Wilson 95 % intervals, every episode with its
+                    seed, the checkpoint hash, git SHA and package versions (schema below)
+    videos/         front-camera mp4s of the first `videos_per_task` episodes of each task
+    report.html     the same numbers as tables and a chart, with the videos inline
+
+results.json (``"schema": "embodia.eval/1"``)::
+
+    {"suite", "kind", "split", "episodes_per_task", "num_envs", "replan_every", "chunk_size",
+     "n_action_steps", "image_size", "max_steps", "seed", "seed_base", "embodiment", "checkpoint_hash",
+     "policy_class", "overall": RATE, "mean_task_success_rate", "groups": {name: RATE},
+     "tasks": {name: RATE + {"group"}}, "episodes": [{"index", "task", "group", "instruction", "seed",
+     "success", "steps", "chunks", "video"}], "seconds", "provenance": {"git_sha", "versions",
+     "python", "platform", "created_utc"}}
+    RATE = {"successes", "n", "success_rate", "ci95": [low, high]}
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from embodia.eval.protocol import ChunkPolicy
+from embodia.eval.rollout import (
+    EVAL_SEED_BASE,
+    EpisodeResult,
+    EpisodeSpec,
+    check_policy,
+    plan_episodes,
+    run_rollouts,
+)
+from embodia.eval.stats import Rate, mean_rate, summarise
+from embodia.eval.suites import Suite, resolve_suite
+from embodia.runs import atomic_write_text, git_sha, new_run_dir, package_versions, write_manifest
+from embodia.sim.vector import VectorRunner
+
+if TYPE_CHECKING:
+    import gymnasium as gym
+
+    from embodia.report.html import Report
+
+SCHEMA = "embodia.eval/1"
+
+
+@dataclass
+class EvalResult:
+    out_dir: Path
+    results_path: Path
+    report_path: Path
+    suite: Suite
+    overall: Rate
+    mean_task_rate: float | None
+    groups: dict[str, Rate]
+    tasks: dict[str, Rate]
+    episodes: list[EpisodeResult]
+    seconds: float
+    checkpoint_hash: str
+
+    @property
+    def videos(self) -> list[Path]:
+        return [ep.video for ep in self.episodes if ep.video is not None]
+
+
+def evaluate(
+    policy: ChunkPolicy,
+    suite: str = "tabletop",
+    episodes: int = 50,
+    num_envs: int = 2,
+    split: str = "train",
+    replan_every: int | None = None,
+    videos_per_task: int = 1,
+    out_dir: str | Path | None = None,
+    seed: int = 0,
+    *,
+    image_size: int = 96,
+    max_steps: int | None = None,
+    in_process: bool = False,
+    show_progress: bool = True,
+) -> EvalResult:
+    """Evaluate `policy` closed-loop: `episodes` per task of `suite`, `num_envs` envs in parallel.
+
+    Args:
+        suite: "tabletop", families such as "pick,place", or "metaworld:<task|group|list>".
+        split: instruction templates for the tabletop ("train", "heldout", "all").
+        replan_every: actions executed per chunk before re-planning (default: policy.n_action_steps).
+        videos_per_task: film the first this-many episodes of each task (0: none).
+        out_dir: where to write; default ./embodia_runs/eval/<time>-<suite>/.
+        seed: offset of the evaluation seeds; episode j of each task uses EVAL_SEED_BASE + seed + j.
+        image_size: camera resolution; must match what the policy was trained on.
+        max_steps: override the env's step limit (quick checks); default the task's own limit.
+        in_process: run the envs in this process (debugging, tests) instead of subprocesses.
+
+    A policy serving several embodiments (an `embodiments` collection) is evaluated as the one the
+    suite runs (e.g. "sawyer" for Meta-World) whatever its default; the default is restored after.
+    """
+    k = check_policy(policy, replan_every)
+    if num_envs <= 0:
+        raise ValueError(f"num_envs must be positive, got {num_envs}")
+    if image_size <= 0 or image_size % 2:
+        raise ValueError(f"image_size must be a positive even number (yuv420p video), got {image_size}")
+    if max_steps is not None and max_steps <= 0:
+        raise ValueError(f"max_steps must be positive, got {max_steps}")
+    spec = resolve_suite(suite, split)
+    embodiment = _suite_embodiment(policy, spec)
+    factory = spec.env_factory(embodiment, image_size, max_steps)
+    plan = plan_episodes(spec, episodes, seed, videos_per_task)
+    out = Path(out_dir) if out_dir is not None else new_run_dir("eval", suite.replace(":", "-"))
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "suite": suite,
+        "kind": spec.kind,
+        "split": spec.split,
+        "episodes_per_task": episodes,
+        "num_envs": num_envs,
+        "replan_every": k,
+        "chunk_size": int(policy.chunk_size),
+        "n_action_steps": int(policy.n_action_steps),
+        "image_size": image_size,
+        "max_steps": max_steps,
+        "seed": seed,
+        "seed_base": EVAL_SEED_BASE,
+        "embodiment": embodiment,
+        "checkpoint_hash": str(policy.checkpoint_hash),
+        "policy_class": f"{type(policy).__module__}.{type(policy).__qualname__}",
+    }
+    write_manifest(out, "eval", settings | {"out": str(out)}, seeds=sorted({e.seed for e in plan}))
+
+    default_embodiment = policy.embodiment
+    policy.embodiment = embodiment
+    try:
+        policy.reset()
+        t0 = time.perf_counter()
+        episodes_done = _run_with_progress(
+            policy, spec, plan, factory, min(num_envs, len(plan)), k, out, in_process, show_progress
+        )
+        seconds = time.perf_counter() - t0
+    finally:
+        policy.embodiment = default_embodiment
+
+    tasks = summarise(episodes_done, key=lambda e: e.task)
+    groups = summarise(episodes_done, key=lambda e: e.group)
+    overall = Rate.of(sum(e.success for e in episodes_done), len(episodes_done))
+    result = EvalResult(
+        out_dir=out,
+        results_path=out / "results.json",
+        report_path=out / "report.html",
+        suite=spec,
+        overall=overall,
+        mean_task_rate=mean_rate(tasks.values()),
+        groups=groups,
+        tasks=tasks,
+        episodes=episodes_done,
+        seconds=seconds,
+        checkpoint_hash=str(policy.checkpoint_hash),
+    )
+    atomic_write_text(result.results_path, json.dumps(results_json(result, settings), indent=2) + "\n")
+    build_report(result, settings).save(result.report_path)
+    return result
+
+
+def _suite_embodiment(policy: ChunkPolicy, spec: Suite) -> str:
+    """The embodiment to evaluate as: the policy's own, or, for a policy that serves several (an
+    `embodiments` collection, as a cross-embodiment checkpoint has), the first one the suite runs.
+    `evaluate` switches `policy.embodiment` to it for the run and restores it afterwards."""
+    if policy.embodiment in spec.embodiments:
+        return policy.embodiment
+    served = getattr(policy, "embodiments", None) or ()
+    for name in spec.embodiments:
+        if name in served:
+            return name
+    return policy.embodiment  # env_factory names the mismatch
+
+
+def _run_with_progress(
+    policy: ChunkPolicy,
+    spec: Suite,
+    plan: list[EpisodeSpec],
+    factory: Callable[[], gym.Env],
+    n_envs: int,
+    k: int,
+    out: Path,
+    in_process: bool,
+    show_progress: bool,
+) -> list[EpisodeResult]:
+    progress = Progress(
+        TextColumn("eval {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} ep/s"),
+        TextColumn("success {task.fields[succ]}"),
+        TimeRemainingColumn(),
+        disable=not show_progress,
+    )
+    bar = progress.add_task(spec.spec, total=len(plan), rate="-", succ="-")
+    t0 = time.perf_counter()
+    done: list[EpisodeResult] = []
+
+    def on_episode(ep: EpisodeResult) -> None:
+        done.append(ep)
+        wins = sum(e.success for e in done)
+        rate = len(done) / max(time.perf_counter() - t0, 1e-9)
+        progress.update(bar, advance=1, rate=f"{rate:.2f}", succ=f"{wins}/{len(done)}")
+
+    with progress, VectorRunner([factory] * n_envs, in_process=in_process) as runner:
+        return run_rollouts(
+            policy,
+            runner,
+            plan,
+            replan_every=k,
+            camera_key=spec.camera_key,
+            fps=spec.fps,
+            video_dir=out / "videos",
+            on_episode=on_episode,
+        )
+
+
+def results_json(result: EvalResult, settings: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        **settings,
+        "overall": result.overall.to_dict(),
+        "mean_task_success_rate": result.mean_task_rate,
+        "groups": {g: r.to_dict() for g, r in result.groups.items()},
+        "tasks": {
+            t.name: result.tasks[t.name].to_dict() | {"group": t.group}
+            for t in result.suite.tasks
+            if t.name in result.tasks
+        },
+        "episodes": [e.to_dict(relative_to=result.out_dir) for e in result.episodes],
+        "seconds": round(result.seconds, 3),
+        "provenance": {
+            "git_sha": git_sha(),
+            "versions": package_versions(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+    }
+
+
+def _pct(rate: Rate) -> str:
+    return "n/a" if rate.rate is None else f"{rate.rate:.1%}"
+
+
+def _ci(rate: Rate) -> str:
+    return f"{rate.ci_low:.1%} – {rate.ci_high:.1%}"
+
+
+def _rate_rows(rates: dict[str, Rate]) -> list[list[Any]]:
+    return [[name, r.successes, r.n, _pct(r), _ci(r)] for name, r in rates.items()]
+
+
+def build_report(result: EvalResult, settings: dict[str, Any]) -> Report:
+    """The HTML report of one evaluation (see embodia.report.html)."""
+    from embodia.report.html import Report
+
+    cols = ["", "successes", "episodes", "success", "95 % CI (Wilson)"]
+    split = f", {settings['split']} instructions" if settings.get("split") else ""
+    rep = Report(f"embodia eval: {result.suite.spec}{split}", subtitle=f"checkpoint {result.checkpoint_hash}")
+    mean = "" if result.mean_task_rate is None else f" Mean of per-task rates: {result.mean_task_rate:.1%}."
+    rep.paragraph(
+        f"{result.overall.n} episodes ({settings['episodes_per_task']} per task), "
+        f"success {result.overall}.{mean} Re-planning every {settings['replan_every']} of "
+        f"{settings['chunk_size']} predicted actions; {result.seconds:.0f} s."
+    )
+    rep.heading("Summary")
+    overall = {"overall": result.overall}
+    groups = result.groups if list(result.groups) != list(result.tasks) else {}
+    rep.table(_rate_rows(overall | groups), columns=cols)
+    rep.heading("Per task")
+    rep.figure(_task_chart(result), caption="success rate per task, bars: Wilson 95 % interval")
+    task_rows = [
+        [t.name, t.group, *_rate_rows({t.name: result.tasks[t.name]})[0][1:]]
+        for t in result.suite.tasks
+        if t.name in result.tasks
+    ]
+    rep.table(task_rows, columns=["task", "group", *cols[1:]])
+    filmed = [e for e in result.episodes if e.video is not None]
+    if filmed:
+        rep.heading("Videos")
+        rep.paragraph(f"Camera {result.suite.camera_key}; the first episodes of each task.")
+        for e in filmed:
+            outcome = "success" if e.success else "failure"
+            rep.video(
+                e.video.relative_to(result.out_dir).as_posix(),
+                caption=f'"{e.instruction}" — seed {e.seed}, {outcome} after {e.steps} steps',
+            )
+    rep.heading("Settings")
+    rep.key_values({k: v for k, v in settings.items() if v is not None})
+    rep.heading("Episodes")
+    rep.table(
+        [[e.task, e.instruction, e.seed, e.success, e.steps, e.chunks] for e in result.episodes],
+        columns=["task", "instruction", "seed", "success", "steps", "chunks"],
+    )
+    return rep
+
+
+def _task_chart(result: EvalResult):
+    from embodia.report.html import new_figure
+
+    names = [t.name for t in result.suite.tasks if t.name in result.tasks]
+    rates = [result.tasks[n] for n in names]
+    fig = new_figure(7.0, max(1.6, 0.28 * len(names) + 0.8))
+    ax = fig.add_subplot()
+    y = list(range(len(names)))
+    values = [r.rate or 0.0 for r in rates]
+    err = [
+        [v - r.ci_low for v, r in zip(values, rates, strict=True)],
+        [r.ci_high - v for v, r in zip(values, rates, strict=True)],
+    ]
+    ax.barh(y, values, xerr=err, color="#4c78a8", ecolor="#333", capsize=3)
+    ax.set_yticks(y, names)
+    ax.invert_yaxis()  # the suite's first task on top, as in the table
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("success rate")
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def summary_table(result: EvalResult) -> Table:
+    """A rich table for the terminal: per task, then per group and overall."""
+    table = Table(title=f"eval {result.suite.spec}: {result.overall.n} episodes in {result.seconds:.0f} s")
+    for col in ("task", "group", "success", "95 % CI", "n"):
+        table.add_column(col, justify="left" if col in ("task", "group") else "right")
+    for t in result.suite.tasks:
+        r = result.tasks.get(t.name)
+        if r is not None:
+            table.add_row(t.name, t.group, _pct(r), _ci(r), str(r.n))
+    if list(result.groups) != list(result.tasks):
+        table.add_section()
+        for g, r in result.groups.items():
+            table.add_row("", g, _pct(r), _ci(r), str(r.n))
+    table.add_section()
+    table.add_row(
+        "[bold]overall[/]", "", f"[bold]{_pct(result.overall)}[/]", _ci(result.overall), str(result.overall.n)
+    )
+    return table

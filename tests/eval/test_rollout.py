@@ -1,0 +1,177 @@
+"""Closed-loop rollouts on the tabletop: chunk batching and re-planning, bookkeeping, seeds, outputs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import av
+import numpy as np
+import pytest
+
+from embodia.eval.rollout import EVAL_SEED_BASE, plan_episodes, run_rollouts
+from embodia.eval.run import evaluate
+from embodia.eval.suites import resolve_suite
+from embodia.sim.tabletop import TabletopEnv
+from embodia.sim.tasks import FAMILIES, parse_instruction
+from embodia.sim.vector import VectorRunner
+
+SMALL = {"image_size": 32, "show_progress": False}
+
+
+def test_hold_still_policy_end_to_end(tmp_path, hold_policy):
+    policy = hold_policy(chunk_size=8, n_action_steps=4)
+    res = evaluate(
+        policy, "pick,touch", episodes=2, num_envs=2, replan_every=3, videos_per_task=1,
+        out_dir=tmp_path, max_steps=20, in_process=True, **SMALL,
+    )  # fmt: skip
+    # Re-planning every 3 actions over 20 steps: ceil(20 / 3) = 7 chunks per episode, and the two envs
+    # run in phase, so every call is a batch of 2.
+    assert policy.resets == 1
+    assert policy.calls == [2] * 14
+    assert [e.chunks for e in res.episodes] == [math.ceil(20 / 3)] * 4
+    assert [(e.index, e.task, e.group, e.seed) for e in res.episodes] == [
+        (0, "pick", "pick", EVAL_SEED_BASE),
+        (1, "pick", "pick", EVAL_SEED_BASE + 1),
+        (2, "touch", "touch", EVAL_SEED_BASE),
+        (3, "touch", "touch", EVAL_SEED_BASE + 1),
+    ]
+    assert all(e.steps == 20 and not e.success for e in res.episodes)  # the arm never moved
+    for e in res.episodes:
+        assert parse_instruction(e.instruction).family == e.task
+    assert res.overall.successes == 0 and res.overall.n == 4
+
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["schema"] == "embodia.eval/1"
+    assert data["suite"] == "pick,touch" and data["split"] == "train" and data["replan_every"] == 3
+    assert data["checkpoint_hash"] == "0" * 64 and data["seed_base"] == EVAL_SEED_BASE
+    assert set(data["tasks"]) == set(data["groups"]) == {"pick", "touch"}
+    assert data["tasks"]["pick"] == {
+        "successes": 0, "n": 2, "success_rate": 0.0, "ci95": [0.0, pytest.approx(0.6576, abs=1e-4)],
+        "group": "pick",
+    }  # fmt: skip
+    assert data["overall"]["n"] == 4 and data["mean_task_success_rate"] == 0.0
+    assert set(data["episodes"][0]) == {
+        "index", "task", "group", "instruction", "seed", "success", "steps", "chunks", "video",
+    }  # fmt: skip
+    assert data["provenance"]["versions"]["mujoco"] == "3.3.0" and "git_sha" in data["provenance"]
+    assert json.loads((tmp_path / "manifest.json").read_text())["command"] == "eval"
+
+    # One video per task (the first episode), decodable, one frame per step plus the first observation.
+    videos = [e["video"] for e in data["episodes"]]
+    assert videos == [
+        f"videos/pick_seed{EVAL_SEED_BASE}.mp4",
+        None,
+        f"videos/touch_seed{EVAL_SEED_BASE}.mp4",
+        None,
+    ]
+    with av.open(str(tmp_path / videos[0])) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 21 and frames[0].shape == (32, 32, 3) and frames[0].std() > 3
+
+    html = (tmp_path / "report.html").read_text()
+    assert "<table>" in html and "<td>touch</td>" in html and "data:image/png;base64," in html
+    assert f'src="{videos[0]}"' in html and "0.0% – 65.8%" in html
+
+
+def test_subprocess_envs_reuse_workers_for_uneven_plans(tmp_path, hold_policy):
+    # 3 episodes on 2 worker processes: the env that finishes first takes the third episode.
+    policy = hold_policy(chunk_size=4, n_action_steps=4)
+    res = evaluate(
+        policy, "push", episodes=3, num_envs=2, videos_per_task=0, out_dir=tmp_path, max_steps=6, **SMALL
+    )
+    assert [(e.seed, e.steps, e.chunks, e.success) for e in res.episodes] == [
+        (EVAL_SEED_BASE + j, 6, 2, False) for j in range(3)
+    ]
+    # Episodes 0 and 1 share their calls (batch 2); episode 2 runs alone (batch 1).
+    assert policy.calls == [2, 2, 1, 1]
+    assert not (tmp_path / "videos").exists() and res.videos == []
+
+
+def test_heldout_split_and_reproducible_seeds(tmp_path, hold_policy):
+    runs = [
+        evaluate(
+            hold_policy(),
+            "place,stack",
+            episodes=3,
+            num_envs=2,
+            split="heldout",
+            videos_per_task=0,
+            out_dir=tmp_path / str(k),
+            max_steps=1,
+            seed=5,
+            in_process=True,
+            **SMALL,
+        )  # fmt: skip
+        for k in range(2)
+    ]
+    instructions = [[(e.seed, e.instruction) for e in r.episodes] for r in runs]
+    assert instructions[0] == instructions[1]
+    assert {s for s, _ in instructions[0]} == {EVAL_SEED_BASE + 5 + j for j in range(3)}
+    for e in runs[0].episodes:
+        assert parse_instruction(e.instruction).split == "heldout"
+
+
+class _ExpertPolicy:
+    """Asks the (in-process) env's scripted expert: proves success is detected and counted."""
+
+    chunk_size = 4
+    n_action_steps = 1
+    embodiment = "so101"
+    checkpoint_hash = "expert"
+
+    def __init__(self):
+        self.envs: list[TabletopEnv] = []
+
+    def make_env(self) -> TabletopEnv:
+        env = TabletopEnv(image_size=32, cameras=("front",))
+        self.envs.append(env)
+        return env
+
+    def predict_chunk(self, observations):
+        (env,) = self.envs  # one env: the observation can only be its
+        assert observations[0]["task"] == env.instruction
+        return np.repeat(env.expert_action()[None, None], self.chunk_size, axis=1).astype(np.float32)
+
+    def reset(self):
+        pass
+
+
+def test_expert_policy_succeeds_and_episode_ends_on_success(tmp_path):
+    policy = _ExpertPolicy()
+    suite = resolve_suite("touch")
+    plan = plan_episodes(suite, episodes=2, videos_per_task=1)
+    with VectorRunner([policy.make_env], in_process=True) as runner:
+        results = run_rollouts(
+            policy, runner, plan, camera_key=suite.camera_key, fps=suite.fps, video_dir=tmp_path
+        )
+    assert [r.success for r in results] == [True, True]
+    limit = FAMILIES["touch"].max_steps
+    assert all(0 < r.steps < limit and r.chunks == r.steps for r in results)  # replans every step
+    assert results[0].video is not None and results[0].video.stat().st_size > 0
+
+
+class _BadShape:
+    chunk_size, n_action_steps, embodiment, checkpoint_hash = 4, 2, "so101", ""
+
+    def predict_chunk(self, observations):
+        return np.zeros((len(observations), 4, 4), np.float32)  # 4-D actions for a 6-D arm
+
+    def reset(self):
+        pass
+
+
+def test_errors_are_clear(tmp_path, hold_policy):
+    kw = {"out_dir": tmp_path, "episodes": 1, "in_process": True, "max_steps": 2, **SMALL}
+    with pytest.raises(ValueError, match=r"action_dim=6.*got shape \(1, 4, 4\)"):
+        evaluate(_BadShape(), "touch", **kw)
+    with pytest.raises(ValueError, match=r"replan_every .* 1..chunk_size \(8\), got 9"):
+        evaluate(hold_policy(chunk_size=8), "touch", replan_every=9, **kw)
+    with pytest.raises(ValueError, match="embodiment 'sawyer'"):
+        evaluate(hold_policy(embodiment="sawyer", action_dim=4), "touch", **kw)
+    with pytest.raises(ValueError, match="valid: 'tabletop'"):
+        evaluate(hold_policy(), "juggle", **kw)
+    with pytest.raises(ValueError, match="Meta-World has one instruction per task"):
+        evaluate(hold_policy(embodiment="sawyer", action_dim=4), "metaworld:reach", split="heldout", **kw)
+    with pytest.raises(TypeError, match="not a ChunkPolicy"):
+        evaluate(object(), "touch", **kw)

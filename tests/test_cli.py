@@ -1,18 +1,39 @@
 import json
+import re
 
 from embodia.cli import main
 
 
-def test_demo_writes_video_and_manifest(tmp_path, monkeypatch, capsys):
+def test_demo_with_a_checkpoint_writes_videos_report_and_manifest(
+    tmp_path, monkeypatch, capsys, tiny_policy_dir
+):
     monkeypatch.chdir(tmp_path)
-    assert main(["demo", "--family", "touch", "--image-size", "64"]) == 0
+    assert main(["demo", "--checkpoint", str(tiny_policy_dir), "--max-steps", "12"]) == 0
     out = capsys.readouterr().out
-    assert "scripted expert" in out  # says plainly that no trained policy drives the demo
+    assert re.search(r"\d/3 succeeded", out)  # prints the success count
     (run,) = (tmp_path / "embodia_runs" / "demo").iterdir()
-    assert (run / "touch.mp4").stat().st_size > 1000
+    videos = sorted(run.glob("*.mp4"))
+    assert len(videos) == 3 and all(v.stat().st_size > 1000 for v in videos)
+    html = (run / "report.html").read_text()
+    assert html.count("<video") == 3 and "pick up the red block" in html
     manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["command"] == "demo" and manifest["inputs"]["families"] == ["touch"]
+    assert manifest["command"] == "demo" and len(manifest["inputs"]["tasks"]) == 3
     assert manifest["versions"]["mujoco"] == "3.3.0" and "git_sha" in manifest
+    assert len(manifest["inputs"]["checkpoint_hash"]) == 64
+
+
+def test_run_free_text_instruction(tmp_path, monkeypatch, capsys, tiny_policy_dir):
+    monkeypatch.chdir(tmp_path)
+    code = main(
+        ["run", "could you lift the blue block", "--checkpoint", str(tiny_policy_dir), "--max-steps", "10"]
+    )
+    assert code in (0, 3)  # 3: ran fine, task not achieved (an untrained policy)
+    out = capsys.readouterr().out
+    assert "lift the blue block" in out
+    (run,) = (tmp_path / "embodia_runs" / "run").iterdir()
+    assert (run / "00_pick.mp4").stat().st_size > 1000
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["inputs"]["scene_task"] == "lift the blue block"
 
 
 def test_bad_cli_input_is_a_clear_error(tmp_path, monkeypatch, capsys):

@@ -7,7 +7,6 @@ import sys
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 console = Console()
@@ -23,75 +22,142 @@ def _positive_int(text: str) -> int:
     return value
 
 
+DEMO_TASKS = (("pick", "red", None, None), ("push", "blue", None, "left"), ("stack", "green", "purple", None))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Watch the simulated SO-101 carry out one instruction of each task family."""
-    import numpy as np
-
-    from embodia.report.video import write_mp4
+    """Watch the shipped pretrained VLA carry out three instructions on the simulated SO-101."""
+    from embodia.eval.episode import run_episode
+    from embodia.policy.checkpoint import CheckpointError
+    from embodia.policy.policy import Policy
     from embodia.runs import new_run_dir, write_manifest
-    from embodia.sim.tabletop import TabletopEnv
-    from embodia.sim.tasks import FAMILIES
+    from embodia.sim.tasks import make_task
 
-    console.print(
-        "[bold yellow]No trained policy ships yet: this demo runs the scripted expert[/] "
-        "(IK waypoints that read the simulator's state). The VLA replaces it once trained."
-    )
-    if args.family is not None and args.family not in FAMILIES:
-        raise ValueError(f"unknown task family {args.family!r}; valid task families: {sorted(FAMILIES)}")
-    families = list(FAMILIES) if args.family is None else [args.family]
-    run_dir = new_run_dir("demo", "expert")
+    t_start = time.perf_counter()
+    try:
+        policy = Policy.from_pretrained(args.checkpoint)
+        driver = f"VLA {args.checkpoint or 'shipped base'}"
+    except CheckpointError as exc:
+        if args.checkpoint:
+            raise
+        console.print(
+            f"[bold yellow]{exc}[/]\nFalling back to the scripted expert (reads the simulator's state)."
+        )
+        policy, driver = None, "scripted expert"
+    tasks = [make_task(f, c, o, d) for f, c, o, d in DEMO_TASKS]
+    if args.family is not None:
+        tasks = [t for t in tasks if t.family == args.family] or [
+            make_task(args.family, "red", *_demo_slots(args.family))
+        ]
+    run_dir = new_run_dir("demo", "vla" if policy else "expert")
     write_manifest(
         run_dir,
         "demo",
-        {"families": families, "image_size": args.image_size, "policy": "scripted expert"},
+        {"tasks": [t.instruction for t in tasks], "policy": driver,
+         "checkpoint_hash": getattr(policy, "checkpoint_hash", None)},
         seeds=[args.seed],
-    )
-    rows = []
-    env = TabletopEnv(image_size=args.image_size, cameras=("front", "wrist"))
+    )  # fmt: skip
+    episodes = []
+    env = _tabletop_for(policy)
     try:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-        ) as progress:
-            for fam in families:
-                obs, _ = env.reset(seed=args.seed, options={"family": fam})
-                bar = progress.add_task(f"{obs['task']!r}", total=env.max_episode_steps)
-                frames = [
-                    np.concatenate([obs["observation.images.front"], obs["observation.images.wrist"]], axis=1)
-                ]
-                t0 = time.perf_counter()
-                info = {"success": False}
-                for _ in range(env.max_episode_steps):
-                    obs, _, terminated, truncated, info = env.step(env.expert_action())
-                    frames.append(
-                        np.concatenate(
-                            [obs["observation.images.front"], obs["observation.images.wrist"]], axis=1
-                        )
+        for task in tasks:
+            with console.status(f"{task.instruction!r} ..."):
+                if policy is None:
+                    ep = run_episode(
+                        _ExpertPolicy(env), env, seed=args.seed, task=task, max_steps=args.max_steps
                     )
-                    progress.advance(bar)
-                    if terminated or truncated:
-                        break
-                progress.update(bar, completed=env.max_episode_steps)
-                video = write_mp4(run_dir / f"{fam}.mp4", frames, fps=env.metadata["render_fps"])
-                rows.append(
-                    (fam, obs["task"], info["success"], len(frames) - 1, time.perf_counter() - t0, video)
-                )
+                else:
+                    ep = run_episode(policy, env, seed=args.seed, task=task, max_steps=args.max_steps)
+            episodes.append(ep)
+            mark = "[green]success[/]" if ep.success else "[red]failed[/]"
+            console.print(f"{task.instruction!r}: {mark} in {ep.steps} steps")
     finally:
         env.close()
-
-    table = Table(title="embodia demo: scripted expert on the SO-101 tabletop")
-    for col in ("family", "instruction", "success", "steps", "seconds", "video"):
-        table.add_column(col)
-    for fam, text, ok, steps, secs, video in rows:
-        table.add_row(
-            fam, text, "[green]yes[/]" if ok else "[red]no[/]", str(steps), f"{secs:.1f}", video.name
-        )
-    console.print(table)
-    console.print(f"Videos (left: front camera, right: wrist camera) and manifest in [bold]{run_dir}[/]")
+    summary = _episode_outputs(run_dir, episodes, f"embodia demo: {driver} on the SO-101 tabletop", env)
+    n_ok = sum(e.success for e in episodes)
+    console.print(
+        f"[bold]{n_ok}/{len(episodes)} succeeded[/] ({driver}) in {time.perf_counter() - t_start:.0f} s. "
+        f"Videos (left: front camera, right: wrist) and report: [bold]{summary}[/]"
+    )
     return 0
+
+
+def _demo_slots(family: str) -> tuple[str | None, str | None]:
+    return {"stack": ("blue", None), "push": (None, "left")}.get(family, (None, None))
+
+
+class _ExpertPolicy:
+    """The scripted expert behind the policy interface (chunks of one action), for the fallback demo."""
+
+    n_action_steps = 1
+
+    def __init__(self, env):
+        self.env = env
+
+    def reset(self) -> None:
+        pass
+
+    def predict_chunk(self, observations):
+        import numpy as np
+
+        return np.asarray(self.env.expert_action(), np.float32)[None, None]
+
+
+def _tabletop_for(policy):
+    from embodia.sim.tabletop import TabletopEnv
+
+    size = 96
+    if policy is not None:
+        shape = next(iter(policy.info.image_shapes.values()), [policy.cfg.image_size] * 2)
+        size = int(shape[0])
+    return TabletopEnv(image_size=size, cameras=("front", "wrist"))
+
+
+def _episode_outputs(run_dir, episodes, title, env):
+    """Videos + a short self-contained HTML summary; returns the report path."""
+    from embodia.report.html import Report
+    from embodia.report.video import write_mp4
+
+    report = Report(title)
+    rows = []
+    for i, ep in enumerate(episodes):
+        name = f"{i:02d}_{ep.task.family if ep.task else 'task'}.mp4"
+        write_mp4(run_dir / name, ep.frames, fps=env.metadata["render_fps"])
+        rows.append([ep.instruction, "yes" if ep.success else "no", ep.steps, ep.chunks, name])
+        report.video(name, caption=f"{ep.instruction} - {'success' if ep.success else 'failed'}")
+    report.table(rows, ["instruction", "success", "steps", "chunks", "video"])
+    return report.save(run_dir / "report.html")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the VLA for one episode on a free-text instruction (any phrasing), video out."""
+    from embodia.eval.episode import interpret, run_episode
+    from embodia.policy.policy import Policy
+    from embodia.runs import new_run_dir, write_manifest
+
+    if not args.instruction.strip():
+        raise ValueError('the instruction is empty; e.g. embodia run "pick up the red block"')
+    policy = Policy.from_pretrained(args.checkpoint)
+    task, score = interpret(args.instruction, policy.encoder)
+    console.print(
+        f"scene and success check: [bold]{task.instruction!r}[/] "
+        + ("(exact template)" if score >= 1.0 else f"(closest catalogue task, similarity {score:.2f})")
+    )
+    run_dir = new_run_dir("run", task.family)
+    write_manifest(run_dir, "run", {"instruction": args.instruction, "scene_task": task.instruction,
+                                     "similarity": score, "checkpoint_hash": policy.checkpoint_hash},
+                   seeds=[args.seed])  # fmt: skip
+    env = _tabletop_for(policy)
+    try:
+        with console.status("acting ..."):
+            ep = run_episode(policy, env, seed=args.seed, task=task, instruction=args.instruction,
+                             max_steps=args.max_steps)  # fmt: skip
+    finally:
+        env.close()
+    report = _episode_outputs(run_dir, [ep], f"embodia run: {args.instruction}", env)
+    mark = "[green]success[/]" if ep.success else "[red]not achieved[/]"
+    console.print(f"{mark} after {ep.steps} steps; video and report in [bold]{report.parent}[/]")
+    return 0 if ep.success else 3
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -284,10 +350,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help=cmd_demo.__doc__)
-    demo.add_argument("--family", default=None, help="only this task family (default: one episode of each)")
+    demo.add_argument("--family", default=None, help="only this task family")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--image-size", type=_positive_int, default=128)
+    demo.add_argument("--checkpoint", default=None, help="policy folder (default: the shipped base)")
+    demo.add_argument("--max-steps", type=_positive_int, default=None, help="cap each episode's steps")
     demo.set_defaults(func=cmd_demo)
+
+    run = sub.add_parser("run", help=cmd_run.__doc__)
+    run.add_argument("instruction", help='e.g. "put the red block in the bowl"')
+    run.add_argument("--checkpoint", default=None, help="policy folder (default: the shipped base)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--max-steps", type=_positive_int, default=None)
+    run.set_defaults(func=cmd_run)
 
     rec = sub.add_parser("record", help=cmd_record.__doc__)
     rec.add_argument(

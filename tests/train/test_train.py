@@ -91,7 +91,9 @@ def test_kill_9_then_resume_equals_uninterrupted(tmp_path):
 
 def test_finetune_with_frozen_encoders(tmp_path):
     base = train(tiny(tmp_path, steps=4), tmp_path / "base")
-    ft = train(tiny(tmp_path, steps=4, init_from=str(base), freeze_encoders=True, ema_decay=0.0), tmp_path / "ft")
+    ft = train(
+        tiny(tmp_path, steps=4, init_from=str(base), freeze_encoders=True, ema_decay=0.0), tmp_path / "ft"
+    )
     w0, w1 = weights(base), weights(ft)
     vision = [k for k in w0 if k.startswith("vision.")]
     assert vision and all(torch.equal(w0[k], w1[k]) for k in vision)
@@ -117,7 +119,9 @@ def test_accelerate_launch_two_cpu_processes(tmp_path):
     assert (run / "metrics.jsonl").read_text().count("\n") >= 1
 
 
-@pytest.mark.skipif(not SHARED_MW.exists(), reason="../shared/fixtures (LeRobot-written Meta-World data) absent")
+@pytest.mark.skipif(
+    not SHARED_MW.exists(), reason="../shared/fixtures (LeRobot-written Meta-World data) absent"
+)
 def test_trains_unchanged_on_a_lerobot_metaworld_dataset(tmp_path):
     cfg = preset("tiny", datasets=[str(SHARED_MW)], cache_dir=str(tmp_path / "cache"), steps=3)
     policy = Policy.from_pretrained(train(cfg, tmp_path / "run"))

@@ -1,0 +1,116 @@
+"""One closed-loop episode in one in-process env, for `embodia demo` and `embodia run`.
+
+(`eval.rollout` runs many episodes over parallel worker processes; this is the single-episode path,
+where starting workers would cost more than the episode.)
+
+Free-text instructions: the policy reads the user's own words, but the simulator still has to know
+which scene to lay out and how to judge success. `interpret` maps the text to the closest task of the
+catalogue by sentence-embedding similarity (the same frozen encoder the policy uses), so "grab the
+crimson cube" runs as a pick of the red block while the policy is given the user's sentence.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from embodia.robots.spec import TASK
+from embodia.sim.tasks import COLORS, DIRECTIONS, FAMILIES, TaskInstance, make_task, parse_instruction
+
+
+@dataclass
+class Episode:
+    instruction: str
+    task: TaskInstance | None
+    seed: int
+    success: bool
+    steps: int
+    chunks: int
+    frames: list[np.ndarray] = field(default_factory=list, repr=False)
+
+
+def all_tasks() -> list[TaskInstance]:
+    """Every instruction the catalogue can express (both template splits)."""
+    out = []
+    for fam in FAMILIES.values():
+        for split in ("train", "heldout"):
+            for tpl in range(len(fam.templates(split))):
+                others = [None]
+                directions = [None]
+                for color in COLORS:
+                    if "other" in fam.slots:
+                        others = [c for c in COLORS if c != color]
+                    if "direction" in fam.slots:
+                        directions = list(DIRECTIONS)
+                    for other, direction in itertools.product(others, directions):
+                        out.append(make_task(fam.name, color, other, direction, tpl, split))
+    return out
+
+
+_CATALOGUE: tuple[list[TaskInstance], np.ndarray] | None = None
+
+
+def interpret(text: str, encoder) -> tuple[TaskInstance, float]:
+    """The catalogue task closest to `text` and the cosine similarity (1.0 for an exact template)."""
+    global _CATALOGUE
+    try:
+        return parse_instruction(text), 1.0
+    except ValueError:
+        pass
+    if _CATALOGUE is None:
+        tasks = all_tasks()
+        _, _, pooled = encoder.encode([t.instruction for t in tasks])
+        _CATALOGUE = (tasks, pooled.numpy())
+    tasks, pooled = _CATALOGUE
+    _, _, q = encoder.encode([text])
+    scores = pooled @ q.numpy()[0]
+    # Judge each (family, colours, direction) by its mean similarity over all its phrasings: a single
+    # template can match on a shared noun ("cube") while the verb says another family.
+    groups: dict[tuple, list[int]] = {}
+    for i, t in enumerate(tasks):
+        groups.setdefault((t.family, t.color, t.other, t.direction), []).append(i)
+    key = max(groups, key=lambda g: float(np.mean(scores[groups[g]])))
+    best = max(groups[key], key=lambda i: scores[i])
+    return tasks[best], float(scores[best])
+
+
+def run_episode(
+    policy,
+    env,
+    seed: int,
+    task: TaskInstance | str | None = None,
+    instruction: str | None = None,
+    replan_every: int | None = None,
+    max_steps: int | None = None,
+    cameras: tuple[str, ...] = ("observation.images.front", "observation.images.wrist"),
+) -> Episode:
+    """Reset `env` with `seed` (and `task`), then act with chunks of `policy` until success or the step
+    limit. `instruction` replaces the text the policy reads (the scene still follows `task`)."""
+    options = {"task": task} if task is not None else None
+    obs, _ = env.reset(seed=seed, options=options)
+    text = instruction or obs[TASK]
+    k = replan_every or policy.n_action_steps
+    limit = max_steps or env.max_episode_steps
+    frames = [_frame(obs, cameras)]
+    queue: list[np.ndarray] = []
+    success, steps, chunks = False, 0, 0
+    policy.reset()
+    while steps < limit:
+        if not queue:
+            chunk = policy.predict_chunk([{**obs, TASK: text}])[0]
+            queue = list(chunk[:k])
+            chunks += 1
+        obs, _, terminated, truncated, info = env.step(queue.pop(0))
+        steps += 1
+        frames.append(_frame(obs, cameras))
+        success = bool(info.get("success", terminated))
+        if terminated or truncated:
+            break
+    return Episode(text, getattr(env, "task", None), seed, success, steps, chunks, frames)
+
+
+def _frame(obs: dict, cameras: tuple[str, ...]) -> np.ndarray:
+    views = [obs[c] for c in cameras if c in obs]
+    return np.concatenate(views, axis=1) if len(views) > 1 else views[0]

@@ -90,15 +90,17 @@ TINY_MODEL = VLAConfig(
     cnn_channels=(8, 16),
     flow_steps=3,
 )
+# Sized by measurement on the 2-core CPU (benchmarks/inference_latency.py, a training-step timing):
+# 1.6 M parameters, ~0.3 s per batch-32 step, so the base's 90-minute budget buys ~15 k steps.
 BASE_MODEL = VLAConfig(
     image_size=96,
     chunk_size=16,
     n_action_steps=8,
     d_model=128,
     n_heads=4,
-    prefix_layers=3,
+    prefix_layers=2,
     expert_layers=3,
-    cnn_channels=(24, 48, 96, 128),
+    cnn_channels=(16, 32, 64, 128),
     flow_steps=5,
 )
 
@@ -106,11 +108,11 @@ PRESETS: dict[str, TrainConfig] = {
     "tiny": TrainConfig(steps=20, batch_size=8, save_every=10, log_every=5, warmup_steps=2, model=TINY_MODEL),
     "default": TrainConfig(),
     "base": TrainConfig(
-        steps=6000,
+        steps=15_000,
         batch_size=32,
         lr=5e-4,
-        warmup_steps=300,
-        save_every=500,
+        warmup_steps=500,
+        save_every=1000,
         ema_decay=0.999,
         model=BASE_MODEL,
         name="base",

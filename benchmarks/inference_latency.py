@@ -1,9 +1,12 @@
-"""Per-chunk inference latency of the VLA: batch 1, 2 threads, instruction encoding cached.
+"""Per-chunk inference latency of a VLA policy: batch 1, 2 threads, instruction encoding cached.
 
-    python benchmarks/inference_latency.py [--iters 200] [--head flow|l1] [--steps 10]
+    python benchmarks/inference_latency.py [CHECKPOINT] [--iters 300] [--steps N] [--threads 2]
 
-Times one full chunk: prefix (vision + language tokens + state) once, then the flow steps. The first
-call (allocator and kernel warm-up) is reported separately.
+Times `Policy.predict_chunk` on a tabletop observation, the call every consumer makes (eval, server,
+`embodia run`): input checks and preprocessing, the prefix (vision + language tokens + state) once,
+the flow steps of the action expert, unnormalisation. Without a checkpoint it times the shipped base
+(or, if that is absent, an untrained model of the base's architecture). The first call (allocator and
+kernel warm-up, instruction encoding) is reported separately. Run it with no other load.
 """
 
 from __future__ import annotations
@@ -14,48 +17,58 @@ import time
 import numpy as np
 import torch
 
-from embodia.policy.model import VLA, VLAConfig
+from embodia.policy.policy import BASE_DIR, Policy
+
+
+def untrained_base() -> Policy:
+    from embodia.policy.inputs import EmbodimentInfo
+    from embodia.policy.model import VLA
+    from embodia.policy.normalize import Normalizer
+    from embodia.train.config import BASE_MODEL
+
+    zeros, ones = np.zeros(6), np.ones(6)
+    info = EmbodimentInfo("so101", 0, 6, 6, ["observation.images.front", "observation.images.wrist"], 30.0,
+                          Normalizer((), -ones, ones, zeros, ones))  # fmt: skip
+    return Policy(VLA(BASE_MODEL), {"so101": info})
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--iters", type=int, default=200)
-    parser.add_argument("--head", choices=["flow", "l1"], default="flow")
-    parser.add_argument("--steps", type=int, default=10)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("checkpoint", nargs="?", default=None)
+    parser.add_argument("--iters", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=None, help="flow steps (default: the checkpoint's)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = VLAConfig(head=args.head, flow_steps=args.steps)
-    model = VLA(cfg).eval()
-    n_params = sum(p.numel() for p in model.parameters())
-    images = torch.rand(1, 2, 3, cfg.image_size, cfg.image_size)
-    inputs = (
-        images,
-        torch.ones(1, 2, dtype=torch.bool),
-        torch.randn(1, 32, 384),  # cached instruction tokens
-        torch.ones(1, 32, dtype=torch.bool),
-        torch.nn.functional.normalize(torch.randn(1, 384), dim=-1),
-        torch.randn(1, cfg.max_state_dim),
-        torch.zeros(1, dtype=torch.long),
-    )
-
-    def chunk() -> None:
-        with torch.inference_mode():
-            model.sample(model.encode_prefix(*inputs))
+    if args.checkpoint or (BASE_DIR / "model.safetensors").exists():
+        policy = Policy.from_pretrained(args.checkpoint)
+        what = args.checkpoint or "shipped base"
+    else:
+        policy, what = untrained_base(), "untrained base architecture"
+    info = policy.info
+    rng = np.random.default_rng(0)
+    size = policy.cfg.image_size
+    obs = {cam: rng.integers(0, 255, (size, size, 3), dtype=np.uint8) for cam in info.cameras}
+    obs["observation.state"] = np.zeros(info.state_dim, np.float32)
+    obs["task"] = "pick up the red block"
 
     t0 = time.perf_counter()
-    chunk()
+    policy.predict_chunk(obs, steps=args.steps)
     first = (time.perf_counter() - t0) * 1000
     times = []
     for _ in range(args.iters):
         t0 = time.perf_counter()
-        chunk()
+        policy.predict_chunk(obs, steps=args.steps)
         times.append((time.perf_counter() - t0) * 1000)
     p50, p99 = np.percentile(times, [50, 99])
+    cfg = policy.cfg
+    passes = 1 if cfg.head == "l1" else (args.steps or cfg.flow_steps)
     print(
-        f"VLA ({n_params / 1e6:.1f} M params, head {args.head}, {args.steps if args.head == 'flow' else 1} "
-        f"expert passes, chunk {cfg.chunk_size}, 2 cameras {cfg.image_size} px, {args.threads} threads): "
-        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms per chunk; first call {first:.1f} ms"
+        f"{what}: {policy.num_parameters() / 1e6:.2f} M params, head {cfg.head}, {passes} expert passes, "
+        f"chunk {cfg.chunk_size}, {len(info.cameras)} cameras {size} px, {args.threads} threads: "
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms per chunk; first call {first:.0f} ms"
     )
 
 

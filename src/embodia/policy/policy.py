@@ -27,6 +27,7 @@ from embodia.policy.checkpoint import (
     read_tensors,
     write_folder,
 )
+from embodia.policy.fast import FastSampler
 from embodia.policy.inputs import (
     EmbodimentInfo,
     action_dim_mask,
@@ -49,6 +50,7 @@ class Policy:
         default_embodiment: str | None = None,
         metadata: dict | None = None,
         encoder=None,
+        fast: bool = True,
     ):
         if not embodiments:
             raise ValueError("a policy needs at least one embodiment")
@@ -62,6 +64,9 @@ class Policy:
         self._encoder = encoder
         self.checkpoint_hash = self.metadata.get("checkpoint_hash", "")
         self.path: Path | None = None
+        # Frozen traces of the model for low-latency acting (see policy/fast.py); `fast=False` runs
+        # the eager module, e.g. after changing the weights in place.
+        self._fast = FastSampler(self.model) if fast else None
 
     # ------------------------------------------------------------------ properties every consumer uses
     @property
@@ -115,7 +120,7 @@ class Policy:
             if img.ndim != 3 or img.shape[-1] != 3:
                 raise ValueError(f"{cam} has shape {img.shape}; expected (H, W, 3) uint8")
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict_chunk(
         self,
         observations: dict[str, Any] | list[dict[str, Any]],
@@ -139,9 +144,13 @@ class Policy:
         inputs = model_inputs(
             info, images, state, language, cfg.image_size, cfg.max_cameras, cfg.max_state_dim
         )
-        prefix = self.model.encode_prefix(**inputs)
         mask = action_dim_mask(info, len(observations), cfg.max_action_dim)
-        chunk = self.model.sample(prefix, dim_mask=mask, noise=noise, steps=steps)
+        if self._fast is not None:
+            chunk = self._fast.sample(inputs, dim_mask=mask, noise=noise, steps=steps)
+        else:
+            chunk = self.model.sample(
+                self.model.encode_prefix(**inputs), dim_mask=mask, noise=noise, steps=steps
+            )
         return to_numpy_actions(info, chunk)
 
     # ------------------------------------------------------------------ persistence
@@ -164,7 +173,9 @@ class Policy:
         return out
 
     @classmethod
-    def from_pretrained(cls, path: str | Path | None = None, device: str = "cpu", encoder=None) -> Policy:
+    def from_pretrained(
+        cls, path: str | Path | None = None, device: str = "cpu", encoder=None, fast: bool = True
+    ) -> Policy:
         """Load a checkpoint folder; with no path, the pretrained base shipped inside the package."""
         if path is None:
             path = BASE_DIR
@@ -204,7 +215,7 @@ class Policy:
             )
         meta = dict(config.get("metadata", {}))
         meta["checkpoint_hash"] = file_hash(root / "model.safetensors")
-        policy = cls(model.to(device), embodiments, config.get("default_embodiment"), meta, encoder)
+        policy = cls(model.to(device), embodiments, config.get("default_embodiment"), meta, encoder, fast)
         policy.path = root
         return policy
 

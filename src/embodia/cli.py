@@ -175,6 +175,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         seed=args.seed,
         keep_failures=args.keep_failures,
         split=args.split,
+        video=args.video,
     )
     if args.resume and args.out is None:
         raise ValueError("--resume needs --out pointing at the dataset to continue")
@@ -383,6 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.add_argument(
         "--split", choices=["train", "heldout", "all"], default="train", help="instruction templates"
+    )
+    rec.add_argument(
+        "--video",
+        choices=["av1", "h264-444"],
+        default="av1",
+        help="video encoding: av1 (LeRobot's default, yuv420p) or h264-444 (full colour resolution)",
     )
     rec.set_defaults(func=cmd_record)
 

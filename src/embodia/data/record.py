@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from embodia.data.format import DatasetError, features_for, read_json, write_json
+from embodia.data.format import VIDEO_PRESETS, DatasetError, features_for, read_json, write_json
 from embodia.data.writer import DatasetWriter
 from embodia.robots.spec import ACTION, SAWYER, SO101, EmbodimentSpec
 from embodia.sim.vector import VectorRunner
@@ -47,6 +47,7 @@ class RecordConfig:
     seed: int = 0
     keep_failures: bool = False
     split: str = "train"
+    video: str = "av1"  # a key of data.format.VIDEO_PRESETS
 
 
 @dataclass
@@ -95,7 +96,9 @@ def record(
         raise ValueError(f"image_size must be even (yuv420p video), got {cfg.image_size}")
     spec, worlds = _worlds(cfg)
     extra = SUCCESS_FEATURES if cfg.keep_failures else None
-    features = features_for(spec, cfg.image_size, cfg.image_size, extra)
+    if cfg.video not in VIDEO_PRESETS:
+        raise ValueError(f"unknown video encoding {cfg.video!r}; valid: {sorted(VIDEO_PRESETS)}")
+    features = features_for(spec, cfg.image_size, cfg.image_size, extra, video=cfg.video)
     if resume:
         writer = DatasetWriter.resume(root)
         if writer.features != features:

@@ -42,6 +42,7 @@ from embodia.data.format import (
     chunk_file,
     data_keys,
     read_json,
+    video_encoding_of,
     video_keys,
     write_json,
 )
@@ -130,6 +131,8 @@ class DatasetWriter:
         root = Path(root)
         if root.exists() and any(root.iterdir()):
             raise DatasetError(f"{root}: already exists and is not empty; pick a new folder or resume it")
+        for key in video_keys(features):
+            video_encoding_of(features[key])  # refuse an encoding we cannot write before writing anything
         info = {
             "codebase_version": CODEBASE_VERSION,
             "robot_type": robot_type,
@@ -261,7 +264,7 @@ class DatasetWriter:
                 else:
                     ep_stats[key] = st.image_stats(source)
                     encoded = self._staging / f"{key}.mp4"
-                    encode_episode(source, encoded, self.fps)
+                    encode_episode(source, encoded, self.fps, video_encoding_of(self.features[key]))
                 video_rows.update(self._append_video(key, encoded, length))
             data_row = self._write_data(cols, length)
         finally:

@@ -91,7 +91,8 @@ TINY_MODEL = VLAConfig(
     flow_steps=3,
 )
 # Sized by measurement on the 2-core CPU (benchmarks/inference_latency.py, a training-step timing):
-# 1.6 M parameters, ~0.3 s per batch-32 step, so the base's 90-minute budget buys ~15 k steps.
+# 1.6 M parameters, ~0.43 s per batch-32 step on one thread (0.35 s on two), so the base recipe's
+# 10 k steps take ~75 minutes.
 BASE_MODEL = VLAConfig(
     image_size=96,
     chunk_size=16,
@@ -108,7 +109,7 @@ PRESETS: dict[str, TrainConfig] = {
     "tiny": TrainConfig(steps=20, batch_size=8, save_every=10, log_every=5, warmup_steps=2, model=TINY_MODEL),
     "default": TrainConfig(),
     "base": TrainConfig(
-        steps=15_000,
+        steps=10_000,
         batch_size=32,
         lr=5e-4,
         warmup_steps=500,

@@ -28,3 +28,19 @@ def test_fast_sampler_matches_eager(tiny_policy_dir):
         assert a.shape == (batch, fast.chunk_size, 6)
         np.testing.assert_allclose(a, b, atol=1e-5)
     assert len(fast._fast._prefix) == 3
+
+
+def test_real_time_chunking_reproduces_the_frozen_actions(tiny_policy_dir):
+    policy = Policy.from_pretrained(tiny_policy_dir)
+    eager = Policy.from_pretrained(tiny_policy_dir, encoder=policy.encoder, fast=False)
+    rng = np.random.default_rng(1)
+    obs = _obs(rng, "pick up the red block")
+    pending = rng.normal(size=(1, 4, 6)).astype(np.float32) * 0.1
+    noise = torch.randn(1, policy.chunk_size, policy.cfg.max_action_dim)
+    chunk = policy.predict_chunk(obs, pending=pending, delay=2, noise=noise)
+    np.testing.assert_allclose(chunk[0, :2], pending[0, :2], atol=1e-4)  # executed during inference
+    free = policy.predict_chunk(obs, noise=noise)
+    # Inside the soft overlap the guided chunk lies between the old plan and the free prediction.
+    d_guided = np.abs(chunk[0, 2] - pending[0, 2]).sum()
+    assert d_guided <= np.abs(free[0, 2] - pending[0, 2]).sum() + 1e-6
+    np.testing.assert_allclose(chunk, eager.predict_chunk(obs, pending=pending, delay=2, noise=noise), atol=1e-5)

@@ -20,7 +20,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from embodia.policy.model import VLA, Prefix
+from embodia.policy.model import VLA, Guide, Prefix, integrate
 
 PREFIX_ARGS = ("images", "image_mask", "lang_tokens", "lang_mask", "sentence", "state", "embodiment")
 MAX_TRACES = 8
@@ -89,6 +89,7 @@ class FastSampler:
         dim_mask: torch.Tensor | None = None,
         noise: torch.Tensor | None = None,
         steps: int | None = None,
+        guide: Guide | None = None,
     ) -> torch.Tensor:
         args = tuple(inputs[k] for k in PREFIX_ARGS)
         key = tuple(tuple(a.shape) for a in args)
@@ -98,20 +99,15 @@ class FastSampler:
         b = args[0].shape[0]
         shape = (b, cfg.chunk_size, cfg.max_action_dim)
         keep = torch.ones(b, 1, shape[2]) if dim_mask is None else dim_mask[:, None].float()
-        if cfg.head == "l1":
-            zeros, t0 = torch.zeros(shape), torch.zeros(b)
-            step_fn = self._step_fn(key, zeros, t0, attn_mask, kv)
-            return step_fn(zeros, t0, attn_mask, *kv) * keep
-        x = (torch.randn(shape) if noise is None else noise) * keep
-        n = steps or cfg.flow_steps
-        dt = 1.0 / n
         step_fn = None
-        for i in range(n):
-            t = torch.full((b,), 1.0 - i * dt)
+
+        def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            nonlocal step_fn
             if step_fn is None:
                 step_fn = self._step_fn(key, x, t, attn_mask, kv)
-            x = (x - dt * step_fn(x, t, attn_mask, *kv)) * keep
-        return x
+            return step_fn(x, t, attn_mask, *kv)
+
+        return integrate(velocity, cfg, shape, keep, noise, steps, guide)
 
     def _step_fn(self, key, x, t, attn_mask, kv) -> nn.Module:
         return self._cached(self._step, key, lambda: _freeze(_StepFn(self.model), (x, t, attn_mask, *kv)))

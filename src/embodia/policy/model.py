@@ -293,9 +293,11 @@ class VLA(nn.Module):
 
     @torch.no_grad()
     def sample(self, prefix: Prefix, dim_mask: torch.Tensor | None = None,
-               noise: torch.Tensor | None = None, steps: int | None = None) -> torch.Tensor:  # fmt: skip
+               noise: torch.Tensor | None = None, steps: int | None = None,
+               guide: Guide | None = None) -> torch.Tensor:  # fmt: skip
         """A normalised action chunk (B, H, max_action_dim): Euler from t = 1 (noise) to t = 0.
-        `dim_mask` (B, max_action_dim) marks the embodiment's real action dims (default: all)."""
+        `dim_mask` (B, max_action_dim) marks the embodiment's real action dims (default: all);
+        `guide` inpaints known actions (real-time chunking)."""
         memory = prefix.memory
         b = memory.shape[0]
         shape = (b, self.cfg.chunk_size, self.cfg.max_action_dim)
@@ -304,13 +306,45 @@ class VLA(nn.Module):
             if dim_mask is None
             else dim_mask[:, None].float()
         )
-        if self.cfg.head == "l1":
-            zeros = torch.zeros(shape, device=memory.device)
-            return self.velocity(zeros, torch.zeros(b, device=memory.device), prefix) * keep
-        x = (torch.randn(shape, device=memory.device) if noise is None else noise) * keep
-        n = steps or self.cfg.flow_steps
-        dt = 1.0 / n
-        for i in range(n):
-            t = torch.full((b,), 1.0 - i * dt, device=memory.device)
-            x = (x - dt * self.velocity(x, t, prefix)) * keep
-        return x
+        return integrate(
+            lambda x, t: self.velocity(x, t, prefix),
+            self.cfg,
+            shape,
+            keep,
+            noise,
+            steps,
+            guide,
+            memory.device,
+        )
+
+
+@dataclass
+class Guide:
+    """Known actions to inpaint into the new chunk (real-time chunking): position i is pulled toward
+    `actions[:, i]` with weight `weights[:, i]` (1 = exactly these actions, 0 = free)."""
+
+    actions: torch.Tensor  # (B, H, max_action_dim), normalised and padded
+    weights: torch.Tensor  # (B, H, 1) in [0, 1]
+
+
+def integrate(velocity, cfg: VLAConfig, shape, keep, noise=None, steps=None, guide=None, device=None):
+    """Euler integration of the flow from t = 1 to 0 (or one pass of the L1 head), with optional
+    inpainting by replacement: after every step the guided positions are blended toward where the known
+    actions would be at that flow time (t * noise + (1 - t) * actions), so at t = 0 they equal the known
+    actions where the weight is 1 and the model fills in a smooth continuation around them."""
+    b = shape[0]
+    if cfg.head == "l1":
+        x = velocity(torch.zeros(shape, device=device), torch.zeros(b, device=device)) * keep
+        return x if guide is None else x + guide.weights * (guide.actions - x)
+    noise = (torch.randn(shape, device=device) if noise is None else noise) * keep
+    x = noise
+    n = steps or cfg.flow_steps
+    dt = 1.0 / n
+    for i in range(n):
+        t = torch.full((b,), 1.0 - i * dt, device=device)
+        x = (x - dt * velocity(x, t)) * keep
+        if guide is not None:
+            t_next = 1.0 - (i + 1) * dt
+            target = (t_next * noise + (1.0 - t_next) * guide.actions) * keep
+            x = x + guide.weights * (target - x)
+    return x

@@ -11,6 +11,7 @@ Observations use the dataset/environment keys ('observation.images.<camera>' uin
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from embodia.policy.inputs import (
     model_inputs,
     to_numpy_actions,
 )
-from embodia.policy.model import VLA, VLAConfig
+from embodia.policy.model import VLA, Guide, VLAConfig
 from embodia.policy.normalize import Normalizer
 from embodia.robots.spec import OBS_STATE, TASK
 
@@ -127,8 +128,16 @@ class Policy:
         embodiment: str | None = None,
         noise: torch.Tensor | None = None,
         steps: int | None = None,
+        pending: np.ndarray | None = None,
+        delay: int = 0,
     ) -> np.ndarray:
-        """Raw actions (B, chunk_size, action_dim) float32 for a batch of observations."""
+        """Raw actions (B, chunk_size, action_dim) float32 for a batch of observations.
+
+        Real-time chunking: `pending` (B, P, action_dim) are the actions of the previous chunk that
+        will still run from the moment this observation was taken; the first `delay` of them execute
+        while this call computes, so the new chunk reproduces them exactly, and the rest of the overlap
+        is inpainted with weights decaying to 0, so the new chunk joins the old one without a jump.
+        """
         if isinstance(observations, dict):
             observations = [observations]
         info = self.embodiments[embodiment or self.embodiment]
@@ -145,13 +154,39 @@ class Policy:
             info, images, state, language, cfg.image_size, cfg.max_cameras, cfg.max_state_dim
         )
         mask = action_dim_mask(info, len(observations), cfg.max_action_dim)
+        guide = None if pending is None else self._guide(info, pending, delay, len(observations))
         if self._fast is not None:
-            chunk = self._fast.sample(inputs, dim_mask=mask, noise=noise, steps=steps)
+            chunk = self._fast.sample(inputs, dim_mask=mask, noise=noise, steps=steps, guide=guide)
         else:
-            chunk = self.model.sample(
-                self.model.encode_prefix(**inputs), dim_mask=mask, noise=noise, steps=steps
-            )
+            prefix = self.model.encode_prefix(**inputs)
+            chunk = self.model.sample(prefix, dim_mask=mask, noise=noise, steps=steps, guide=guide)
         return to_numpy_actions(info, chunk)
+
+    def _guide(self, info: EmbodimentInfo, pending: np.ndarray, delay: int, batch: int) -> Guide:
+        pending = np.asarray(pending, dtype=np.float32)
+        if pending.ndim == 2:
+            pending = pending[None]
+        h = self.chunk_size
+        if pending.ndim != 3 or pending.shape[0] != batch or pending.shape[2] != info.action_dim:
+            raise ValueError(
+                f"pending actions must have shape (batch {batch}, P, {info.action_dim}); got {pending.shape}"
+            )
+        if not np.all(np.isfinite(pending)):
+            raise ValueError("pending actions contain NaN or inf")
+        p = min(pending.shape[1], h)
+        if not 0 <= delay <= p:
+            raise ValueError(f"delay must be in 0..{p} (the number of pending actions), got {delay}")
+        target = torch.zeros(batch, h, self.cfg.max_action_dim)
+        norm = info.normalizer.normalize_action(torch.from_numpy(pending[:, :p]).double()).float()
+        target[:, :p, : info.action_dim] = norm
+        weights = torch.zeros(batch, h, 1)
+        weights[:, :delay] = 1.0
+        # Soft mask over the rest of the overlap, decaying exponentially to 0 (as real-time chunking
+        # does): close to the frozen actions the new chunk follows the old plan, later it is free.
+        for i in range(delay, p):
+            r = (p - i) / (p - delay + 1)
+            weights[:, i] = r * math.expm1(r) / (math.e - 1)
+        return Guide(target, weights)
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, path: str | Path, extra_files: dict[str, Any] | None = None) -> Path:

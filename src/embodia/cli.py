@@ -263,12 +263,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a policy closed-loop on a suite: success per task with Wilson 95-percent intervals, videos, report."""
     from embodia.eval.run import evaluate, summary_table
 
-    try:
-        from embodia.policy.policy import Policy
-    except ImportError as exc:
-        console.print(f"[bold red]error:[/] cannot load policies in this version of embodia ({exc})")
-        return 1
-    policy = Policy.from_pretrained(args.checkpoint)
+    if _is_server_url(args.checkpoint):
+        # A served policy (`embodia serve`, or any openpi-protocol server): every chunk goes over the
+        # wire, so closed-loop evaluation exercises the server too. No torch needed on this side.
+        import os
+
+        from embodia.serve.client import RemotePolicy, ServerError
+
+        try:
+            policy = RemotePolicy(args.checkpoint, api_key=args.api_key or os.environ.get("EMBODIA_API_KEY"))
+        except (ConnectionError, ServerError) as exc:
+            raise ValueError(str(exc)) from None  # main() prints it without a traceback
+    else:
+        try:
+            from embodia.policy.policy import Policy
+        except ImportError as exc:
+            console.print(f"[bold red]error:[/] cannot load policies in this version of embodia ({exc})")
+            return 1
+        policy = Policy.from_pretrained(args.checkpoint)
     result = evaluate(
         policy,
         suite=args.suite,
@@ -287,6 +299,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"results: [bold]{result.results_path}[/]; report: [bold]{result.report_path}[/]; "
         f"{len(result.videos)} videos in {result.out_dir / 'videos'}"
     )
+    return 0
+
+
+def _is_server_url(text: str) -> bool:
+    return text.split("://", 1)[0] in ("ws", "wss", "http", "https") and "://" in text
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve a policy over openpi's websocket protocol and HTTP (ws://HOST:PORT/, /v1/act, /healthz)."""
+    import os
+
+    from embodia.policy.checkpoint import CheckpointError
+    from embodia.serve.server import serve
+
+    api_key = args.api_key or os.environ.get("EMBODIA_API_KEY") or None
+    console.print(
+        f"serving {args.checkpoint or 'the shipped base'} on ws://{args.host}:{args.port} "
+        f"(HTTP: /v1/act, /v1/metadata, /healthz){'; API key required' if api_key else ''}"
+    )
+    try:
+        serve(args.checkpoint, host=args.host, port=args.port, api_key=api_key,
+              max_message_bytes=int(args.max_message_mb * 1024 * 1024), log_level=args.log_level)  # fmt: skip
+    except CheckpointError as exc:
+        if args.checkpoint:
+            raise
+        raise ValueError(
+            f"{exc}\nNo base policy ships yet: pass a checkpoint folder (from `embodia train`)."
+        ) from None
     return 0
 
 
@@ -336,6 +376,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             write_manifest(run_dir, "train", cfg.to_dict(), seeds=[cfg.seed])
     if main_process:
         console.print(f"training run: [bold]{run_dir}[/]")
+        if not args.resume and not args.no_preflight:
+            _print_preflight(cfg)
     t0 = time.perf_counter()
     final = train(cfg, run_dir, resume=bool(args.resume), console=console)
     if main_process:
@@ -344,6 +386,67 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"metrics: {run_dir / 'metrics.jsonl'}, checkpoints: {run_dir / 'checkpoints'}"
         )
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Diagnose what a policy would learn wrong: `doctor data DATASET` checks a LeRobot dataset."""
+    return {"data": _doctor_data}[args.target](args)
+
+
+def _doctor_data(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from embodia.data.doctor import diagnose, summary_table, write_fixed
+    from embodia.data.format import DatasetError
+    from embodia.runs import new_run_dir, write_manifest
+
+    if args.fix and Path(args.fix).resolve() == Path(args.dataset).resolve():
+        raise ValueError("--fix must name a new folder; the input dataset is never modified")
+    run_dir = Path(args.out) if args.out else new_run_dir("doctor", "data")
+    write_manifest(run_dir, "doctor data", {"dataset": args.dataset, "video": not args.no_video,
+                                             "action_kind": args.action_kind, "fix": args.fix})  # fmt: skip
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=console, transient=True) as progress:
+            diag = diagnose(
+                args.dataset, video=not args.no_video, action_kind=args.action_kind, progress=progress
+            )
+    except DatasetError as exc:  # unreadable metadata: the worst finding there is
+        console.print(f"[bold red]FAIL[/] cannot open the dataset: {exc}")
+        return 1
+    console.print(summary_table(diag))
+    paths = diag.write(run_dir)
+    console.print(f"report: [bold]{paths['html']}[/]; JSON: {paths['json']}")
+    if args.fix:
+        with Progress(*columns, console=console, transient=True) as progress:
+            res = write_fixed(diag, args.fix, progress=progress)
+        console.print(
+            f"fixed copy: [bold]{res.out}[/] ({len(res.kept)} episodes kept, {len(res.dropped)} dropped, "
+            f"{len(res.trimmed)} trimmed)"
+            + (f"; not fixable by dropping episodes: {', '.join(res.unfixed)}" if res.unfixed else "")
+        )
+    return 1 if diag.severity == "FAIL" else 0
+
+
+def _print_preflight(cfg) -> None:
+    """The training doctor's static checks, before any compute is spent (skip: --no-preflight)."""
+    from embodia.policy.policy import Policy
+    from embodia.train.doctor import preflight, severity_rank
+
+    checkpoint = Policy.from_pretrained(cfg.init_from) if cfg.init_from else None
+    findings = sorted(preflight(cfg, checkpoint=checkpoint), key=severity_rank)
+    if not findings:
+        console.print("preflight: [green]no findings[/]")
+        return
+    for f in findings[:5]:
+        color = "red" if f.severity == "FAIL" else "yellow"
+        console.print(
+            f"preflight [{color}]{f.severity}[/] {f.check}: {f.message}" + (f" -> {f.fix}" if f.fix else "")
+        )
+    if len(findings) > 5:
+        console.print(f"... and {len(findings) - 5} more: embodia doctor train")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -408,6 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--cache-dir", help="decoded-frame cache (default ~/.cache/embodia/frames)")
     tr.add_argument("--out", help="run folder (default ./embodia_runs/train/<time>-<preset>)")
     tr.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its latest checkpoint")
+    tr.add_argument("--no-preflight", action="store_true", help="skip the training doctor's static checks")
     tr.set_defaults(func=cmd_train)
 
     dset = sub.add_parser("dataset", help=cmd_dataset.__doc__)
@@ -436,12 +540,41 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--in-place", action="store_true", help="rewrite meta/stats.json of ROOT itself")
     dset.set_defaults(func=cmd_dataset)
 
+    doc = sub.add_parser(
+        "doctor",
+        help=cmd_doctor.__doc__,
+        description="Exit status: 0 when no check FAILs (WARN allowed), 1 when any check FAILs, 2 on bad arguments.",
+    )
+    targets = doc.add_subparsers(dest="target", required=True)
+    p = targets.add_parser(
+        "data",
+        help="check a LeRobot dataset (timestamps, episodes, actions, cameras, tasks, stats)",
+        description="Check a LeRobotDataset for data bugs; writes doctor.json and report.html. "
+        "Exit status: 0 when no check FAILs (WARN allowed), 1 when any check FAILs or the dataset "
+        "cannot be opened, 2 on bad arguments.",
+    )
+    p.add_argument("dataset", help="dataset folder (v3.0 or v2.1)")
+    p.add_argument("--out", help="report folder (default ./embodia_runs/doctor/<time>-data)")
+    p.add_argument(
+        "--fix", metavar="OUT", help="write a copy without FAIL episodes and with idle ends trimmed"
+    )
+    p.add_argument("--no-video", action="store_true", help="skip decoding (camera checks are skipped)")
+    p.add_argument(
+        "--action-kind", choices=["joint_abs", "ee_delta"], help="override the inferred action kind"
+    )
+    doc.set_defaults(func=cmd_doctor)
+
     tasks = sub.add_parser("tasks", help=cmd_tasks.__doc__)
     tasks.add_argument("--markdown", action="store_true", help="print docs/tasks.md")
     tasks.set_defaults(func=cmd_tasks)
 
     ev = sub.add_parser("eval", help=cmd_eval.__doc__)
-    ev.add_argument("checkpoint", help="checkpoint folder or file of a trained policy")
+    ev.add_argument(
+        "checkpoint", help="checkpoint folder of a trained policy, or a policy server's URL (ws://host:port)"
+    )
+    ev.add_argument(
+        "--api-key", default=None, help="API key of the policy server (with a URL; default $EMBODIA_API_KEY)"
+    )
     ev.add_argument(
         "--suite",
         default="tabletop",
@@ -461,6 +594,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0, help="offset of the evaluation seeds (base 10,000,000)")
     ev.add_argument("--out", default=None, help="output folder (default: ./embodia_runs/eval/<time>-<suite>)")
     ev.set_defaults(func=cmd_eval)
+
+    srv = sub.add_parser("serve", help=cmd_serve.__doc__)
+    srv.add_argument("checkpoint", nargs="?", default=None, help="policy folder (default: the shipped base)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind; non-loopback needs --api-key")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--api-key", default=None, help="required from clients (default: $EMBODIA_API_KEY)")
+    srv.add_argument("--max-message-mb", type=float, default=16.0, help="largest accepted message, MiB")
+    srv.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    srv.set_defaults(func=cmd_serve)
     return parser
 
 

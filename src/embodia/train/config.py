@@ -18,6 +18,9 @@ class TrainConfig:
     batch_size: int = 32  # per process
     lr: float = 3e-4
     min_lr_ratio: float = 0.05  # the cosine ends at lr * min_lr_ratio, exactly at `steps`
+    # Steps over which the cosine decays; None = `steps` (the schedule scales with the run). Setting it
+    # shorter than `steps` reproduces the classic "LR hit its floor early" bug; the doctor flags it.
+    decay_steps: int | None = None
     warmup_steps: int = 200  # capped at steps // 5 so that short runs still get their cosine
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
@@ -66,14 +69,14 @@ class TrainConfig:
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
-    """Linear warmup, then a cosine that reaches lr * min_lr_ratio exactly at the last step: the
-    schedule is scaled to the requested number of steps (a schedule built for a different length is a
-    classic way to train with a near-zero learning rate for most of a run)."""
+    """Linear warmup, then a cosine that reaches lr * min_lr_ratio exactly at the last step (at
+    `decay_steps` if set): the schedule is scaled to the requested number of steps (a schedule built
+    for a different length is a classic way to train with a near-zero learning rate for most of a run)."""
     import math
 
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    span = max(1, cfg.steps - cfg.warmup)
+    span = max(1, (cfg.decay_steps or cfg.steps) - cfg.warmup)
     progress = min(1.0, (step - cfg.warmup) / span)
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 

@@ -121,6 +121,10 @@ PRESETS: dict[str, TrainConfig] = {
         model=BASE_MODEL,
         name="base",
     ),
+    # Meta-World MT10 with the base architecture (one camera, 80 fps end-effector deltas).
+    "metaworld": TrainConfig(
+        steps=6000, batch_size=32, lr=5e-4, warmup_steps=300, save_every=500, model=BASE_MODEL, name="mt10"
+    ),
     "finetune": TrainConfig(
         steps=600, batch_size=32, lr=2e-4, warmup_steps=50, save_every=200, name="finetune"
     ),

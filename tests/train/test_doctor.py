@@ -112,3 +112,15 @@ def test_open_loop_replay_reports_errors_per_joint_and_step(tiny_policy_dir):
 @pytest.mark.parametrize("steps", [50, 5000])
 def test_schedule_check_scales_with_steps(steps):
     assert preflight(cfg_for(FIXTURE, steps=steps)) == []
+
+
+def test_run_doctor_writes_json_and_report(tmp_path, tiny_policy_dir):
+    from embodia.train.doctor import run_doctor
+
+    cfg = cfg_for(FIXTURE, decay_steps=5, min_lr_ratio=0.0)  # one planted bug
+    doc = run_doctor(cfg, tmp_path / "doc", checkpoint=Policy.from_pretrained(tiny_policy_dir), overfit=False)
+    assert [f["check"] for f in doc["findings"]] == ["lr_schedule"]
+    saved = json.loads((tmp_path / "doc/doctor.json").read_text())
+    assert saved["summary"] == "1 FAIL, 0 WARN" and saved["open_loop"]["chunks"] > 0
+    html = (tmp_path / "doc/report.html").read_text()
+    assert "lr_schedule" in html and "<img" in html  # the open-loop plots are inline

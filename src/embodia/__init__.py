@@ -10,3 +10,12 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("SVT_LOG", "1")
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # `embodia.Client` without making `import embodia` load the client's dependencies.
+    if name == "Client":
+        from embodia.serve.client import Client
+
+        return Client
+    raise AttributeError(f"module 'embodia' has no attribute {name!r}")

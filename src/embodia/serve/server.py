@@ -1,0 +1,333 @@
+"""`embodia serve`: a policy behind openpi's websocket protocol and a small HTTP API, on one port.
+
+    ws://HOST:PORT/        openpi protocol: on connect the server sends its metadata; each binary
+                           msgpack observation is answered with {"actions": (H, d) float32,
+                           "server_timing": {"infer_ms", ...}}. A bad message gets a text frame with
+                           the error, then that connection (only) is closed.
+    GET  /healthz          200 {"status": "ok"} (no API key needed: for load balancers and scripts)
+    GET  /v1/metadata      the same metadata as JSON
+    POST /v1/act           one observation as JSON (arrays as nested lists) or msgpack, by Content-Type;
+                           the reply uses the same encoding (or the one `Accept` names)
+
+Metadata and requests are described in serve/schema.py; the codec in serve/protocol.py.
+
+Safety at the boundary: binds 127.0.0.1 unless told otherwise, and any other address requires an API
+key (`Authorization: Api-Key <key>`, as openpi-client sends it, or `Bearer <key>`); messages larger
+than `max_message_bytes` are refused before they are buffered; no pickle. Inference runs in a worker
+thread under a lock (the model is not re-entrant, and one request at a time keeps latency predictable),
+so the event loop keeps answering health checks and other connections meanwhile.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import anyio.to_thread
+import numpy as np
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import JSONResponse, Response
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from embodia.serve.protocol import ProtocolError, packb, to_jsonable, unpackb
+from embodia.serve.schema import RequestError, ServedSpec, metadata, parse_request
+
+log = logging.getLogger("embodia.serve")
+
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
+JSON_TYPES = ("application/json",)
+# Websocket close codes (RFC 6455 section 7.4.1).
+CLOSE_UNSUPPORTED = 1003  # a text frame where binary msgpack was expected
+CLOSE_POLICY = 1008  # bad request / bad API key
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+
+
+class InferenceService:
+    """The policy and everything that touches it; its methods run in worker threads."""
+
+    def __init__(self, policy, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
+        from embodia import __version__
+
+        self.policy = policy
+        self.spec = ServedSpec.from_policy(policy)
+        self.max_message_bytes = int(max_message_bytes)
+        self.metadata = metadata(self.spec, self.max_message_bytes, __version__)
+        self.metadata_msgpack = packb(self.metadata)
+        self._lock = threading.Lock()
+
+    def act(self, message: Any) -> dict[str, Any]:
+        """Validate one decoded observation map and return the reply map (arrays as numpy)."""
+        t0 = time.perf_counter()
+        req = parse_request(message, self.spec)
+        noise = None
+        if req.seed is not None:
+            import torch  # already loaded with the policy
+
+            gen = torch.Generator().manual_seed(req.seed)
+            noise = torch.randn(1, self.spec.chunk_size, self.policy.cfg.max_action_dim, generator=gen)
+        with self._lock:
+            t1 = time.perf_counter()
+            chunk = self.policy.predict_chunk(
+                [req.observation],
+                embodiment=req.embodiment,
+                noise=noise,
+                pending=req.pending,
+                delay=req.delay,
+            )
+            infer_ms = (time.perf_counter() - t1) * 1e3
+        actions = np.ascontiguousarray(np.asarray(chunk, dtype=np.float32)[0])
+        timing = {"infer_ms": infer_ms, "server_ms": (time.perf_counter() - t0) * 1e3}
+        return {"actions": actions, "embodiment": req.embodiment, "server_timing": timing}
+
+    def act_encoded(self, body: bytes, json_body: bool = False) -> dict[str, Any]:
+        """Decode (msgpack, or JSON with arrays as nested lists) and act. Runs in the worker thread
+        too: decoding a large JSON body takes long enough to stall the event loop."""
+        if not json_body:
+            return self.act(unpackb(body))
+        try:
+            message = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RequestError(f"the body is not valid JSON ({exc})") from None
+        return self.act(message)
+
+
+def _authorized(headers, api_key: str | None) -> bool:
+    if api_key is None:
+        return True
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    if scheme.lower() not in ("api-key", "bearer"):
+        return False
+    # Constant-time comparison: response timing must not reveal how much of a guessed key was right.
+    return hmac.compare_digest(token.strip().encode(), api_key.encode())
+
+
+def _error_text(exc: BaseException) -> tuple[str, int]:
+    """(message, close code): client mistakes say what was expected; internal errors are logged."""
+    if isinstance(exc, ProtocolError | RequestError | ValueError):
+        return f"bad request: {exc}", CLOSE_POLICY
+    log.exception("inference failed")
+    return f"internal server error: {type(exc).__name__}: {exc}", CLOSE_INTERNAL
+
+
+def create_app(
+    service: InferenceService | Any,
+    api_key: str | None = None,
+    max_message_bytes: int | None = None,
+) -> FastAPI:
+    """The ASGI app serving `service` (an InferenceService, or a Policy that is wrapped in one)."""
+    if not isinstance(service, InferenceService):
+        service = InferenceService(service, max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES)
+    limit = service.max_message_bytes
+    if api_key is not None and not api_key.strip():
+        raise ValueError("the API key is empty")
+    app = FastAPI(title="embodia policy server", version=str(service.metadata["version"]))
+    app.state.service = service
+    unauthorized = "missing or wrong API key (send 'Authorization: Api-Key <key>' or 'Bearer <key>')"
+
+    @app.websocket("/")
+    async def websocket_endpoint(ws: WebSocket) -> None:
+        if not _authorized(ws.headers, api_key):
+            await ws.close(code=CLOSE_POLICY, reason="missing or wrong API key")  # before accept: HTTP 403
+            return
+        await ws.accept()
+        prev_total_ms = None
+        try:
+            await ws.send_bytes(service.metadata_msgpack)
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                data = message.get("bytes")
+                if data is None:
+                    await _fail(ws, "expected binary msgpack frames, got a text frame", CLOSE_UNSUPPORTED)
+                    return
+                if len(data) > limit:  # uvicorn enforces this earlier; other ASGI servers may not
+                    await _fail(
+                        ws, f"message of {len(data)} bytes exceeds the limit of {limit}", CLOSE_TOO_BIG
+                    )
+                    return
+                t0 = time.perf_counter()
+                try:
+                    reply = await anyio.to_thread.run_sync(service.act_encoded, data)
+                except Exception as exc:  # every failure is reported to this client only
+                    await _fail(ws, *_error_text(exc))
+                    return
+                if prev_total_ms is not None:
+                    reply["server_timing"]["prev_total_ms"] = prev_total_ms
+                await ws.send_bytes(packb(reply))
+                prev_total_ms = (time.perf_counter() - t0) * 1e3
+        except WebSocketDisconnect:
+            return  # the client left, e.g. while its request was being computed: nothing to answer
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/")
+    async def index() -> dict:
+        return {
+            "server": "embodia",
+            "websocket": "/ (openpi protocol)",
+            "endpoints": ["/healthz", "/v1/metadata", "/v1/act"],
+        }
+
+    @app.get("/v1/metadata")
+    async def get_metadata(request: Request) -> Response:
+        if not _authorized(request.headers, api_key):
+            return JSONResponse({"error": unauthorized}, status_code=401)
+        return JSONResponse(service.metadata)
+
+    @app.post("/v1/act")
+    async def act(request: Request) -> Response:
+        if not _authorized(request.headers, api_key):
+            return JSONResponse({"error": unauthorized}, status_code=401)
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype not in MSGPACK_TYPES + JSON_TYPES:
+            return JSONResponse(
+                {"error": f"Content-Type must be application/json or application/msgpack, got {ctype!r}"},
+                status_code=415,
+            )
+        body = await _read_limited(request, limit)
+        if body is None:
+            return JSONResponse(
+                {"error": f"request body exceeds the limit of {limit} bytes"}, status_code=413
+            )
+        accept = request.headers.get("accept", "")
+        as_msgpack = any(t in accept for t in MSGPACK_TYPES) or (
+            ctype in MSGPACK_TYPES and "json" not in accept
+        )
+        try:
+            reply = await anyio.to_thread.run_sync(service.act_encoded, body, ctype in JSON_TYPES)
+        except Exception as exc:  # reported to this client; internal errors are logged too
+            text, code = _error_text(exc)
+            return JSONResponse({"error": text}, status_code=422 if code == CLOSE_POLICY else 500)
+        if as_msgpack:
+            return Response(packb(reply), media_type=MSGPACK_TYPES[0])
+        return JSONResponse(to_jsonable(reply))
+
+    return app
+
+
+async def _fail(ws: WebSocket, text: str, code: int) -> None:
+    """openpi's convention: the error as a text frame, then close this connection."""
+    if ws.client_state != WebSocketState.CONNECTED:
+        return
+    try:
+        await ws.send_text(text)
+        # A close reason is limited to 123 bytes; the full text went in the frame above.
+        await ws.close(code=code, reason=text[:120])
+    except (WebSocketDisconnect, RuntimeError):
+        pass  # the client left first
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The body, or None once it exceeds `limit` (checked while streaming, so nothing big is buffered)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a hostname: assume it is reachable from elsewhere
+
+
+def check_binding(host: str, api_key: str | None) -> None:
+    if not is_loopback(host) and not api_key:
+        raise ValueError(
+            f"serving on {host} makes the policy reachable from other machines: give --api-key KEY "
+            "(or set EMBODIA_API_KEY); clients send it as 'Authorization: Api-Key KEY'"
+        )
+
+
+def uvicorn_config(app: FastAPI, host: str, port: int, max_message_bytes: int, log_level: str = "info"):
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        ws="websockets-sansio",
+        # Refused by the websocket layer before the message is assembled in memory (close code 1009).
+        ws_max_size=max_message_bytes,
+        # Images are already compact binary; deflate would cost CPU on every frame for little gain.
+        ws_per_message_deflate=False,
+        log_level=log_level,
+        lifespan="off",
+    )
+
+
+def serve(
+    checkpoint: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: str | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    log_level: str = "info",
+) -> None:
+    """Load `checkpoint` (None: the shipped base) and serve it until interrupted."""
+    import uvicorn
+
+    from embodia.policy.policy import Policy
+
+    check_binding(host, api_key)
+    if max_message_bytes <= 0:
+        raise ValueError(f"max_message_bytes must be positive, got {max_message_bytes}")
+    policy = Policy.from_pretrained(checkpoint)
+    app = create_app(InferenceService(policy, max_message_bytes), api_key=api_key)
+    uvicorn.Server(uvicorn_config(app, host, port, max_message_bytes, log_level)).run()
+
+
+@contextmanager
+def running_server(
+    policy_or_service,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    api_key: str | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    log_level: str = "warning",
+) -> Iterator[str]:
+    """Serve in a background thread (tests, benchmarks, notebooks); yields 'ws://host:port'.
+
+    Port 0 picks a free port. The server stops when the block exits."""
+    import uvicorn
+
+    check_binding(host, api_key)
+    service = policy_or_service
+    if not isinstance(service, InferenceService):
+        service = InferenceService(service, max_message_bytes)
+    app = create_app(service, api_key=api_key)
+    server = uvicorn.Server(uvicorn_config(app, host, port, service.max_message_bytes, log_level))
+    thread = threading.Thread(target=server.run, name="embodia-serve", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the policy server did not start on {host}:{port}")
+        time.sleep(0.01)
+    bound = server.servers[0].sockets[0].getsockname()
+    try:
+        yield f"ws://{host}:{bound[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

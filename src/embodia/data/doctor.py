@@ -1,0 +1,650 @@
+"""`embodia doctor data`: find the data bugs that make a policy converge and then fail.
+
+    diag = diagnose("datasets/pick")            # reads every row once, decodes every video once
+    diag.severity                                # "PASS" | "WARN" | "FAIL"
+    diag.write("out/")                           # doctor.json + report.html (plots of flagged episodes)
+    write_fixed(diag, "datasets/pick_fixed")     # drops FAIL episodes, trims idle ends
+
+The checks themselves live in `embodia.data.doctor_checks` (thresholds and their reasons there). This
+module reads the dataset into a `Scan`: every episode's columns (one read per data file; rows the
+reader would refuse, such as broken `index` columns, are still read so they can be reported) and, per
+camera, one sequential decode of each video file that yields per-frame gray level, frame difference
+and sharpness, plus which grid frames are missing. Then it runs the checks that apply to the dataset's
+action kind (joint_abs or ee_delta, from the embodiment registry, the feature names, or `action_kind`).
+
+Nothing in the input dataset is ever written.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import re
+import shutil
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pyarrow.parquet as pq
+
+from embodia.data import doctor_checks as dc
+from embodia.data import stats as st
+from embodia.data.doctor_checks import FAIL, PASS, SKIP, WARN, CamTrace, EpisodeScan, Finding, Scan
+from embodia.data.format import INDEX_FEATURES, DatasetError, data_keys
+from embodia.data.reader import TIMESTAMP_TOLERANCE_S, LeRobotDataset, _column_to_numpy
+from embodia.robots.spec import EMBODIMENTS, EmbodimentSpec
+
+ANALYSIS_MAX_SIDE = 256  # larger frames are downscaled before the per-frame image measures
+KINDS = ("joint_abs", "ee_delta")
+_DELTA_NAME = re.compile(r"(^d[xyz]$|delta|vel|twist|^d_)", re.IGNORECASE)
+
+
+@dataclass
+class CheckResult:
+    name: str
+    group: str
+    title: str
+    threshold: str
+    severity: str
+    summary: str
+    findings: list[Finding] = field(default_factory=list)
+    scores: dict[int, float] = field(default_factory=dict)
+    score_label: str = ""
+    score_threshold: float | None = None
+
+
+@dataclass
+class Diagnosis:
+    root: str
+    fps: int
+    robot_type: str | None
+    action_kind: str
+    kind_source: str
+    episodes: int
+    frames: int
+    cameras: list[str]
+    video_scanned: bool
+    wall_s: float
+    results: list[CheckResult]
+    scan: Scan | None = field(default=None, repr=False)  # the traces, for plots and --fix
+
+    @property
+    def severity(self) -> str:
+        return dc.worst(r.severity for r in self.results)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {s: sum(r.severity == s for r in self.results) for s in (PASS, WARN, FAIL, SKIP)}
+
+    def result(self, name: str) -> CheckResult:
+        for r in self.results:
+            if r.name == name:
+                return r
+        raise KeyError(f"no check {name!r}; checks: {[r.name for r in self.results]}")
+
+    def fail_episodes(self) -> list[int]:
+        """Episodes with at least one FAIL finding (what --fix drops)."""
+        found = {f.episode for r in self.results for f in r.findings if f.severity == FAIL}
+        return sorted(found - {None})
+
+    def idle_trims(self) -> dict[int, tuple[int, int]]:
+        """episode -> (frames to cut at the start, at the end), from the idle-ends findings."""
+        trims: dict[int, list[int]] = {}
+        for r in self.results:
+            for f in r.findings if r.name == "actions.idle_ends" else []:
+                (start, end), cut = f.frames[0], trims.setdefault(f.episode, [0, 0])
+                cut[0 if start == 0 else 1] = end - start + 1
+        return {e: (a, b) for e, (a, b) in trims.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        # Not asdict(self): it would deep-copy the scan's per-frame arrays only to drop them.
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("results", "scan")}
+        out["severity"] = self.severity
+        out["counts"] = self.counts
+        out["fail_episodes"] = self.fail_episodes()
+        out["idle_trims"] = {str(e): list(t) for e, t in self.idle_trims().items()}
+        out["checks"] = []
+        for r in self.results:
+            d = asdict(r)
+            d["scores"] = {str(k): v for k, v in r.scores.items()}
+            for f in d["findings"]:
+                f["frames"] = [list(x) for x in f["frames"]]
+                f["seconds"] = [[a / self.fps, (b + 1) / self.fps] for a, b in f["frames"]]
+            out["checks"].append(d)
+        return out
+
+    def write(self, out_dir: str | Path) -> dict[str, Path]:
+        """doctor.json and report.html in `out_dir`."""
+        from embodia.runs import atomic_write_text
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "doctor.json"
+        atomic_write_text(path, json.dumps(_jsonable(self.to_dict()), indent=2) + "\n")
+        return {"json": path, "html": _write_html(self, out_dir / "report.html")}
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x
+
+
+# ---- what kind of robot ----------------------------------------------------------------------------
+
+
+def infer_embodiment(
+    ds: LeRobotDataset, action_kind: str | None = None
+) -> tuple[str, EmbodimentSpec | None, str]:
+    """(action kind, matching embodiment or None, how the kind was decided)."""
+    if action_kind is not None and action_kind not in KINDS:
+        raise ValueError(f"action kind must be one of {KINDS}, got {action_kind!r}")
+    act = ds.features.get("action", {})
+    dim = int(np.prod(act.get("shape", [0])))
+    matches = [s for s in EMBODIMENTS.values() if s.robot_type == ds.robot_type and s.action_dim == dim]
+    spec = matches[0] if len(matches) == 1 else None
+    if action_kind:
+        return action_kind, spec if spec and spec.action_kind == action_kind else None, "given"
+    if spec:
+        return spec.action_kind, spec, f"embodiment {spec.name!r} (robot_type {ds.robot_type!r})"
+    names = [str(n) for n in (act.get("names") or [])]
+    state_names = [str(n) for n in (ds.features.get("observation.state", {}).get("names") or [])]
+    if names and any(_DELTA_NAME.search(n) for n in names):
+        return "ee_delta", None, f"action names {names}"
+    if names and names == state_names:
+        return "joint_abs", None, "action names equal state names"
+    return "joint_abs", None, "default (no embodiment or telling names; pass --action-kind to override)"
+
+
+def _gripper(ds: LeRobotDataset, spec: EmbodimentSpec | None, key: str) -> int | None:
+    if spec is not None:
+        return spec.gripper.action_index if key == "action" else spec.gripper.state_index
+    names = ds.features.get(key, {}).get("names") or []
+    hits = [i for i, n in enumerate(names) if "grip" in str(n).lower()]
+    return hits[0] if hits else None
+
+
+def _bounds(
+    spec: EmbodimentSpec | None, episodes: list[EpisodeScan]
+) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    acts = [e.action for e in episodes if e.action is not None and len(e.action)]
+    if not acts:
+        return None, None, "none"
+    x = np.concatenate(acts).astype(np.float64)
+    x = x[np.all(np.isfinite(x), axis=1)]
+    if not len(x):
+        return None, None, "none"
+    lo, hi = x.min(0), x.max(0)
+    if spec is not None and spec.action_dim == x.shape[1]:
+        slo, shi = spec.action_bounds()
+        tol = 0.01 * (shi - slo)
+        # Only when the data lives in the spec's units (a real SO-101 dataset in degrees would not).
+        if np.all(lo >= slo - tol) and np.all(hi <= shi + tol):
+            return slo, shi, f"{spec.name} spec"
+    return lo, hi, "observed min/max"
+
+
+# ---- reading -----------------------------------------------------------------------------------------
+
+
+def _read_columns(ds: LeRobotDataset, progress=None) -> list[EpisodeScan]:
+    """Every episode's data columns, one read per data file. Rows are sliced by the metadata's global
+    range, as the reader does, but without its index validation (that is a check here)."""
+    keys = data_keys(ds.features)
+    by_file: dict[str, list[dict]] = defaultdict(list)
+    for ep in ds.episodes:
+        by_file[ep["data_file"]].append(ep)
+    out: dict[int, EpisodeScan] = {}
+    task = progress.add_task("reading episodes", total=len(ds.episodes)) if progress else None
+    for rel, eps in by_file.items():
+        path = ds.root / rel
+        first = min(e["dataset_from_index"] for e in eps)
+        try:
+            schema = pq.read_schema(path)
+            table = pq.read_table(path, columns=[k for k in keys if k in schema.names])
+            error = None
+        except Exception as exc:  # noqa: BLE001 - any unreadable file becomes evidence
+            table, error = None, f"{path}: unreadable parquet ({exc})"
+        for ep in eps:
+            e = EpisodeScan(ep["episode_index"], int(ep["length"]), list(ep["tasks"]), {}, error)
+            if table is not None:
+                start = ep["dataset_from_index"] - first
+                if start + e.length > table.num_rows:
+                    e.error = f"{path}: needs rows {start}..{start + e.length - 1}, file has {table.num_rows}"
+                else:
+                    rows = table.slice(start, e.length)
+                    for k in rows.column_names:
+                        try:
+                            e.columns[k] = _column_to_numpy(k, rows.column(k), ds.features[k], path)
+                        except DatasetError as exc:
+                            e.error = str(exc)
+            for k in ("action", "observation.state"):
+                if k in e.columns:
+                    e.columns[k] = e.columns[k].reshape(e.length, -1).astype(np.float64)
+            out[e.index] = e
+            if progress:
+                progress.advance(task)
+    return [out[ep["episode_index"]] for ep in ds.episodes]
+
+
+_GRAY = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def _frame_measures(rgb: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Gray images, their mean, their sharpness and the RGB mean (0..1). Sharpness is the Laplacian's
+    variance over the image's variance: contrast cancels, so a close-up of a plain table and a busy
+    scene compare (raw Laplacian variance varied 2x between clean wrist-camera episodes)."""
+    gray = rgb.astype(np.float32) @ _GRAY
+    lap = (
+        4 * gray[:, 1:-1, 1:-1]
+        - gray[:, :-2, 1:-1]
+        - gray[:, 2:, 1:-1]
+        - gray[:, 1:-1, :-2]
+        - gray[:, 1:-1, 2:]
+    )
+    var = gray.var(axis=(1, 2))
+    sharp = np.where(var > 1.0, lap.var(axis=(1, 2)) / np.maximum(var, 1.0), np.nan)  # flat frames: undefined
+    return gray, gray.mean(axis=(1, 2)), sharp, rgb.reshape(len(rgb), -1, 3).mean(axis=1) / 255.0
+
+
+class _CamAccumulator:
+    """Collects decoded frames of one camera into per-episode traces, in chunks to bound memory."""
+
+    def __init__(self, episodes: dict[int, EpisodeScan], key: str):
+        self.episodes, self.key = episodes, key
+        self.traces: dict[int, dict[str, np.ndarray]] = {}
+        self.buffer: list[tuple[int, int, np.ndarray]] = []  # (episode, frame, rgb)
+        self.prev: dict[int, tuple[int, np.ndarray]] = {}  # episode -> (frame, last gray)
+
+    def trace(self, ep: int) -> dict[str, np.ndarray]:
+        if ep not in self.traces:
+            n = self.episodes[ep].length
+            self.traces[ep] = {
+                "gray": np.full(n, np.nan), "diff": np.full(n, np.nan), "sharp": np.full(n, np.nan),
+                "rgb": np.full((n, 3), np.nan), "seen": np.zeros(n, bool), "extra": np.zeros(1, int),
+            }  # fmt: skip
+        return self.traces[ep]
+
+    def add(self, ep: int, idx: int, rgb: np.ndarray) -> None:
+        tr = self.trace(ep)
+        if not 0 <= idx < len(tr["seen"]) or tr["seen"][idx]:
+            tr["extra"][0] += 1
+            return
+        tr["seen"][idx] = True
+        self.buffer.append((ep, idx, rgb))
+        if len(self.buffer) >= 128:
+            self.flush()
+
+    def flush(self) -> None:
+        groups: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
+        for ep, idx, rgb in self.buffer:
+            groups[ep].append((idx, rgb))
+        self.buffer = []
+        for ep, items in groups.items():
+            idx = np.array([i for i, _ in items])
+            gray, mean, sharp, rgbm = _frame_measures(np.stack([f for _, f in items]))
+            tr = self.trace(ep)
+            tr["gray"][idx], tr["sharp"][idx], tr["rgb"][idx] = mean, sharp, rgbm
+            # Differences only between consecutive grid frames (a missing frame leaves a NaN).
+            last = self.prev.get(ep)
+            if last is not None and last[0] == idx[0] - 1:
+                tr["diff"][idx[0]] = float(np.abs(gray[0] - last[1]).mean())
+            consecutive = np.flatnonzero(np.diff(idx) == 1)
+            if consecutive.size:
+                d = np.abs(gray[consecutive + 1] - gray[consecutive]).mean(axis=(1, 2))
+                tr["diff"][idx[consecutive + 1]] = d
+            self.prev[ep] = (int(idx[-1]), gray[-1].copy())  # a view would keep the whole chunk alive
+
+    def finish(self, errors: dict[int, str]) -> None:
+        self.flush()
+        for ep, e in self.episodes.items():
+            tr = self.trace(ep)
+            rgb = tr["rgb"][tr["seen"]]
+            e.cams[self.key] = CamTrace(
+                gray=tr["gray"], diff=tr["diff"], sharp=tr["sharp"],
+                rgb_mean=rgb.mean(0) if len(rgb) else np.full(3, np.nan),
+                missing=np.flatnonzero(~tr["seen"]).tolist(), extra=int(tr["extra"][0]), error=errors.get(ep),
+            )  # fmt: skip
+
+
+def _decode_file(
+    path: Path,
+    segments: list[tuple[float, float, int]],
+    fps: int,
+    acc: _CamAccumulator,
+    errors,
+    progress,
+    task,
+) -> None:
+    """Decode one video file front to back once; assign each frame to the episode whose segment holds
+    it and to the nearest 1/fps grid slot (off-grid or repeated frames count as extra)."""
+    segments = sorted(segments)
+    starts = [s for s, _, _ in segments]
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            tb = stream.time_base
+            scale = max(stream.codec_context.width, stream.codec_context.height) / ANALYSIS_MAX_SIDE
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                t = float(frame.pts * tb)
+                k = bisect.bisect_right(starts, t + TIMESTAMP_TOLERANCE_S) - 1
+                if k < 0 or t >= segments[k][1] - TIMESTAMP_TOLERANCE_S:
+                    continue  # between episodes (an uncommitted tail, or a gap)
+                start, _, ep = segments[k]
+                idx = round((t - start) * fps)
+                if abs(t - (start + idx / fps)) > TIMESTAMP_TOLERANCE_S:
+                    acc.trace(ep)["extra"][0] += 1
+                    continue
+                if scale > 1:
+                    frame = frame.reformat(
+                        width=round(frame.width / scale) // 2 * 2, height=round(frame.height / scale) // 2 * 2
+                    )
+                acc.add(ep, idx, frame.to_ndarray(format="rgb24"))
+                if progress:
+                    progress.advance(task)
+    except (av.FFmpegError, OSError) as exc:
+        for _, _, ep in segments:
+            errors.setdefault(ep, f"{path}: corrupt or truncated video ({exc})")
+
+
+def _scan_videos(ds: LeRobotDataset, episodes: list[EpisodeScan], progress=None) -> None:
+    by_index = {e.index: e for e in episodes}
+    for key in ds.camera_keys:
+        acc = _CamAccumulator(by_index, key)
+        errors: dict[int, str] = {}
+        task = (
+            progress.add_task(f"decoding {key}", total=sum(e.length for e in episodes)) if progress else None
+        )
+        if ds.features[key]["dtype"] == "image":  # PNG/JPEG cells in the parquet: decode per episode
+            for e in episodes:
+                try:
+                    for i, rgb in enumerate(ds.episode_frames(e.index, key)):
+                        acc.add(e.index, i, rgb)
+                except DatasetError as exc:
+                    errors[e.index] = str(exc)
+                if progress:
+                    progress.advance(task, e.length)
+        else:
+            files: dict[str, list[tuple[float, float, int]]] = defaultdict(list)
+            for ep in ds.episodes:
+                v = ep["videos"][key]
+                files[v["file"]].append((v["from_timestamp"], v["to_timestamp"], ep["episode_index"]))
+            for rel, segments in files.items():
+                _decode_file(ds.root / rel, segments, ds.fps, acc, errors, progress, task)
+        acc.finish(errors)
+
+
+# ---- diagnosis ---------------------------------------------------------------------------------------
+
+
+def diagnose(
+    root: str | Path,
+    *,
+    video: bool = True,
+    action_kind: str | None = None,
+    checks: list[str] | None = None,
+    progress=None,
+) -> Diagnosis:
+    """Run the data checks on the dataset at `root` (read-only). `video=False` skips decoding (the
+    camera checks are then SKIP); `checks` restricts to the named checks; `progress` is a rich
+    Progress to report into. Raises DatasetError when the dataset cannot be opened at all."""
+    t0 = time.perf_counter()
+    ds = LeRobotDataset.open(root)
+    kind, spec, kind_source = infer_embodiment(ds, action_kind)
+    wanted = [c for c in dc.CHECKS if checks is None or c.name in checks]
+    if checks is not None and len(wanted) != len(set(checks)):
+        unknown = sorted(set(checks) - {c.name for c in dc.CHECKS})
+        raise ValueError(f"unknown check(s) {unknown}; checks: {[c.name for c in dc.CHECKS]}")
+    episodes = _read_columns(ds, progress)
+    decode = video and bool(ds.camera_keys) and any(c.needs_video for c in wanted)
+    if decode:
+        _scan_videos(ds, episodes, progress)
+    lo, hi, source = _bounds(spec, episodes)
+    scan = Scan(
+        fps=ds.fps, features=ds.features, tasks=ds.tasks, stats=_stats_dict(ds), camera_keys=ds.camera_keys,
+        episodes=episodes, kind=kind, grip_action=_gripper(ds, spec, "action"),
+        grip_state=_gripper(ds, spec, "observation.state"), action_low=lo, action_high=hi,
+        bounds_source=source, video_scanned=decode,
+    )  # fmt: skip
+    results = [_run(check, scan) for check in wanted]
+    return Diagnosis(
+        root=str(ds.root), fps=ds.fps, robot_type=ds.robot_type, action_kind=kind, kind_source=kind_source,
+        episodes=ds.num_episodes, frames=ds.num_frames, cameras=ds.camera_keys, video_scanned=decode,
+        wall_s=time.perf_counter() - t0, results=results, scan=scan,
+    )  # fmt: skip
+
+
+def _stats_dict(ds: LeRobotDataset) -> dict:
+    return {k: {n: np.asarray(v).tolist() for n, v in s.items()} for k, s in ds.stats.items()}
+
+
+def _run(check: dc.Check, scan: Scan) -> CheckResult:
+    base = dict(name=check.name, group=check.group, title=check.title, threshold=check.threshold,
+                score_label=check.score_label, score_threshold=check.score_threshold)  # fmt: skip
+    if scan.kind not in check.kinds:
+        return CheckResult(**base, severity=SKIP, summary=f"applies to {', '.join(check.kinds)} actions only")
+    if check.needs_video and not scan.video_scanned:
+        return CheckResult(**base, severity=SKIP, summary="videos not decoded")
+    needs_actions = check.group == "actions" and not scan.with_data()
+    outcome = dc.Outcome(skipped="no action column") if needs_actions else check.fn(scan)
+    if outcome.skipped:
+        return CheckResult(**base, severity=SKIP, summary=outcome.skipped)
+    sev = dc.worst(f.severity for f in outcome.findings)
+    return CheckResult(
+        **base, severity=sev, summary=_summary(outcome), findings=outcome.findings, scores=outcome.scores
+    )
+
+
+def _summary(outcome: dc.Outcome, limit: int = 2) -> str:
+    if not outcome.findings:
+        return outcome.note
+    eps = {f.episode for f in outcome.findings if f.episode is not None}
+    head = f"{len(eps)} episode(s); " if eps else ""
+    parts = [
+        (f"ep {f.episode}: " if f.episode is not None else "") + f.message for f in outcome.findings[:limit]
+    ]
+    more = f" (+{len(outcome.findings) - limit} more)" if len(outcome.findings) > limit else ""
+    return head + "; ".join(parts) + more
+
+
+# ---- --fix -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FixResult:
+    out: Path
+    kept: list[int]
+    dropped: list[int]
+    trimmed: dict[int, tuple[int, int]]
+    unfixed: list[str]  # FAIL checks that dropping episodes cannot fix (dataset-wide findings)
+
+
+def write_fixed(diag: Diagnosis, out: str | Path, progress=None) -> FixResult:
+    """A filtered copy of the diagnosed dataset at `out`: FAIL episodes dropped, idle starts/ends
+    trimmed, stats recomputed (which also repairs a stale stats.json). Untrimmed videos are stream-
+    copied (no re-encode); trimmed episodes are re-encoded. The input is never modified."""
+    from embodia.data.video import extract_segment
+    from embodia.data.writer import DatasetWriter
+
+    ds = LeRobotDataset.open(diag.root)
+    dropped = diag.fail_episodes()
+    kept = [e["episode_index"] for e in ds.episodes if e["episode_index"] not in set(dropped)]
+    if not kept:
+        raise ValueError("every episode has a FAIL finding: the fixed copy would be empty")
+    trims = {e: t for e, t in diag.idle_trims().items() if e in set(kept)}
+    unfixed = sorted(
+        {
+            r.name
+            for r in diag.results
+            for f in r.findings
+            if f.severity == FAIL and f.episode is None and r.name != "stats.agreement"
+        }
+    )
+    user_keys = [k for k in data_keys(ds.features) if k not in INDEX_FEATURES]
+    writer = DatasetWriter.create(out, dict(ds.features), fps=ds.fps, robot_type=ds.robot_type or "unknown")
+    tmp = Path(tempfile.mkdtemp(prefix="embodia-doctor-"))
+    task = progress.add_task("writing fixed copy", total=len(kept)) if progress else None
+    try:
+        for ep_index in kept:
+            ep = ds.episode(ep_index)
+            data = ds.episode_data(ep_index)
+            a, b = trims.get(ep_index, (0, 0))
+            keep = slice(a, ep["length"] - b)
+            columns = {k: data[k][keep] for k in user_keys}
+            frame_tasks = [ds.tasks[int(t)] for t in data["task_index"][keep]]
+            videos: dict[str, Any] = {}
+            image_stats = {}
+            for key in ds.camera_keys:
+                frames = ds.episode_frames(ep_index, key)
+                if a or b:
+                    videos[key] = frames[keep]  # re-encoded by the writer
+                else:
+                    seg = ep["videos"][key]
+                    path = tmp / f"{key}.mp4"
+                    extract_segment(ds.root / seg["file"], seg["from_timestamp"], seg["to_timestamp"], path)
+                    videos[key] = path
+                    image_stats[key] = st.image_stats(frames)
+            writer.write_episode(columns, frame_tasks, videos, image_stats)
+            if progress:
+                progress.advance(task)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return FixResult(Path(out), kept, dropped, trims, unfixed)
+
+
+# ---- outputs -------------------------------------------------------------------------------------------
+
+_STYLE = {PASS: "green", WARN: "yellow", FAIL: "bold red", SKIP: "dim"}
+MAX_TRACE_EPISODES = 8
+
+
+def summary_table(diag: Diagnosis):
+    """A rich table: one row per check with its result and a short evidence summary."""
+    from rich.table import Table
+
+    c = diag.counts
+    table = Table(title=f"embodia doctor data: {diag.root} ({diag.episodes} episodes, {diag.action_kind})",
+                  caption=f"{c[FAIL]} FAIL, {c[WARN]} WARN, {c[PASS]} PASS, {c[SKIP]} SKIP in {diag.wall_s:.1f} s")  # fmt: skip
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("evidence", overflow="fold")
+    for r in diag.results:
+        table.add_row(r.name, f"[{_STYLE[r.severity]}]{r.severity}[/]", r.summary)
+    return table
+
+
+def _write_html(diag: Diagnosis, path: Path) -> Path:
+    from embodia.report.html import Report
+
+    c = diag.counts
+    rep = Report(f"Data doctor: {Path(diag.root).name}", subtitle=f"{diag.root}")
+    rep.key_values({
+        "result": diag.severity, "checks": f"{c[FAIL]} FAIL, {c[WARN]} WARN, {c[PASS]} PASS, {c[SKIP]} SKIP",
+        "episodes / frames": f"{diag.episodes} / {diag.frames} at {diag.fps} fps", "robot_type": diag.robot_type,
+        "action kind": f"{diag.action_kind} ({diag.kind_source})", "cameras": ", ".join(diag.cameras) or "none",
+        "videos decoded": diag.video_scanned, "wall time": f"{diag.wall_s:.1f} s",
+        "episodes with a FAIL": ", ".join(map(str, diag.fail_episodes())) or "none",
+    })  # fmt: skip
+    rep.heading("Checks").table(
+        [[r.name, r.severity, r.threshold, r.summary] for r in diag.results],
+        ["check", "result", "threshold", "evidence"],
+    )
+    flagged = [r for r in diag.results if r.findings]
+    if flagged:
+        rep.heading("Evidence")
+    for r in flagged:
+        rows = [[f.severity, "dataset" if f.episode is None else f.episode,
+                 ", ".join(f"{a}-{b}" for a, b in f.frames), f.message] for f in r.findings[:200]]  # fmt: skip
+        rep.table(rows, ["severity", "episode", "frames", "evidence"], caption=f"{r.name}: {r.title}")
+    # Checks whose scores are all equal (every step exactly 1 / fps, ...) would plot a single bar.
+    scored = [r for r in diag.results if r.score_label and _spread(list(r.scores.values())) > 1e-6]
+    if scored:
+        rep.heading("Per-episode scores")
+        for r in scored:
+            rep.figure(_histogram(r), caption=f"{r.name}: {r.score_label}")
+    if diag.scan is not None:
+        eps = _flagged_episodes(diag)
+        if eps:
+            rep.heading("Action and state of flagged episodes")
+            rep.paragraph("Shaded: the frames named in the evidence (red FAIL, orange WARN).")
+        for ep, marks in eps[:MAX_TRACE_EPISODES]:
+            fig = _traces(diag, ep, marks)
+            if fig is not None:
+                rep.figure(fig, caption=f"episode {ep}: " + "; ".join(sorted({m[3] for m in marks})))
+    return rep.save(path)
+
+
+def _flagged_episodes(diag: Diagnosis) -> list[tuple[int, list[tuple[int, int, str, str]]]]:
+    marks: dict[int, list[tuple[int, int, str, str]]] = defaultdict(list)
+    for r in diag.results:
+        for f in r.findings:
+            if f.episode is not None:
+                marks[f.episode] += [(a, b, f.severity, r.name) for a, b in f.frames] or [
+                    (0, -1, f.severity, r.name)
+                ]
+    order = sorted(marks, key=lambda e: (-max(dc._RANK[m[2]] for m in marks[e]), e))
+    return [(e, marks[e]) for e in order]
+
+
+def _spread(values: list[float]) -> float:
+    v = np.array([x for x in values if np.isfinite(x)])
+    return float(np.ptp(v) / max(np.abs(v).max(), 1e-12)) if len(v) > 1 else 0.0
+
+
+def _histogram(r: CheckResult):
+    from embodia.report.html import new_figure
+
+    fig = new_figure(6, 2.4)
+    ax = fig.gca()
+    values = np.array([v for v in r.scores.values() if np.isfinite(v)])
+    ends = [values.min(), values.max()] + ([r.score_threshold] if r.score_threshold is not None else [])
+    # Bins span the threshold too, so a narrow cluster far from it still shows as a bar.
+    ax.hist(values, bins=np.linspace(min(ends), max(ends), 41), color="#4c72b0")
+    if r.score_threshold is not None:
+        ax.axvline(r.score_threshold, color="#c44e52", linestyle="--", label="threshold")
+        ax.legend(loc="upper right", fontsize=8)
+    ax.set_xlabel(r.score_label)
+    ax.set_ylabel("episodes")
+    return fig
+
+
+def _traces(diag: Diagnosis, ep: int, marks: list[tuple[int, int, str, str]]):
+    from embodia.report.html import new_figure
+
+    e = next((x for x in diag.scan.episodes if x.index == ep), None)
+    if e is None or e.action is None:
+        return None
+    panels = [("action", e.action, diag.scan.a_range)] + (
+        [("state", e.state, diag.scan.s_range)] if e.state is not None else []
+    )
+    fig = new_figure(7, 1.8 * len(panels) + 0.6)
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    t = np.arange(e.length) / diag.fps
+    for ax, (label, x, rng) in zip(axes, panels, strict=True):
+        key = "action" if label == "action" else "observation.state"
+        names = diag.scan.features.get(key, {}).get("names") or list(range(x.shape[1]))
+        for d in range(x.shape[1]):
+            ax.plot(t, x[:, d] / rng[d], lw=0.9, label=str(names[d]))
+        for a, b, sev, _ in marks:
+            b = e.length - 1 if b < 0 else b
+            ax.axvspan(
+                a / diag.fps, (b + 1) / diag.fps, color="#c44e52" if sev == FAIL else "#dd8452", alpha=0.25
+            )
+        ax.set_ylabel(f"{label} / range")
+    axes[0].legend(fontsize=6, ncol=min(6, e.action.shape[1]), loc="upper right")
+    axes[-1].set_xlabel("time (s)")
+    return fig

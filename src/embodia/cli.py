@@ -389,8 +389,48 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    """Diagnose what a policy would learn wrong: `doctor data DATASET` checks a LeRobot dataset."""
-    return {"data": _doctor_data}[args.target](args)
+    """Find what makes a policy converge and then fail: `doctor data` (datasets), `doctor train` (training)."""
+    return {"data": _doctor_data, "train": _doctor_train}[args.target](args)
+
+
+def _doctor_train(args: argparse.Namespace) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    from embodia.policy.policy import Policy
+    from embodia.runs import new_run_dir, write_manifest
+    from embodia.train.config import preset
+    from embodia.train.doctor import run_doctor
+
+    checkpoint = Policy.from_pretrained(args.checkpoint) if args.checkpoint else None
+    overrides = {k: v for k, v in {"steps": args.steps, "lr": args.lr}.items() if v is not None}
+    cfg = preset(args.preset, datasets=[str(Path(d)) for d in args.datasets], **overrides)
+    if checkpoint is not None:  # judge the configuration the checkpoint was trained with
+        cfg.model = dataclasses.replace(checkpoint.cfg, embodiments=list(checkpoint.cfg.embodiments))
+    run_dir = Path(args.out) if args.out else new_run_dir("doctor", "train")
+    write_manifest(run_dir, "doctor train", {"datasets": cfg.datasets, "checkpoint": args.checkpoint,
+                                              "preset": args.preset, "suite": args.suite})  # fmt: skip
+    doc = run_doctor(cfg, run_dir, checkpoint=checkpoint, overfit=not args.no_overfit, suite=args.suite,
+                     eval_episodes=args.episodes, console=console)  # fmt: skip
+    table = Table(title=f"embodia doctor train: {doc['summary']}")
+    for col in ("severity", "check", "finding", "fix"):
+        table.add_column(col, overflow="fold")
+    for f in doc["findings"]:
+        color = "red" if f["severity"] == "FAIL" else "yellow"
+        table.add_row(f"[{color}]{f['severity']}[/]", f["check"], f["message"], f["fix"])
+    if doc["findings"]:
+        console.print(table)
+    else:
+        console.print("[green]no findings[/]")
+    if doc["overfit_probe"]:
+        p = doc["overfit_probe"]
+        console.print(f"overfit probe: loss {p['first_loss']:.3f} -> {p['final_loss']:.3f} ({p['ratio']:.1f}x)")
+    if doc["open_loop"]:
+        console.print(f"open-loop replay: mean |error| {doc['open_loop']['mae']:.3f} (normalised)")
+    for line in doc["diagnosis"]:
+        console.print(line)
+    console.print(f"report: [bold]{run_dir / 'report.html'}[/]; JSON: {run_dir / 'doctor.json'}")
+    return 1 if any(f["severity"] == "FAIL" for f in doc["findings"]) else 0
 
 
 def _doctor_data(args: argparse.Namespace) -> int:
@@ -447,6 +487,47 @@ def _print_preflight(cfg) -> None:
         )
     if len(findings) > 5:
         console.print(f"... and {len(findings) - 5} more: embodia doctor train")
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    """Serve the robot (simulated SO-101 tabletop + the VLA) as MCP tools for LLM agents (stdio by default)."""
+    import os
+    from functools import partial
+
+    from embodia.serve.mcp_server import serve_mcp
+    from embodia.serve.robot_tools import RobotTools
+    from embodia.serve.server import is_loopback
+
+    # stdout is the MCP wire under stdio: everything this command says goes to stderr.
+    err = Console(stderr=True)
+    if args.checkpoint and args.policy:
+        err.print("[bold red]error:[/] give either --checkpoint or --policy, not both")
+        return 2
+    if args.transport != "stdio" and not is_loopback(args.host):
+        err.print(
+            f"[bold red]error:[/] refusing to serve MCP on {args.host}: these tools have no authentication. "
+            "Bind 127.0.0.1 and reach it through an SSH tunnel or an authenticating proxy."
+        )
+        return 2
+    factory = partial(
+        RobotTools.load,
+        checkpoint=args.checkpoint,
+        policy_url=args.policy,
+        api_key=args.api_key or os.environ.get("EMBODIA_API_KEY") or None,
+        image_size=args.image_size,
+        out_dir=args.out,
+        video=not args.no_video,
+        seed=args.seed,
+        task=args.task,
+    )
+    where = "stdio" if args.transport == "stdio" else f"{args.transport} on {args.host}:{args.port}"
+    err.print(f"embodia mcp: loading the robot, then serving over {where}")
+    try:
+        serve_mcp(factory, transport=args.transport, host=args.host, port=args.port)
+    except (ValueError, ConnectionError, RuntimeError) as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        return 2
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -562,6 +643,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--action-kind", choices=["joint_abs", "ee_delta"], help="override the inferred action kind"
     )
+    p = targets.add_parser(
+        "train",
+        help="check a training setup: preflight, overfit probe, open-loop replay, closed-loop gap",
+        description="Exit status: 0 with no FAIL finding, 1 with any.",
+    )
+    p.add_argument("datasets", nargs="+", help="the dataset(s) to train on")
+    p.add_argument("--checkpoint", help="a trained checkpoint: compared with the data, replayed open-loop")
+    p.add_argument("--preset", default="default", help="training preset whose configuration to check")
+    p.add_argument("--steps", type=_positive_int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--suite", help="with --checkpoint: also evaluate closed-loop on this suite (e.g. pick,push)")
+    p.add_argument("--episodes", type=_positive_int, default=10, help="closed-loop episodes per task")
+    p.add_argument("--no-overfit", action="store_true", help="skip the overfit probe (~1 minute)")
+    p.add_argument("--out", help="report folder (default ./embodia_runs/doctor/<time>-train)")
     doc.set_defaults(func=cmd_doctor)
 
     tasks = sub.add_parser("tasks", help=cmd_tasks.__doc__)
@@ -603,6 +698,21 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--max-message-mb", type=float, default=16.0, help="largest accepted message, MiB")
     srv.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     srv.set_defaults(func=cmd_serve)
+
+    mcp = sub.add_parser("mcp", help=cmd_mcp.__doc__)
+    mcp.add_argument("--checkpoint", default=None, help="policy folder (default: the shipped base)")
+    mcp.add_argument("--policy", default=None, metavar="URL", help="a policy server instead (ws://host:port)")
+    mcp.add_argument("--api-key", default=None, help="API key of the policy server (default $EMBODIA_API_KEY)")
+    mcp.add_argument("--transport", choices=["stdio", "streamable-http", "sse"], default="stdio")
+    mcp.add_argument("--host", default="127.0.0.1", help="HTTP transports: address to bind (loopback only)")
+    mcp.add_argument("--port", type=int, default=8765, help="HTTP transports: port (path /mcp or /sse)")
+    mcp.add_argument("--seed", type=int, default=0, help="seed of the first scene")
+    mcp.add_argument("--task", default=None, help="instruction of the first scene (default: drawn from the seed)")
+    mcp.add_argument("--image-size", type=_positive_int, default=None,
+                     help="camera size without a policy (default 96; a policy sets its own)")  # fmt: skip
+    mcp.add_argument("--out", default=None, help="folder for do() videos (default ./embodia_runs/mcp/<time>-session)")
+    mcp.add_argument("--no-video", action="store_true", help="do not write do() videos")
+    mcp.set_defaults(func=cmd_mcp)
     return parser
 
 

@@ -124,3 +124,24 @@ def test_run_doctor_writes_json_and_report(tmp_path, tiny_policy_dir):
     assert saved["summary"] == "1 FAIL, 0 WARN" and saved["open_loop"]["chunks"] > 0
     html = (tmp_path / "doc/report.html").read_text()
     assert "lr_schedule" in html and "<img" in html  # the open-loop plots are inline
+
+
+def test_cli_doctor_train_exit_status(tmp_path, monkeypatch, tiny_policy_dir):
+    from embodia.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    clean = [
+        "doctor",
+        "train",
+        str(FIXTURE),
+        "--preset",
+        "tiny",
+        "--no-overfit",
+        "--checkpoint",
+        str(tiny_policy_dir),
+    ]
+    assert main([*clean, "--out", str(tmp_path / "ok")]) == 0
+    assert main([*clean, "--steps", "7", "--out", str(tmp_path / "bad")]) == 0  # short runs are fine
+    bad_lr = ["doctor", "train", str(FIXTURE), "--preset", "tiny", "--no-overfit", "--lr", "-1"]
+    assert main(bad_lr) == 2  # a clear error for an invalid configuration
+    assert (tmp_path / "ok" / "report.html").exists()

@@ -273,7 +273,7 @@ def open_loop_replay(policy, dataset: str | Path, episodes: list[int] | None = N
             norm = info.normalizer
             e = np.abs(
                 norm.normalize_action(torch.from_numpy(pred).double()).numpy()
-                - norm.normalize_action(torch.from_numpy(true).double()).numpy()
+                - norm.normalize_action(torch.from_numpy(np.array(true, np.float64))).numpy()
             )
             errs.append(e)
     err = np.stack(errs)  # (N, H, d)
@@ -406,7 +406,6 @@ def _report(doc: dict, findings: list[Finding]):
         ax2.plot(range(1, len(r["mae_per_step"]) + 1), r["mae_per_step"], marker="o")
         ax2.set_title("error vs step within the chunk")
         ax2.set_xlabel("chunk step")
-        fig.tight_layout()
         rep.figure(fig)
     if doc["closed_loop_success"] is not None:
         rep.heading("Closed loop")

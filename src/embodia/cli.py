@@ -702,15 +702,25 @@ def build_parser() -> argparse.ArgumentParser:
     mcp = sub.add_parser("mcp", help=cmd_mcp.__doc__)
     mcp.add_argument("--checkpoint", default=None, help="policy folder (default: the shipped base)")
     mcp.add_argument("--policy", default=None, metavar="URL", help="a policy server instead (ws://host:port)")
-    mcp.add_argument("--api-key", default=None, help="API key of the policy server (default $EMBODIA_API_KEY)")
+    mcp.add_argument(
+        "--api-key", default=None, help="API key of the policy server (default $EMBODIA_API_KEY)"
+    )
     mcp.add_argument("--transport", choices=["stdio", "streamable-http", "sse"], default="stdio")
     mcp.add_argument("--host", default="127.0.0.1", help="HTTP transports: address to bind (loopback only)")
     mcp.add_argument("--port", type=int, default=8765, help="HTTP transports: port (path /mcp or /sse)")
     mcp.add_argument("--seed", type=int, default=0, help="seed of the first scene")
-    mcp.add_argument("--task", default=None, help="instruction of the first scene (default: drawn from the seed)")
-    mcp.add_argument("--image-size", type=_positive_int, default=None,
-                     help="camera size without a policy (default 96; a policy sets its own)")  # fmt: skip
-    mcp.add_argument("--out", default=None, help="folder for do() videos (default ./embodia_runs/mcp/<time>-session)")
+    mcp.add_argument(
+        "--task", default=None, help="instruction of the first scene (default: drawn from the seed)"
+    )
+    mcp.add_argument(
+        "--image-size",
+        type=_positive_int,
+        default=None,
+        help="camera size without a policy (default 96; a policy sets its own)",
+    )
+    mcp.add_argument(
+        "--out", default=None, help="folder for do() videos (default ./embodia_runs/mcp/<time>-session)"
+    )
     mcp.add_argument("--no-video", action="store_true", help="do not write do() videos")
     mcp.set_defaults(func=cmd_mcp)
     return parser

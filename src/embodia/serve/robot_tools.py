@@ -1,0 +1,579 @@
+"""The robot as a handful of agent-sized tools: observe, do, move_to, open/close the gripper, reset,
+list_skills. Plain Python (no MCP here): `embodia.serve.mcp_server` exposes them over MCP.
+
+    robot = RobotTools.load(checkpoint=None)          # simulated SO-101 tabletop + the VLA
+    robot.reset(task="put the red block in the bowl", seed=0)
+    out = robot.do("put the red block in the bowl")     # closed-loop VLA from the current state
+    out.data["success"], out.data["summary"]
+
+Every tool returns a `ToolOutput` (a JSON-ready dict plus optional PNG images) or raises `RobotError`
+with a message meant for the agent that called it: what was wrong and what to do instead. The world
+is one `TabletopEnv`; calls must come from one thread at a time (the MCP server runs them all on one
+worker thread, which also keeps MuJoCo's GL context on a single thread).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embodia.robots.spec import SO101, TASK
+from embodia.sim.tasks import COLORS, DIRECTIONS, FAMILIES, SuccessCheck, TaskInstance, parse_instruction
+
+# Below this cosine similarity a free-text instruction is not taken as any catalogue task (measured on
+# the frozen MiniLM encoder: paraphrases of real tasks score 0.6-0.95, unrelated requests 0-0.3).
+MATCH_THRESHOLD = 0.5
+MAX_DO_STEPS = 1500  # 50 s at 30 Hz: longer than any family's step limit (300)
+DEFAULT_FREE_STEPS = 300  # step cap for an instruction that matches no catalogue task
+MAX_INSTRUCTION_CHARS = 300
+JOINT_SPEED = 0.06  # rad per 1/30 s tick (1.8 rad/s) for move_to: brisk, but no flinging of blocks
+SETTLE_TICKS = 45  # after the interpolation, ticks allowed for the servos to converge
+WORKSPACE_LIMIT = 1.0  # |coordinate| in metres; the arm reaches ~0.4 m, so larger means "centimetres?"
+ARM_NAMES = tuple(n.removesuffix(".pos") for n in SO101.state_names[:5])
+GRIP = SO101.gripper
+
+
+class RobotError(ValueError):
+    """A tool call that cannot be carried out; the message tells the agent why and what to do."""
+
+
+@dataclass
+class ToolOutput:
+    data: dict[str, Any]
+    images: list[bytes] = field(default_factory=list)  # PNG files
+
+
+def png(image: np.ndarray) -> bytes:
+    from PIL import Image  # a matplotlib dependency, so always installed with embodia
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _round(v, nd: int = 4) -> list[float]:
+    return [round(float(x), nd) for x in np.asarray(v).ravel()]
+
+
+class RobotTools:
+    """One simulated SO-101 tabletop, optionally with a policy (`Policy` or `RemotePolicy`) for `do`."""
+
+    def __init__(
+        self,
+        env,
+        policy=None,
+        policy_error: str | None = None,
+        policy_source: str = "",
+        encoder=None,
+        out_dir: str | Path | None = None,
+        video: bool = True,
+        seed: int = 0,
+        task: str | None = None,
+    ):
+        self.env = env
+        self.policy = policy
+        self.policy_error = policy_error
+        self.policy_source = policy_source
+        self._encoder = encoder
+        self._out_dir = Path(out_dir) if out_dir is not None else None
+        self._run_dir: Path | None = None
+        self.video = video
+        self._kin = None
+        self._rng = np.random.default_rng()
+        self._do_count = 0
+        self._ticks = 0
+        self._trained_on: dict[str, Any] | None = None
+        self.instruction = ""
+        self.reset(task=task, seed=seed)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def load(
+        cls,
+        checkpoint: str | Path | None = None,
+        policy_url: str | None = None,
+        api_key: str | None = None,
+        image_size: int | None = None,
+        **kwargs,
+    ) -> RobotTools:
+        """The tabletop with a local checkpoint (None: the shipped base) or a served policy (URL).
+
+        A missing shipped base is not fatal: the world tools work and `do` explains what is missing. An
+        explicit checkpoint or URL that cannot be loaded raises, so a typo fails at startup."""
+        from embodia.policy.checkpoint import CheckpointError
+        from embodia.sim.tabletop import TabletopEnv
+
+        policy, error, size, source = None, None, image_size, ""
+        if policy_url is not None:
+            if checkpoint is not None:
+                raise ValueError("give either a checkpoint folder or a policy server URL, not both")
+            from embodia.serve.client import RemotePolicy
+
+            policy = RemotePolicy(policy_url, api_key=api_key)
+            size = size or _served_image_size(policy.client.metadata)
+            source = f"policy server {policy_url}"
+        else:
+            from embodia.policy.policy import Policy
+
+            try:
+                policy = Policy.from_pretrained(checkpoint)
+                source = f"checkpoint {policy.path}"
+            except CheckpointError as exc:
+                if checkpoint is not None:
+                    raise
+                error = (
+                    f"no policy is loaded, so do() cannot act ({exc}). No base policy ships yet: start "
+                    "`embodia mcp --checkpoint PATH` with a folder from `embodia train`, or "
+                    "`embodia mcp --policy ws://HOST:PORT` for a running `embodia serve`. observe, move_to, "
+                    "open_gripper, close_gripper, reset and list_skills work without a policy."
+                )
+            if policy is not None and size is None:
+                shape = next(iter(policy.info.image_shapes.values()), [policy.cfg.image_size] * 2)
+                size = int(shape[0])
+        env = TabletopEnv(image_size=size or 96, cameras=("front", "wrist"))
+        return cls(env, policy, error, source, **kwargs)
+
+    def close(self) -> None:
+        self.env.close()
+        if hasattr(self.policy, "close"):
+            self.policy.close()
+
+    @property
+    def encoder(self):
+        """The frozen sentence encoder that maps free text to catalogue tasks (the policy's, if local)."""
+        if self._encoder is None:
+            if self.policy is not None and not hasattr(self.policy, "client"):
+                self._encoder = self.policy.encoder  # a local policy's own (loaded once, shared)
+            else:
+                from embodia.policy.language import InstructionEncoder
+
+                self._encoder = InstructionEncoder()
+        return self._encoder
+
+    # ------------------------------------------------------------------ tools
+    def observe(self, include_wrist: bool = False) -> ToolOutput:
+        """Front camera (and optionally the wrist camera) as PNG, plus the arm's state."""
+        robot = self.env.robot
+        images = [png(robot.render("front"))]
+        if include_wrist:
+            images.append(png(robot.render("wrist")))
+        data = self._state()
+        data["images"] = ["front"] + (["wrist"] if include_wrist else [])
+        data["camera_note"] = (
+            "the front camera faces the robot, so the robot's left (+y) appears on the image's right"
+        )
+        return ToolOutput(data, images)
+
+    def do(self, instruction: str, max_steps: int | None = None) -> ToolOutput:
+        """Run the policy closed-loop on `instruction` from the current state (no reset)."""
+        text = self._instruction_text(instruction)
+        if self.policy is None:
+            raise RobotError(self.policy_error or "no policy is loaded, so do() cannot act")
+        task, score = self._interpret(text)
+        judged = score >= MATCH_THRESHOLD
+        if judged:
+            missing = [c for c in task.colors_needed if c not in self.env.present]
+            if missing:
+                raise RobotError(
+                    f"{' and '.join(missing)} block{'s are' if len(missing) > 1 else ' is'} not on the table "
+                    f"in this scene (present: {', '.join(self.env.present)}). Call reset(task={text!r}) for "
+                    "a scene that has it."
+                )
+        default = FAMILIES[task.family].max_steps if judged else DEFAULT_FREE_STEPS
+        limit = self._step_limit(max_steps, default)
+
+        env, policy = self.env, self.policy
+        check = SuccessCheck(task) if judged else None
+        # Success is judged from where the blocks are now: "lift" means above where it lies now.
+        start = {c: env.block_position(c) for c in COLORS}
+        obs = self._obs(text)
+        frames = [self._frame(obs)] if self.video else []
+        queue: list[np.ndarray] = []
+        steps = chunks = 0
+        success = False
+        policy.reset()
+        while steps < limit:
+            if not queue:
+                try:
+                    chunk = np.asarray(policy.predict_chunk([obs])[0])
+                except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
+                    raise RobotError(f"the policy failed after {steps} steps: {exc}") from None
+                queue = list(chunk[: policy.n_action_steps])
+                chunks += 1
+            action = queue.pop(0)
+            if not np.all(np.isfinite(action)):
+                raise RobotError(
+                    f"the policy produced a NaN/inf action after {steps} steps; it was not executed and the "
+                    "arm holds its last target. Try again, or reset()."
+                )
+            env.step(action)
+            self._ticks += 1
+            steps += 1
+            obs = self._obs(text)
+            if self.video:
+                frames.append(self._frame(obs))
+            if check is not None and check.update(replace(env.scene_state(), block_start=start)):
+                success = True
+                break
+        self.instruction = text
+        video = self._write_video(frames, task.family if judged else "free") if self.video else None
+
+        if not judged:
+            outcome = (
+                f"ran {steps} steps; success cannot be judged: no catalogue task is close to this "
+                f"instruction (closest: {task.instruction!r}, similarity {score:.2f})"
+            )
+        else:
+            how = "" if score >= 1.0 else f", judged as {task.instruction!r} (similarity {score:.2f})"
+            outcome = (
+                f"succeeded after {steps} steps" if success else f"not achieved within {steps} steps"
+            ) + how
+        summary = f"{text!r}: {outcome}; {chunks} chunks" + (f"; video: {video}" if video else "")
+        data = {
+            "instruction": text,
+            "success": success if judged else None,
+            "steps": steps,
+            "chunks": chunks,
+            "judged_as": task.instruction if judged else None,
+            "similarity": round(score, 3),
+            "video": str(video) if video else None,
+            "tool_xyz_m": _round(env.tool_position()),
+            "summary": summary,
+        }
+        return ToolOutput(data)
+
+    def move_to(self, x: float, y: float, z: float, pitch_deg: float | None = None) -> ToolOutput:
+        """Move the grasp point (between the jaws) to (x, y, z) metres in the robot base frame."""
+        target = self._check_xyz(x, y, z)
+        pitch = None
+        if pitch_deg is not None:
+            if not math.isfinite(pitch_deg) or not -90.0 <= pitch_deg <= 90.0:
+                raise RobotError(
+                    f"pitch_deg must be between -90 and 90 (90 = pointing straight down), got {pitch_deg}"
+                )
+            pitch = math.radians(pitch_deg)
+        from embodia.robots.kinematics import UnreachableError
+
+        try:
+            q = self.kinematics.move_to(*target, pitch=pitch, q_init=self.env.joint_positions())
+        except UnreachableError as exc:
+            raise RobotError(str(exc)) from None
+        goal = self._command()
+        goal[:5] = q[:5]
+        ticks = self._drive(goal)
+        reached = self.env.tool_position()
+        err = float(np.linalg.norm(reached - target))
+        ok = err <= 0.02
+        summary = (
+            f"moved to {_round(reached, 3)} m, {err * 100:.1f} cm from the target"
+            if ok
+            else f"stopped at {_round(reached, 3)} m, {err * 100:.1f} cm short of the target (blocked by the "
+            "table or an object?)"
+        )
+        data = {
+            "target_m": _round(target),
+            "reached_m": _round(reached),
+            "error_m": round(err, 4),
+            "reached": ok,
+            "ticks": ticks,
+            "summary": summary,
+        }
+        return ToolOutput(data)
+
+    def open_gripper(self) -> ToolOutput:
+        return self._gripper(GRIP.action_open, "opened")
+
+    def close_gripper(self) -> ToolOutput:
+        return self._gripper(GRIP.action_closed, "closed")
+
+    def reset(self, task: str | None = None, seed: int | None = None) -> ToolOutput:
+        """A new scene: `task` is an instruction (any phrasing) or a family name; None draws one."""
+        if seed is not None and (isinstance(seed, bool) or not 0 <= int(seed) < 2**31):
+            raise RobotError(f"seed must be an integer in 0..{2**31 - 1}, got {seed!r}")
+        seed = int(self._rng.integers(2**31)) if seed is None else int(seed)
+        options: dict[str, Any] = {}
+        text = None
+        if task is not None and str(task).strip():
+            text = self._instruction_text(task)
+            if text.lower() in FAMILIES:
+                options["family"] = text.lower()
+                text = None
+            else:
+                inst, score = self._interpret(text)
+                if score < MATCH_THRESHOLD:
+                    raise RobotError(
+                        f"no task of the catalogue matches {text!r} (closest: {inst.instruction!r}, "
+                        f"similarity {score:.2f}). {_catalogue_hint()}"
+                    )
+                options["task"] = inst
+        self.env.reset(seed=seed, options=options or None)
+        self._ticks = 0
+        self.instruction = text or self.env.instruction
+        scene = self.env.task.instruction
+        data = {
+            "instruction": self.instruction,
+            "scene_task": scene,
+            "family": self.env.task.family,
+            "seed": seed,
+            "present_blocks": list(self.env.present),
+            "summary": f"new scene (seed {seed}) for {self.instruction!r}"
+            + ("" if scene == self.instruction else f" (laid out as {scene!r})")
+            + f"; blocks on the table: {', '.join(self.env.present)}",
+        }
+        return ToolOutput(data)
+
+    def list_skills(self) -> ToolOutput:
+        families = []
+        colors = list(COLORS)
+        for i, fam in enumerate(FAMILIES.values()):
+            slots = {"color": colors[i % 4], "other": colors[(i + 1) % 4], "direction": "left"}
+            families.append(
+                {
+                    "family": fam.name,
+                    "examples": [t.format(**slots) for t in fam.train_templates],
+                    "paraphrases": [t.format(**slots) for t in fam.heldout_templates],
+                    "success": fam.success,
+                    "step_limit": fam.max_steps,
+                }
+            )
+        data = {
+            "families": families,
+            "colors": colors,
+            "directions": {
+                "front": "away from the base (+x)",
+                "back": "towards the base (-x)",
+                "left": "the robot's left (+y)",
+                "right": "the robot's right (-y)",
+            },
+            "policy": self._policy_summary(),
+            "usage": "do() takes one instruction about one block per call; split compound requests "
+            "(e.g. two blocks) into several do() calls.",
+        }
+        return ToolOutput(data)
+
+    # ------------------------------------------------------------------ internals
+    @property
+    def kinematics(self):
+        if self._kin is None:
+            from embodia.robots.kinematics import SO101Kinematics
+            from embodia.robots.so101 import GRASP_SITE
+
+            # The same point that tool_position() reports and that a grasped block's centre ends up at.
+            self._kin = SO101Kinematics(site=GRASP_SITE)
+        return self._kin
+
+    def _state(self) -> dict[str, Any]:
+        env = self.env
+        q = env.joint_positions()
+        span = GRIP.state_open - GRIP.state_closed
+        opening = float(np.clip((q[GRIP.state_index] - GRIP.state_closed) / span, 0.0, 1.0))
+        touching = [c for c, hit in env.scene_state().gripper_contact.items() if hit and c in env.present]
+        objects = {f"{c}_block": _round(env.block_position(c)) for c in env.present}
+        objects["bowl"] = _round(env.bowl_position())
+        return {
+            "instruction": self.instruction,
+            "scene_task": env.task.instruction if env.task else None,
+            "joints_rad": {n: round(float(v), 4) for n, v in zip(ARM_NAMES, q[:5], strict=True)},
+            "gripper": {
+                "position_rad": round(float(q[GRIP.state_index]), 4),
+                "opening": round(opening, 3),  # 0 closed .. 1 open
+                "state": "open" if opening > 0.85 else "closed" if opening < 0.15 else "partly open",
+                "touching": touching,
+            },
+            "tool_xyz_m": _round(env.tool_position()),
+            # Simulator ground truth (a real arm would have to estimate these from the cameras).
+            "objects_xyz_m": objects,
+            "ticks_since_reset": self._ticks,
+            "frame": "metres, robot base frame: x forward, y to the robot's left, z up; table top at z = 0",
+        }
+
+    def _gripper(self, value: float, verb: str) -> ToolOutput:
+        goal = self._command()
+        goal[GRIP.action_index] = value
+        ticks = self._drive(goal, settle_joint=GRIP.state_index)
+        state = self._state()["gripper"]
+        holding = f", touching the {' and '.join(state['touching'])} block" if state["touching"] else ""
+        data = {
+            "gripper": state,
+            "ticks": ticks,
+            "summary": f"gripper {verb}: opening {state['opening']:.2f} (0 closed, 1 open){holding}",
+        }
+        return ToolOutput(data)
+
+    def _command(self) -> np.ndarray:
+        """The joint targets the actuators hold now (the last command after the safety layer)."""
+        return np.asarray(self.env.data.ctrl[:6], np.float64).copy()
+
+    def _drive(self, goal: np.ndarray, settle_joint: int | None = None) -> int:
+        """Step the env from the current command to `goal` at JOINT_SPEED, then let the servos converge.
+
+        Returns the ticks used. With `settle_joint`, stop once that joint stops moving (a gripper
+        closing on a block never reaches its commanded value)."""
+        start = self._command()
+        n = max(1, math.ceil(float(np.max(np.abs(goal - start))) / JOINT_SPEED))
+        ticks = 0
+        for i in range(1, n + 1):
+            self.env.step(start + (goal - start) * (i / n))
+            ticks += 1
+        prev = self.env.joint_positions()
+        for _ in range(SETTLE_TICKS):
+            self.env.step(goal)
+            ticks += 1
+            q = self.env.joint_positions()
+            moving = np.abs(q - prev)
+            prev = q
+            if settle_joint is not None:
+                if moving[settle_joint] < 2e-3:
+                    break
+            elif np.max(np.abs(q[:5] - goal[:5])) < 5e-3 and np.max(moving[:5]) < 1e-3:
+                break
+        self._ticks += ticks
+        return ticks
+
+    def _obs(self, text: str) -> dict[str, Any]:
+        obs = self.env.robot.get_observation()
+        obs[TASK] = text
+        return obs
+
+    @staticmethod
+    def _frame(obs: dict[str, Any]) -> np.ndarray:
+        views = [v for k, v in obs.items() if k.startswith("observation.images.")]
+        return np.concatenate(views, axis=1)
+
+    def _write_video(self, frames: list[np.ndarray], family: str) -> Path | None:
+        from embodia.report.video import write_mp4
+
+        self._do_count += 1
+        path = self.run_dir / f"do_{self._do_count:03d}_{family}.mp4"
+        return write_mp4(path, frames, fps=self.env.metadata["render_fps"])
+
+    @property
+    def run_dir(self) -> Path:
+        """Where `do` videos go: --out, or ./embodia_runs/mcp/<time>-session/ made on first use."""
+        if self._run_dir is None:
+            from embodia.runs import new_run_dir, write_manifest
+
+            if self._out_dir is not None:
+                self._out_dir.mkdir(parents=True, exist_ok=True)
+                self._run_dir = self._out_dir
+            else:
+                self._run_dir = new_run_dir("mcp", "session")
+            write_manifest(self._run_dir, "mcp", {"policy": self.policy_source or None})
+        return self._run_dir
+
+    def _interpret(self, text: str) -> tuple[TaskInstance, float]:
+        try:  # an exact template needs no encoder (loading it takes seconds)
+            return parse_instruction(text), 1.0
+        except ValueError as exc:
+            # A known phrasing with an unknown colour or direction ("pick up the orange block") is
+            # not a paraphrase to guess at: say which values exist.
+            if not str(exc).startswith("unknown task"):
+                raise RobotError(f"{exc}. {_catalogue_hint()}") from None
+        from embodia.eval.episode import interpret
+
+        return interpret(text, self.encoder)
+
+    @staticmethod
+    def _instruction_text(instruction) -> str:
+        if not isinstance(instruction, str):
+            raise RobotError(f"the instruction must be a string, got {type(instruction).__name__}")
+        text = " ".join(instruction.split())
+        if not text:
+            raise RobotError(
+                f'the instruction is empty; e.g. "put the red block in the bowl". {_catalogue_hint()}'
+            )
+        if len(text) > MAX_INSTRUCTION_CHARS:
+            raise RobotError(
+                f"the instruction has {len(text)} characters (at most {MAX_INSTRUCTION_CHARS}); give one short "
+                "instruction per call"
+            )
+        return text
+
+    @staticmethod
+    def _step_limit(max_steps, default: int) -> int:
+        if max_steps is None:
+            return default
+        if (
+            isinstance(max_steps, bool)
+            or not isinstance(max_steps, int | float)
+            or max_steps != int(max_steps)
+        ):
+            raise RobotError(f"max_steps must be a whole number of 1/30 s control steps, got {max_steps!r}")
+        if not 1 <= max_steps <= MAX_DO_STEPS:
+            raise RobotError(f"max_steps must be in 1..{MAX_DO_STEPS} (30 steps = 1 s), got {max_steps}")
+        return int(max_steps)
+
+    @staticmethod
+    def _check_xyz(x, y, z) -> np.ndarray:
+        try:
+            target = np.array([x, y, z], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise RobotError(f"x, y, z must be numbers (metres), got {x!r}, {y!r}, {z!r}") from None
+        if not np.all(np.isfinite(target)):
+            raise RobotError(f"x, y, z must be finite numbers (metres), got {target.tolist()}")
+        if np.any(np.abs(target) > WORKSPACE_LIMIT):
+            raise RobotError(
+                f"target {target.tolist()} is far outside the arm's reach (about 0.4 m): coordinates are "
+                f"metres, not centimetres (e.g. 0.2 for 20 cm), in the robot base frame"
+            )
+        if target[2] < 0.0:
+            raise RobotError(f"z = {target[2]} m is below the table top (z = 0); use z >= 0")
+        return target
+
+    def _policy_summary(self) -> dict[str, Any]:
+        if self.policy is None:
+            return {"loaded": False, "note": self.policy_error}
+        if self._trained_on is None:
+            self._trained_on = trained_families(self.policy)
+        return {"loaded": True, "source": self.policy_source, **self._trained_on}
+
+
+def _catalogue_hint() -> str:
+    slots = {"color": "red", "other": "blue", "direction": "left"}
+    examples = "; ".join(repr(f.train_templates[0].format(**slots)) for f in FAMILIES.values())
+    return (
+        f"Known skills (list_skills() has more): {examples}. Colors: {', '.join(COLORS)}; "
+        f"directions: {', '.join(DIRECTIONS)}."
+    )
+
+
+def _served_image_size(metadata: dict) -> int | None:
+    """Camera height the served policy was trained on, from the server's metadata."""
+    for key, feat in (metadata.get("observation") or {}).items():
+        if key.startswith("observation.images.") and feat.get("shape"):
+            return int(feat["shape"][0])
+    return None
+
+
+def trained_families(policy) -> dict[str, Any]:
+    """Which task families a policy was trained on, as far as its checkpoint says.
+
+    Checked in order: `families` or `tasks` in the checkpoint metadata, then the task lists of the
+    training datasets named in the metadata (when those folders exist on this machine)."""
+    meta = dict(getattr(policy, "metadata", None) or {})
+    if meta.get("families"):
+        return {"trained_on": sorted(meta["families"]), "trained_on_source": "checkpoint metadata"}
+    tasks, source = list(meta.get("tasks") or []), "checkpoint metadata"
+    if not tasks and meta.get("datasets"):
+        from embodia.data.reader import LeRobotDataset
+
+        source = "the training datasets' task lists"
+        for root in meta["datasets"]:
+            try:
+                tasks.extend(LeRobotDataset.open(root).tasks)
+            except Exception:  # best effort: the dataset may live on another machine
+                continue
+    families = set()
+    for t in tasks:
+        try:
+            families.add(parse_instruction(t).family)
+        except ValueError:
+            continue
+    if not families:
+        return {"trained_on": None, "trained_on_note": "the checkpoint's metadata does not say"}
+    return {"trained_on": sorted(families), "trained_on_source": source}

@@ -5,10 +5,12 @@
     diag.write("out/")                           # doctor.json + report.html (plots of flagged episodes)
     write_fixed(diag, "datasets/pick_fixed")     # drops FAIL episodes, trims idle ends
 
-The checks themselves live in `embodia.data.doctor_checks` (thresholds and their reasons there). This
-module reads the dataset into a `Scan`: every episode's columns (one read per data file; rows the
-reader would refuse, such as broken `index` columns, are still read so they can be reported) and, per
-camera, one sequential decode of each video file that yields per-frame gray level, frame difference
+The checks themselves live in `embodia.data.doctor_checks` (thresholds and their reasons there) and
+`embodia.data.doctor_motion` (the action and state checks); `CHECKS` below lists them in report order,
+and `embodia.data.doctor_report` writes the console table and report.html. This module reads the
+dataset into a `Scan`: every episode's columns (one read per data file; rows the reader would refuse,
+such as broken `index` columns, are still read so they can be reported) and, per camera, one
+sequential decode of each video file that yields per-frame gray level, frame difference
 and sharpness, plus which grid frames are missing. Then it runs the checks that apply to the dataset's
 action kind (joint_abs or ee_delta, from the embodiment registry, the feature names, or `action_kind`).
 
@@ -33,8 +35,10 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from embodia.data import doctor_checks as dc
+from embodia.data import doctor_motion as dm
 from embodia.data import stats as st
-from embodia.data.doctor_checks import FAIL, PASS, SKIP, WARN, CamTrace, EpisodeScan, Finding, Scan
+from embodia.data.doctor_checks import FAIL, PASS, SKIP, WARN, CamTrace, Check, EpisodeScan, Finding, Scan
+from embodia.data.doctor_report import summary_table, write_html  # noqa: F401 - summary_table: re-exported
 from embodia.data.format import INDEX_FEATURES, DatasetError, data_keys
 from embodia.data.reader import TIMESTAMP_TOLERANCE_S, LeRobotDataset, _column_to_numpy
 from embodia.robots.spec import EMBODIMENTS, EmbodimentSpec
@@ -126,7 +130,7 @@ class Diagnosis:
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / "doctor.json"
         atomic_write_text(path, json.dumps(_jsonable(self.to_dict()), indent=2) + "\n")
-        return {"json": path, "html": _write_html(self, out_dir / "report.html")}
+        return {"json": path, "html": write_html(self, out_dir / "report.html")}
 
 
 def _jsonable(x: Any) -> Any:
@@ -388,6 +392,66 @@ def _scan_videos(ds: LeRobotDataset, episodes: list[EpisodeScan], progress=None)
         acc.finish(errors)
 
 
+# ---- the checks, in report order (thresholds and their reasons in doctor_checks) -------------------
+
+CHECKS: list[Check] = [
+    Check("timestamps.monotonic", "timestamps", "timestamps increase", "every step > 0", dc.check_monotonic),
+    Check("timestamps.gaps", "timestamps", "no timestamp gaps", f"step <= {dc.GAP_FACTOR} / fps", dc.check_gaps,
+          score_label="largest step (frame periods)", score_threshold=dc.GAP_FACTOR),
+    Check("timestamps.fps_drift", "timestamps", "frame rate matches fps", f"median step within {dc.FPS_DRIFT:.0%} of 1 / fps",
+          dc.check_fps_drift, score_label="fps drift", score_threshold=dc.FPS_DRIFT),
+    Check("index.contiguity", "timestamps", "indices contiguous", "frame_index 0..T-1, index and episode_index match metadata", dc.check_indices),
+    Check("video.frame_count", "timestamps", "video frames match rows", "one decoded frame per row and camera",
+          dc.check_video_frames, needs_video=True),
+    Check("actions.finite", "actions", "no NaN / inf", "all values finite", dc.check_finite),
+    Check("episodes.short", "episodes", "no short episodes",
+          f"FAIL < {dc.SHORT_FAIL_FRAMES} frames; WARN < max(5, fps) frames and < {dc.SHORT_FRACTION:.0%} of the median",
+          dc.check_short, score_label="episode length (s)"),
+    Check("episodes.length_outliers", "episodes", "no length outliers", f"Tukey fences, {dc.TUKEY_K} IQR (IQR >= {dc.IQR_FLOOR:.0%} of median)", dc.check_length_outliers,
+          score_label="episode length (s)"),
+    Check("episodes.near_duplicates", "episodes", "no near-duplicate episodes",
+          f"RMS difference < {dc.DUPLICATE_RMS:.1%} of range (action + state, {dc.DUPLICATE_POINTS} points)", dc.check_duplicates,
+          score_label="RMS distance to nearest episode (of range)", score_threshold=dc.DUPLICATE_RMS),
+    Check("tasks.imbalance", "tasks", "tasks balanced", f"most / least frequent task <= {dc.IMBALANCE_RATIO:.0f}x", dc.check_imbalance),
+    Check("tasks.strings", "tasks", "task strings are instructions",
+          f"FAIL empty or generic ('task1'); WARN < {dc.TASK_MIN_WORDS} words or < {dc.TASK_MIN_CHARS} chars", dc.check_task_strings),
+    Check("cameras.naming", "cameras", "camera keys", "observation.images.<name>", dc.check_camera_names),
+    Check("actions.idle_ends", "actions", "no idle start / end", f"<= {dc.IDLE_SECONDS} s without motion (< {dc.IDLE_SPEED} ranges/s)",
+          dm.check_idle, score_label="longest idle end (s)", score_threshold=dc.IDLE_SECONDS),
+    Check("actions.frozen", "actions", "no frozen action runs",
+          f">= {dc.FROZEN_FRACTION:.0%} of the episode and (>= {dc.FROZEN_SECONDS} s or the state moves); FAIL >= {dc.FROZEN_FAIL_FRACTION:.0%}",
+          dm.check_frozen_actions, score_label="longest frozen run (fraction of episode)", score_threshold=dc.FROZEN_FRACTION),
+    Check("actions.jumps", "actions", "no jumps",
+          f"|delta - local median| <= {dc.JUMP_SIGMA:.0f} robust sigma (joint_abs: action; ee_delta: state)",
+          dm.check_jumps, score_label="largest jump (sigma)", score_threshold=dc.JUMP_SIGMA),
+    Check("actions.clipping", "actions", "actions not clipped at bounds",
+          f"WARN > {dc.CLIP_WARN:.0%}, FAIL > {dc.CLIP_FAIL:.0%} of frames at a bound (ee_delta: on every axis)",
+          dm.check_clipping, score_label="fraction of frames at bound", score_threshold=dc.CLIP_WARN),
+    Check("state.stuck", "actions", "no stuck dimensions",
+          f"state constant >= {dc.STUCK_SECONDS} s and {dc.STUCK_FRACTION:.0%} of the episode while the action drives it",
+          dm.check_stuck),
+    Check("gripper.chatter", "actions", "no gripper chatter", f"open/close reversal within {dc.CHATTER_SECONDS} s; FAIL >= {dc.CHATTER_FAIL_EVENTS}",
+          dm.check_chatter, score_label="gripper reversals"),
+    Check("actions.lag", "actions", "state follows action", f"lag within {dc.LAG_DEVIATION_S} s of the median; FAIL if the state leads",
+          dm.check_lag, score_label="state-action lag (s)"),
+    Check("actions.calibration_offset", "actions", "no calibration offset",
+          f"median action - state (lag-aligned) within {dc.OFFSET_WARN:.0%} of range of the dataset median; FAIL > {dc.OFFSET_FAIL:.0%}",
+          dm.check_offset, kinds=("joint_abs",), score_label="offset deviation (of range)", score_threshold=dc.OFFSET_WARN),
+    Check("cameras.black", "cameras", "no black frames",
+          f"mean gray < min({dc.BLACK_GRAY:.0f}, {dc.BLACK_RELATIVE:.0%} of camera median); FAIL >= {dc.BLACK_FAIL_FRACTION:.0%} of episode",
+          dc.check_black, needs_video=True, score_label="darkest frame (gray)", score_threshold=dc.BLACK_GRAY),
+    Check("cameras.frozen", "cameras", "no frozen camera",
+          f"image change < {dc.CAM_FROZEN_RELATIVE:.0%} of camera median for >= {dc.FROZEN_SECONDS} s while the state moves",
+          dc.check_camera_frozen, needs_video=True, score_label="longest frozen-image run (s)", score_threshold=dc.FROZEN_SECONDS),
+    Check("cameras.blur", "cameras", "no blurred camera",
+          f"Laplacian variance / image variance < {dc.BLUR_WARN:.0%} (FAIL {dc.BLUR_FAIL:.0%}) of the camera's median episode",
+          dc.check_blur, needs_video=True, score_label="sharpness vs camera median", score_threshold=dc.BLUR_WARN),
+    Check("stats.agreement", "stats", "stats.json matches data",
+          f"mean within {dc.STATS_MEAN_WARN:.0%} std (FAIL {dc.STATS_MEAN_FAIL:.0%}), std within {dc.STATS_STD_WARN:.0%}, min/max within {dc.STATS_RANGE_WARN:.0%} of range",
+          dc.check_stats),
+]  # fmt: skip
+
+
 # ---- diagnosis ---------------------------------------------------------------------------------------
 
 
@@ -405,10 +469,10 @@ def diagnose(
     t0 = time.perf_counter()
     ds = LeRobotDataset.open(root)
     kind, spec, kind_source = infer_embodiment(ds, action_kind)
-    wanted = [c for c in dc.CHECKS if checks is None or c.name in checks]
+    wanted = [c for c in CHECKS if checks is None or c.name in checks]
     if checks is not None and len(wanted) != len(set(checks)):
-        unknown = sorted(set(checks) - {c.name for c in dc.CHECKS})
-        raise ValueError(f"unknown check(s) {unknown}; checks: {[c.name for c in dc.CHECKS]}")
+        unknown = sorted(set(checks) - {c.name for c in CHECKS})
+        raise ValueError(f"unknown check(s) {unknown}; checks: {[c.name for c in CHECKS]}")
     episodes = _read_columns(ds, progress)
     decode = video and bool(ds.camera_keys) and any(c.needs_video for c in wanted)
     if decode:
@@ -432,7 +496,7 @@ def _stats_dict(ds: LeRobotDataset) -> dict:
     return {k: {n: np.asarray(v).tolist() for n, v in s.items()} for k, s in ds.stats.items()}
 
 
-def _run(check: dc.Check, scan: Scan) -> CheckResult:
+def _run(check: Check, scan: Scan) -> CheckResult:
     base = dict(name=check.name, group=check.group, title=check.title, threshold=check.threshold,
                 score_label=check.score_label, score_threshold=check.score_threshold)  # fmt: skip
     if scan.kind not in check.kinds:
@@ -524,127 +588,3 @@ def write_fixed(diag: Diagnosis, out: str | Path, progress=None) -> FixResult:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return FixResult(Path(out), kept, dropped, trims, unfixed)
-
-
-# ---- outputs -------------------------------------------------------------------------------------------
-
-_STYLE = {PASS: "green", WARN: "yellow", FAIL: "bold red", SKIP: "dim"}
-MAX_TRACE_EPISODES = 8
-
-
-def summary_table(diag: Diagnosis):
-    """A rich table: one row per check with its result and a short evidence summary."""
-    from rich.table import Table
-
-    c = diag.counts
-    table = Table(title=f"embodia doctor data: {diag.root} ({diag.episodes} episodes, {diag.action_kind})",
-                  caption=f"{c[FAIL]} FAIL, {c[WARN]} WARN, {c[PASS]} PASS, {c[SKIP]} SKIP in {diag.wall_s:.1f} s")  # fmt: skip
-    table.add_column("check")
-    table.add_column("result")
-    table.add_column("evidence", overflow="fold")
-    for r in diag.results:
-        table.add_row(r.name, f"[{_STYLE[r.severity]}]{r.severity}[/]", r.summary)
-    return table
-
-
-def _write_html(diag: Diagnosis, path: Path) -> Path:
-    from embodia.report.html import Report
-
-    c = diag.counts
-    rep = Report(f"Data doctor: {Path(diag.root).name}", subtitle=f"{diag.root}")
-    rep.key_values({
-        "result": diag.severity, "checks": f"{c[FAIL]} FAIL, {c[WARN]} WARN, {c[PASS]} PASS, {c[SKIP]} SKIP",
-        "episodes / frames": f"{diag.episodes} / {diag.frames} at {diag.fps} fps", "robot_type": diag.robot_type,
-        "action kind": f"{diag.action_kind} ({diag.kind_source})", "cameras": ", ".join(diag.cameras) or "none",
-        "videos decoded": diag.video_scanned, "wall time": f"{diag.wall_s:.1f} s",
-        "episodes with a FAIL": ", ".join(map(str, diag.fail_episodes())) or "none",
-    })  # fmt: skip
-    rep.heading("Checks").table(
-        [[r.name, r.severity, r.threshold, r.summary] for r in diag.results],
-        ["check", "result", "threshold", "evidence"],
-    )
-    flagged = [r for r in diag.results if r.findings]
-    if flagged:
-        rep.heading("Evidence")
-    for r in flagged:
-        rows = [[f.severity, "dataset" if f.episode is None else f.episode,
-                 ", ".join(f"{a}-{b}" for a, b in f.frames), f.message] for f in r.findings[:200]]  # fmt: skip
-        rep.table(rows, ["severity", "episode", "frames", "evidence"], caption=f"{r.name}: {r.title}")
-    # Checks whose scores are all equal (every step exactly 1 / fps, ...) would plot a single bar.
-    scored = [r for r in diag.results if r.score_label and _spread(list(r.scores.values())) > 1e-6]
-    if scored:
-        rep.heading("Per-episode scores")
-        for r in scored:
-            rep.figure(_histogram(r), caption=f"{r.name}: {r.score_label}")
-    if diag.scan is not None:
-        eps = _flagged_episodes(diag)
-        if eps:
-            rep.heading("Action and state of flagged episodes")
-            rep.paragraph("Shaded: the frames named in the evidence (red FAIL, orange WARN).")
-        for ep, marks in eps[:MAX_TRACE_EPISODES]:
-            fig = _traces(diag, ep, marks)
-            if fig is not None:
-                rep.figure(fig, caption=f"episode {ep}: " + "; ".join(sorted({m[3] for m in marks})))
-    return rep.save(path)
-
-
-def _flagged_episodes(diag: Diagnosis) -> list[tuple[int, list[tuple[int, int, str, str]]]]:
-    marks: dict[int, list[tuple[int, int, str, str]]] = defaultdict(list)
-    for r in diag.results:
-        for f in r.findings:
-            if f.episode is not None:
-                marks[f.episode] += [(a, b, f.severity, r.name) for a, b in f.frames] or [
-                    (0, -1, f.severity, r.name)
-                ]
-    order = sorted(marks, key=lambda e: (-max(dc._RANK[m[2]] for m in marks[e]), e))
-    return [(e, marks[e]) for e in order]
-
-
-def _spread(values: list[float]) -> float:
-    v = np.array([x for x in values if np.isfinite(x)])
-    return float(np.ptp(v) / max(np.abs(v).max(), 1e-12)) if len(v) > 1 else 0.0
-
-
-def _histogram(r: CheckResult):
-    from embodia.report.html import new_figure
-
-    fig = new_figure(6, 2.4)
-    ax = fig.gca()
-    values = np.array([v for v in r.scores.values() if np.isfinite(v)])
-    ends = [values.min(), values.max()] + ([r.score_threshold] if r.score_threshold is not None else [])
-    # Bins span the threshold too, so a narrow cluster far from it still shows as a bar.
-    ax.hist(values, bins=np.linspace(min(ends), max(ends), 41), color="#4c72b0")
-    if r.score_threshold is not None:
-        ax.axvline(r.score_threshold, color="#c44e52", linestyle="--", label="threshold")
-        ax.legend(loc="upper right", fontsize=8)
-    ax.set_xlabel(r.score_label)
-    ax.set_ylabel("episodes")
-    return fig
-
-
-def _traces(diag: Diagnosis, ep: int, marks: list[tuple[int, int, str, str]]):
-    from embodia.report.html import new_figure
-
-    e = next((x for x in diag.scan.episodes if x.index == ep), None)
-    if e is None or e.action is None:
-        return None
-    panels = [("action", e.action, diag.scan.a_range)] + (
-        [("state", e.state, diag.scan.s_range)] if e.state is not None else []
-    )
-    fig = new_figure(7, 1.8 * len(panels) + 0.6)
-    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
-    t = np.arange(e.length) / diag.fps
-    for ax, (label, x, rng) in zip(axes, panels, strict=True):
-        key = "action" if label == "action" else "observation.state"
-        names = diag.scan.features.get(key, {}).get("names") or list(range(x.shape[1]))
-        for d in range(x.shape[1]):
-            ax.plot(t, x[:, d] / rng[d], lw=0.9, label=str(names[d]))
-        for a, b, sev, _ in marks:
-            b = e.length - 1 if b < 0 else b
-            ax.axvspan(
-                a / diag.fps, (b + 1) / diag.fps, color="#c44e52" if sev == FAIL else "#dd8452", alpha=0.25
-            )
-        ax.set_ylabel(f"{label} / range")
-    axes[0].legend(fontsize=6, ncol=min(6, e.action.shape[1]), loc="upper right")
-    axes[-1].set_xlabel("time (s)")
-    return fig

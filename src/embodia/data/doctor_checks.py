@@ -3,7 +3,9 @@
 A check never reads the dataset itself: `embodia.data.doctor` reads every episode's columns once and
 decodes every video once into per-frame traces (gray level, frame difference, sharpness), and the
 checks work on those arrays. Each check states its threshold in `Check.threshold`; the numbers are
-the module constants below.
+the module constants below, for every check. This module holds the data model, the helpers and the
+timestamp, episode, task, camera and stats.json checks; the action and state checks are in
+`embodia.data.doctor_motion` (still importable from here), the registry is `embodia.data.doctor.CHECKS`.
 
 Calibration: clean data must pass with a margin. Largest values seen on clean data (537 tabletop
 episodes of /work/data/base_train; 20 recorded Meta-World MT10 episodes; the 3-episode dataset LeRobot
@@ -27,7 +29,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
 _RANK = {SKIP: -1, PASS: 0, WARN: 1, FAIL: 2}
@@ -166,8 +167,8 @@ class Scan:
     s_range: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        self.a_range = _robust_range([e.action for e in self.episodes])
-        self.s_range = _robust_range([e.state for e in self.episodes])
+        self.a_range = robust_range([e.action for e in self.episodes])
+        self.s_range = robust_range([e.state for e in self.episodes])
 
     def seconds(self, frames: float) -> float:
         return frames / self.fps
@@ -197,7 +198,9 @@ class Scan:
 # ---- helpers ---------------------------------------------------------------------------------------
 
 
-def _robust_range(arrays: list[np.ndarray | None]) -> np.ndarray | None:
+def robust_range(arrays: list[np.ndarray | None]) -> np.ndarray | None:
+    """Per-dimension spread (q99 - q01) of the rows of `arrays` together (finite rows only), falling
+    back to max - min, then to 1, for dimensions whose spread is 0."""
     present = [a for a in arrays if a is not None and len(a)]
     if not present:
         return None
@@ -220,20 +223,14 @@ def runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(starts.tolist(), ends.tolist(), strict=True))
 
 
-def robust_sigma(x: np.ndarray) -> float:
-    """1.4826 x median absolute deviation: the standard deviation for Gaussian data, robust to outliers."""
-    x = np.asarray(x, dtype=np.float64)
-    return float(1.4826 * np.median(np.abs(x - np.median(x)))) if len(x) else 0.0
-
-
-def _speed(x: np.ndarray, rng: np.ndarray, dims: list[int], fps: int) -> np.ndarray:
+def max_speed(x: np.ndarray, rng: np.ndarray, dims: list[int], fps: int) -> np.ndarray:
     """Per transition t-1 -> t (length T-1): the largest per-dimension speed, in ranges per second."""
     if not dims:
         return np.zeros(max(len(x) - 1, 0))
     return (np.abs(np.diff(x[:, dims], axis=0)) / rng[dims] * fps).max(axis=1)
 
 
-def _fmt_frames(scan: Scan, rngs: list[tuple[int, int]], limit: int = 3) -> str:
+def fmt_frames(scan: Scan, rngs: list[tuple[int, int]], limit: int = 3) -> str:
     parts = [
         f"{a}-{b} ({scan.seconds(a):.2f}-{scan.seconds(b + 1):.2f} s)"
         if b > a
@@ -260,7 +257,7 @@ def check_monotonic(scan: Scan) -> Outcome:
         bad = np.flatnonzero(np.diff(ts.astype(np.float64)) <= 0) + 1
         if bad.size:
             r = runs(np.isin(np.arange(len(ts)), bad))
-            msg = f"timestamp does not increase at {bad.size} frame(s): {_fmt_frames(scan, r)}"
+            msg = f"timestamp does not increase at {bad.size} frame(s): {fmt_frames(scan, r)}"
             out.add(FAIL, msg, e.index, r, float(bad.size))
     return out
 
@@ -279,7 +276,7 @@ def check_gaps(scan: Scan) -> Outcome:
         bad = np.flatnonzero(ratio > GAP_FACTOR)
         if bad.size:
             r = [(int(j), int(j) + 1) for j in bad]
-            msg = f"{bad.size} gap(s), largest {dt.max():.4f} s (frame period {1 / scan.fps:.4f} s) at {_fmt_frames(scan, r)}"
+            msg = f"{bad.size} gap(s), largest {dt.max():.4f} s (frame period {1 / scan.fps:.4f} s) at {fmt_frames(scan, r)}"
             out.add(FAIL, msg, e.index, r, float(dt.max()))
     out.note = f"largest step {worst_gap:.2f} frame periods"
     return out
@@ -329,7 +326,7 @@ def check_indices(scan: Scan) -> Outcome:
             if bad.any():
                 r = runs(bad)
                 first = int(np.flatnonzero(bad)[0])
-                msg = f"{key} is {int(have[first])} at frame {first}, expected {int(want[first])} ({_fmt_frames(scan, r)})"
+                msg = f"{key} is {int(have[first])} at frame {first}, expected {int(want[first])} ({fmt_frames(scan, r)})"
                 out.add(FAIL, msg, e.index, r, float(bad.sum()))
     return out
 
@@ -342,7 +339,7 @@ def check_video_frames(scan: Scan) -> Outcome:
                 out.add(FAIL, f"{key}: {cam.error}", e.index)
             if cam.missing:
                 r = runs(np.isin(np.arange(e.length), cam.missing))
-                msg = f"{key}: video has {e.length - len(cam.missing)} frames for {e.length} rows; no frame at {_fmt_frames(scan, r)}"
+                msg = f"{key}: video has {e.length - len(cam.missing)} frames for {e.length} rows; no frame at {fmt_frames(scan, r)}"
                 out.add(FAIL, msg, e.index, r, float(len(cam.missing)))
             if cam.extra:
                 msg = f"{key}: {cam.extra} video frame(s) off the 1/fps grid or duplicated inside the episode's segment"
@@ -360,7 +357,7 @@ def check_finite(scan: Scan) -> Outcome:
             bad = ~np.all(np.isfinite(x), axis=1)
             if bad.any():
                 r = runs(bad)
-                msg = f"{key} has NaN/inf in {int(bad.sum())} frame(s): {_fmt_frames(scan, r)}"
+                msg = f"{key} has NaN/inf in {int(bad.sum())} frame(s): {fmt_frames(scan, r)}"
                 out.add(FAIL, msg, e.index, r, float(bad.sum()))
     return out
 
@@ -488,318 +485,6 @@ def check_camera_names(scan: Scan) -> Outcome:
     return out
 
 
-# ---- actions and state -----------------------------------------------------------------------------
-
-
-def idle_ends(scan: Scan, e: EpisodeScan) -> tuple[int, int]:
-    """Frames at the start and at the end during which neither action nor state changes."""
-    if e.action is None or e.length < 2:
-        return 0, 0
-    moving = _speed(e.action, scan.a_range, list(range(len(scan.a_range))), scan.fps) >= IDLE_SPEED
-    if e.state is not None:
-        dims = list(range(len(scan.s_range)))
-        moving |= _speed(e.state, scan.s_range, dims, scan.fps) >= IDLE_SPEED
-    idx = np.flatnonzero(moving)
-    if not idx.size:
-        return e.length, 0
-    return int(idx[0]), int(e.length - 2 - idx[-1])
-
-
-def check_idle(scan: Scan) -> Outcome:
-    out = Outcome()
-    for e in scan.with_data():
-        start, end = idle_ends(scan, e)
-        out.scores[e.index] = scan.seconds(max(start, end))
-        for n, where, rng in ((start, "start", (0, start - 1)), (end, "end", (e.length - end, e.length - 1))):
-            if scan.seconds(n) > IDLE_SECONDS:
-                msg = f"idle {where}: {scan.seconds(n):.2f} s ({n} frames) without motion, {_fmt_frames(scan, [rng])}"
-                out.add(WARN, msg, e.index, [rng], scan.seconds(n))
-    out.note = f"longest idle end {max(out.scores.values(), default=0):.2f} s"
-    return out
-
-
-def check_frozen_actions(scan: Scan) -> Outcome:
-    out = Outcome()
-    joints = scan.paired() if scan.kind == "joint_abs" else []
-    for e in scan.with_data():
-        same = np.all(np.abs(np.diff(e.action, axis=0)) <= 1e-7 * scan.a_range, axis=1)
-        start, end = idle_ends(scan, e)
-        best = 0.0
-        for a, b in runs(same):
-            f0, f1 = a, b + 1  # transitions a..b hold frames a..b+1 constant
-            if f0 < start or f1 > e.length - 1 - end:
-                continue  # part of an idle end: reported there
-            n = f1 - f0 + 1
-            frac = n / e.length
-            best = max(best, frac)
-            moved = 0.0
-            if joints and e.state is not None:
-                seg = e.state[f0 : f1 + 1, joints]
-                moved = float((np.ptp(seg, axis=0) / scan.s_range[joints]).max())
-            if frac >= FROZEN_FRACTION and (scan.seconds(n) >= FROZEN_SECONDS or moved >= FROZEN_STATE_MOVE):
-                sev = FAIL if frac >= FROZEN_FAIL_FRACTION else WARN
-                extra = f"; the state moved {moved:.0%} of its range" if moved >= FROZEN_STATE_MOVE else ""
-                msg = f"action frozen for {scan.seconds(n):.2f} s ({frac:.0%} of the episode){extra}, {_fmt_frames(scan, [(f0, f1)])}"
-                out.add(sev, msg, e.index, [(f0, f1)], frac)
-        out.scores[e.index] = best
-    out.note = f"longest frozen run {max(out.scores.values(), default=0):.0%} of an episode"
-    return out
-
-
-def _jump_signal(scan: Scan) -> tuple[str, list[int], np.ndarray | None]:
-    """joint_abs: the action is a position target and must be continuous. ee_delta: the action is a
-    velocity that may switch abruptly (Meta-World's experts do), so the pose (state) is checked."""
-    if scan.kind == "joint_abs":
-        return "action", scan.motion_dims("action"), scan.a_range
-    return "observation.state", scan.motion_dims("state"), scan.s_range
-
-
-def jump_sigmas(scan: Scan) -> tuple[str, list[int], np.ndarray]:
-    """Per-dimension robust sigma of frame-to-frame changes, pooled over the dataset, on frames
-    where the dimension moves (so dimensions at rest most of the time do not get a tiny sigma)."""
-    key, dims, rng = _jump_signal(scan)
-    eps = [e for e in scan.with_data() if e.columns.get(key) is not None]
-    if not dims or not eps or rng is None:
-        return key, [], np.zeros(0)
-    deltas = np.concatenate([np.diff(e.columns[key], axis=0) for e in eps]).astype(np.float64)
-    sig = np.zeros(len(rng))
-    for d in dims:
-        x = deltas[:, d]
-        x = x[np.isfinite(x) & (np.abs(x) > 1e-6 * rng[d])]
-        sig[d] = robust_sigma(x) if len(x) > 10 else 0.0
-    return key, [d for d in dims if sig[d] > 0], sig
-
-
-def jump_scores(x: np.ndarray, sig: np.ndarray, dims: list[int]) -> np.ndarray:
-    """(T-1, len(dims)) |delta - local median of deltas (5 frames)| / sigma."""
-    d = np.diff(x[:, dims].astype(np.float64), axis=0)
-    padded = np.pad(d, ((2, 2), (0, 0)), mode="edge")
-    local = np.median(sliding_window_view(padded, 5, axis=0), axis=-1)
-    return np.abs(d - local) / sig[dims]
-
-
-def check_jumps(scan: Scan) -> Outcome:
-    key, dims, sig = jump_sigmas(scan)
-    if not dims:
-        return Outcome(skipped=f"no moving non-gripper dimension in {key}")
-    out = Outcome()
-    for e in scan.with_data():
-        x = e.columns.get(key)
-        if x is None or len(x) < 3:
-            continue
-        z = np.nan_to_num(jump_scores(x, sig, dims), nan=0.0)
-        out.scores[e.index] = float(z.max())
-        flagged = z > JUMP_SIGMA
-        if flagged.any():
-            t, k = np.unravel_index(np.argmax(z), z.shape)
-            r = runs(np.concatenate([[False], flagged.any(axis=1)]))  # transition t -> frame t+1
-            r = [(max(a - 1, 0), b) for a, b in r]
-            d = dims[k]
-            step = float(x[t + 1, d] - x[t, d])
-            msg = f"{scan.name(key, d)} jumps by {step:+.4g} ({z[t, k]:.1f} sigma) at {_fmt_frames(scan, r)}"
-            out.add(FAIL, msg, e.index, r, float(z[t, k]))
-    out.note = f"largest {max(out.scores.values(), default=0):.1f} sigma in {key}"
-    return out
-
-
-def check_clipping(scan: Scan) -> Outcome:
-    if scan.action_low is None:
-        return Outcome(skipped="no action bounds")
-    lo, hi = scan.action_low, scan.action_high
-    dims = [d for d in scan.motion_dims("action") if hi[d] > lo[d]]
-    if not dims:
-        return Outcome(skipped="no bounded non-gripper action dimension")
-    tol = CLIP_TOL * (hi - lo)
-    out = Outcome()
-    for e in scan.with_data():
-        at = (e.action <= lo + tol) | (e.action >= hi - tol)
-        if scan.kind == "ee_delta":
-            # A delta saturated on one axis is normal for Meta-World-style experts; saturated on every
-            # axis, the command's direction is quantised to a diagonal and its magnitude lost.
-            groups = [("every translation axis", at[:, dims].all(axis=1))]
-        else:
-            groups = [(scan.name("action", d), at[:, d]) for d in dims]
-        best = 0.0
-        for label, mask in groups:
-            frac = float(mask.mean())
-            best = max(best, frac)
-            if frac > CLIP_WARN:
-                sev = FAIL if frac > CLIP_FAIL else WARN
-                r = runs(mask)
-                msg = f"{label} at its bound in {frac:.0%} of frames ({scan.bounds_source} bounds), {_fmt_frames(scan, r)}"
-                out.add(sev, msg, e.index, r, frac)
-        out.scores[e.index] = best
-    out.note = f"at most {max(out.scores.values(), default=0):.0%} of an episode at the bounds ({scan.bounds_source})"
-    return out
-
-
-def check_stuck(scan: Scan) -> Outcome:
-    out = Outcome()
-    for key in ("action", "observation.state"):
-        present = [e.columns[key] for e in scan.episodes if e.columns.get(key) is not None]
-        if len(present) < 2:
-            continue
-        x = np.concatenate(present)
-        for d in np.flatnonzero(np.ptp(x, axis=0) == 0):
-            msg = f"{scan.name(key, d)} is constant ({x[0, d]:.4g}) across the whole dataset"
-            out.add(WARN, msg)
-    dims = scan.paired()
-    if not dims:
-        out.note = "no action dimension pairs with a state dimension"
-        return out
-    longest = 0.0
-    for e in scan.with_data():
-        if e.state is None:
-            continue
-        for d in dims:
-            flat = np.diff(e.state[:, d]) == 0
-            for a, b in runs(flat):
-                f0, f1 = a, b + 1
-                n = f1 - f0 + 1
-                seg = e.action[f0 : f1 + 1, d]
-                if scan.kind == "joint_abs":
-                    drive = float(np.ptp(seg)) / scan.a_range[d] >= STUCK_ACTION_MOVE
-                else:
-                    drive = float(np.mean(np.abs(seg) > 0.01 * scan.a_range[d])) >= 0.5
-                if not drive:
-                    continue
-                longest = max(longest, scan.seconds(n))
-                if scan.seconds(n) >= STUCK_SECONDS and n / e.length >= STUCK_FRACTION:
-                    msg = f"{scan.name('observation.state', d)} stuck at {e.state[f0, d]:.4g} for {scan.seconds(n):.2f} s while the action drives it, {_fmt_frames(scan, [(f0, f1)])}"
-                    out.add(FAIL, msg, e.index, [(f0, f1)], scan.seconds(n))
-    out.note = f"longest driven-but-constant state run {longest:.2f} s"
-    return out
-
-
-def gripper_switches(x: np.ndarray, lo: float, hi: float) -> list[tuple[int, int]]:
-    """(frame, new level 0/1) of each switch of a gripper command between `lo` and `hi`; hysteresis
-    (30 % / 70 % of the span) keeps a slow ramp from counting as several switches."""
-    p = (np.asarray(x, dtype=np.float64) - lo) / (hi - lo)
-    level = int(p[0] > 0.5)
-    out = []
-    for t in range(1, len(p)):
-        if level == 0 and p[t] > 0.7:
-            level = 1
-            out.append((t, 1))
-        elif level == 1 and p[t] < 0.3:
-            level = 0
-            out.append((t, 0))
-    return out
-
-
-def check_chatter(scan: Scan) -> Outcome:
-    if scan.grip_action is None:
-        return Outcome(skipped="no gripper dimension in the action")
-    eps = scan.with_data()
-    x = np.concatenate([e.action[:, scan.grip_action] for e in eps]).astype(np.float64)
-    lo, hi = np.nanquantile(x, 0.01), np.nanquantile(x, 0.99)  # the dataset's open and closed commands
-    if not hi - lo > 0:
-        return Outcome(note="gripper command never changes")
-    out = Outcome()
-    shortest = np.inf
-    for e in eps:
-        sw = gripper_switches(e.action[:, scan.grip_action], lo, hi)
-        events = []
-        for (t1, _), (t2, _) in zip(sw, sw[1:], strict=False):
-            dwell = scan.seconds(t2 - t1)
-            shortest = min(shortest, dwell)
-            if dwell < CHATTER_SECONDS:
-                events.append((t1, t2))
-        out.scores[e.index] = float(len(events))
-        if events:
-            sev = FAIL if len(events) >= CHATTER_FAIL_EVENTS else WARN
-            msg = f"gripper command reverses within {CHATTER_SECONDS} s {len(events)} time(s), {_fmt_frames(scan, events)}"
-            out.add(sev, msg, e.index, events, float(len(events)))
-    out.note = (
-        f"shortest open/close dwell {shortest:.2f} s"
-        if np.isfinite(shortest)
-        else "at most one gripper switch per episode"
-    )
-    return out
-
-
-def episode_lag(scan: Scan, e: EpisodeScan, dims: list[int]) -> tuple[int, float]:
-    """Frames between an action and the state change it causes, by cross-correlation (lag 1: a[t]
-    shows in s[t+1]). joint_abs correlates the change of the target with the change of the state;
-    ee_delta correlates the delta itself with the change of the state."""
-    a, s = e.action[:, dims].astype(np.float64), e.state[:, dims].astype(np.float64)
-    x = np.diff(a, axis=0) if scan.kind == "joint_abs" else a[1:]
-    y = np.diff(s, axis=0)
-    x, y = x / scan.a_range[dims], y / scan.s_range[dims]
-    max_lag = max(3, round(LAG_MAX_S * scan.fps))
-    best = (-np.inf, 0)
-    for lag in range(-max_lag, max_lag + 1):
-        n = len(x) - abs(lag)
-        if n < 5:
-            continue
-        xx, yy = (x[:n], y[lag : lag + n]) if lag >= 0 else (x[-lag:], y[:n])
-        xx, yy = xx - xx.mean(0), yy - yy.mean(0)
-        den = np.sqrt((xx**2).sum() * (yy**2).sum())
-        if den > 0:
-            best = max(best, ((xx * yy).sum() / den, lag))
-    return best[1], float(best[0])
-
-
-def check_lag(scan: Scan) -> Outcome:
-    dims = scan.paired()
-    eps = [e for e in scan.with_data() if e.state is not None and e.length > 10]
-    if not dims or not eps:
-        return Outcome(skipped="no action dimension pairs with a state dimension")
-    lags = {e.index: episode_lag(scan, e, dims) for e in eps}
-    good = [lag for lag, c in lags.values() if c >= LAG_MIN_CORR]
-    if not good:
-        return Outcome(note="no episode correlates action and state changes")
-    median = float(np.median(good))
-    out = Outcome(note=f"median lag {median:.0f} frames ({scan.seconds(median):.3f} s)")
-    if median < 0:
-        msg = f"the state changes {-median:.0f} frames before the action that should cause it (whole dataset)"
-        out.add(FAIL, msg, value=scan.seconds(median))
-    for e in eps:
-        lag, c = lags[e.index]
-        out.scores[e.index] = scan.seconds(lag)
-        if c < LAG_MIN_CORR:
-            continue
-        dev = scan.seconds(abs(lag - median))
-        if dev > LAG_DEVIATION_S or lag < 0:
-            sev = FAIL if lag < 0 else WARN
-            why = "state leads the action" if lag < 0 else "misaligned"
-            msg = f"lag {lag} frames ({scan.seconds(lag):+.3f} s) vs dataset median {median:.0f}: {why} (correlation {c:.2f})"
-            out.add(sev, msg, e.index, [(0, e.length - 1)], scan.seconds(lag))
-    return out
-
-
-def check_offset(scan: Scan) -> Outcome:
-    dims = scan.paired()
-    eps = [e for e in scan.with_data() if e.state is not None and e.length > 10]
-    if not dims or not eps:
-        return Outcome(skipped="no action dimension pairs with a state dimension")
-    lags = [episode_lag(scan, e, dims) for e in eps]
-    lag = int(np.clip(np.median([g for g, c in lags if c >= LAG_MIN_CORR] or [0]), 0, 10))
-    # Median over all lag-aligned frames: with a[t] paired to s[t + lag], tracking during motion
-    # cancels, and the median ignores contacts (pushing a block holds the joint off its target). On
-    # 537 clean tabletop episodes this spreads 4x less than restricting to the slowest frames.
-    offsets = [np.median(e.action[: e.length - lag, dims] - e.state[lag:, dims], axis=0) for e in eps]
-    offsets = np.array(offsets, dtype=np.float64)
-    center = np.median(offsets, axis=0)
-    rng = scan.s_range[dims]
-    out = Outcome()
-    for k, d in enumerate(dims):
-        if abs(center[k]) / rng[k] > OFFSET_WARN:
-            msg = f"{scan.name('action', d)} - state is {center[k]:+.4g} ({abs(center[k]) / rng[k]:.1%} of range) across the dataset"
-            out.add(WARN, msg, value=float(center[k]))
-    dev = np.abs(offsets - center) / rng
-    for e, row, off in zip(eps, dev, offsets, strict=True):
-        out.scores[e.index] = float(row.max())
-        k = int(np.argmax(row))
-        if row[k] > OFFSET_WARN:
-            sev = FAIL if row[k] > OFFSET_FAIL else WARN
-            d = dims[k]
-            msg = f"{scan.name('action', d)} - state is {off[k]:+.4g} (lag-aligned median), dataset median {center[k]:+.4g} (off by {row[k]:.1%} of range)"
-            out.add(sev, msg, e.index, [(0, e.length - 1)], float(row[k]))
-    out.note = f"largest per-episode deviation {dev.max():.1%} of a joint's range"
-    return out
-
-
 # ---- cameras ---------------------------------------------------------------------------------------
 
 
@@ -829,7 +514,7 @@ def check_black(scan: Scan) -> Outcome:
                 frac = float(dark.mean())
                 sev = FAIL if frac >= BLACK_FAIL_FRACTION else WARN
                 r = runs(dark)
-                msg = f"{key}: {int(dark.sum())} black frame(s) (mean gray {np.nanmean(cam.gray[dark]):.0f}), {_fmt_frames(scan, r)}"
+                msg = f"{key}: {int(dark.sum())} black frame(s) (mean gray {np.nanmean(cam.gray[dark]):.0f}), {fmt_frames(scan, r)}"
                 out.add(sev, msg, e.index, r, frac)
     out.note = "black when mean gray " + ", ".join(notes)
     return out
@@ -846,7 +531,7 @@ def check_camera_frozen(scan: Scan) -> Outcome:
                 continue
             still = cam.diff[1:] < thr  # transition t-1 -> t
             if e.state is not None and dims:
-                still &= _speed(e.state, scan.s_range, dims, scan.fps) >= IDLE_SPEED
+                still &= max_speed(e.state, scan.s_range, dims, scan.fps) >= IDLE_SPEED
             best = 0
             for a, b in runs(still):
                 f0, f1 = a, b + 1
@@ -854,7 +539,7 @@ def check_camera_frozen(scan: Scan) -> Outcome:
                 best = max(best, n)
                 if scan.seconds(n) >= FROZEN_SECONDS:
                     sev = FAIL if n / e.length >= 0.5 else WARN
-                    msg = f"{key}: image unchanged for {scan.seconds(n):.2f} s while the robot moves, {_fmt_frames(scan, [(f0, f1)])}"
+                    msg = f"{key}: image unchanged for {scan.seconds(n):.2f} s while the robot moves, {fmt_frames(scan, [(f0, f1)])}"
                     out.add(sev, msg, e.index, [(f0, f1)], scan.seconds(n))
             out.scores[e.index] = max(out.scores.get(e.index, 0.0), scan.seconds(best))
     out.note = f"longest still-while-moving run {max(out.scores.values(), default=0):.2f} s"
@@ -878,7 +563,7 @@ def check_blur(scan: Scan) -> Outcome:
             if ratio < BLUR_WARN:
                 sev = FAIL if ratio < BLUR_FAIL else WARN
                 blurry = cam.sharp < BLUR_WARN * ref
-                msg = f"{key}: sharpness {ratio:.0%} of the camera's median episode, {_fmt_frames(scan, runs(blurry))}"
+                msg = f"{key}: sharpness {ratio:.0%} of the camera's median episode, {fmt_frames(scan, runs(blurry))}"
                 out.add(sev, msg, e.index, runs(blurry), ratio)
     out.note = f"least sharp episode at {lowest:.0%} of its camera's median" if np.isfinite(lowest) else ""
     return out
@@ -956,61 +641,11 @@ def check_stats(scan: Scan) -> Outcome:
     return out
 
 
-# ---- registry --------------------------------------------------------------------------------------
+def __getattr__(name: str):
+    # The action and state checks moved to doctor_motion, which imports this module: re-exported
+    # lazily (no import cycle) so `doctor_checks.jump_sigmas` and the like keep working.
+    from embodia.data import doctor_motion
 
-CHECKS: list[Check] = [
-    Check("timestamps.monotonic", "timestamps", "timestamps increase", "every step > 0", check_monotonic),
-    Check("timestamps.gaps", "timestamps", "no timestamp gaps", f"step <= {GAP_FACTOR} / fps", check_gaps,
-          score_label="largest step (frame periods)", score_threshold=GAP_FACTOR),
-    Check("timestamps.fps_drift", "timestamps", "frame rate matches fps", f"median step within {FPS_DRIFT:.0%} of 1 / fps",
-          check_fps_drift, score_label="fps drift", score_threshold=FPS_DRIFT),
-    Check("index.contiguity", "timestamps", "indices contiguous", "frame_index 0..T-1, index and episode_index match metadata", check_indices),
-    Check("video.frame_count", "timestamps", "video frames match rows", "one decoded frame per row and camera",
-          check_video_frames, needs_video=True),
-    Check("actions.finite", "actions", "no NaN / inf", "all values finite", check_finite),
-    Check("episodes.short", "episodes", "no short episodes",
-          f"FAIL < {SHORT_FAIL_FRAMES} frames; WARN < max(5, fps) frames and < {SHORT_FRACTION:.0%} of the median",
-          check_short, score_label="episode length (s)"),
-    Check("episodes.length_outliers", "episodes", "no length outliers", f"Tukey fences, {TUKEY_K} IQR (IQR >= {IQR_FLOOR:.0%} of median)", check_length_outliers,
-          score_label="episode length (s)"),
-    Check("episodes.near_duplicates", "episodes", "no near-duplicate episodes",
-          f"RMS difference < {DUPLICATE_RMS:.1%} of range (action + state, {DUPLICATE_POINTS} points)", check_duplicates,
-          score_label="RMS distance to nearest episode (of range)", score_threshold=DUPLICATE_RMS),
-    Check("tasks.imbalance", "tasks", "tasks balanced", f"most / least frequent task <= {IMBALANCE_RATIO:.0f}x", check_imbalance),
-    Check("tasks.strings", "tasks", "task strings are instructions",
-          f"FAIL empty or generic ('task1'); WARN < {TASK_MIN_WORDS} words or < {TASK_MIN_CHARS} chars", check_task_strings),
-    Check("cameras.naming", "cameras", "camera keys", "observation.images.<name>", check_camera_names),
-    Check("actions.idle_ends", "actions", "no idle start / end", f"<= {IDLE_SECONDS} s without motion (< {IDLE_SPEED} ranges/s)",
-          check_idle, score_label="longest idle end (s)", score_threshold=IDLE_SECONDS),
-    Check("actions.frozen", "actions", "no frozen action runs",
-          f">= {FROZEN_FRACTION:.0%} of the episode and (>= {FROZEN_SECONDS} s or the state moves); FAIL >= {FROZEN_FAIL_FRACTION:.0%}",
-          check_frozen_actions, score_label="longest frozen run (fraction of episode)", score_threshold=FROZEN_FRACTION),
-    Check("actions.jumps", "actions", "no jumps",
-          f"|delta - local median| <= {JUMP_SIGMA:.0f} robust sigma (joint_abs: action; ee_delta: state)",
-          check_jumps, score_label="largest jump (sigma)", score_threshold=JUMP_SIGMA),
-    Check("actions.clipping", "actions", "actions not clipped at bounds",
-          f"WARN > {CLIP_WARN:.0%}, FAIL > {CLIP_FAIL:.0%} of frames at a bound (ee_delta: on every axis)",
-          check_clipping, score_label="fraction of frames at bound", score_threshold=CLIP_WARN),
-    Check("state.stuck", "actions", "no stuck dimensions",
-          f"state constant >= {STUCK_SECONDS} s and {STUCK_FRACTION:.0%} of the episode while the action drives it",
-          check_stuck),
-    Check("gripper.chatter", "actions", "no gripper chatter", f"open/close reversal within {CHATTER_SECONDS} s; FAIL >= {CHATTER_FAIL_EVENTS}",
-          check_chatter, score_label="gripper reversals"),
-    Check("actions.lag", "actions", "state follows action", f"lag within {LAG_DEVIATION_S} s of the median; FAIL if the state leads",
-          check_lag, score_label="state-action lag (s)"),
-    Check("actions.calibration_offset", "actions", "no calibration offset",
-          f"median action - state (lag-aligned) within {OFFSET_WARN:.0%} of range of the dataset median; FAIL > {OFFSET_FAIL:.0%}",
-          check_offset, kinds=("joint_abs",), score_label="offset deviation (of range)", score_threshold=OFFSET_WARN),
-    Check("cameras.black", "cameras", "no black frames",
-          f"mean gray < min({BLACK_GRAY:.0f}, {BLACK_RELATIVE:.0%} of camera median); FAIL >= {BLACK_FAIL_FRACTION:.0%} of episode",
-          check_black, needs_video=True, score_label="darkest frame (gray)", score_threshold=BLACK_GRAY),
-    Check("cameras.frozen", "cameras", "no frozen camera",
-          f"image change < {CAM_FROZEN_RELATIVE:.0%} of camera median for >= {FROZEN_SECONDS} s while the state moves",
-          check_camera_frozen, needs_video=True, score_label="longest frozen-image run (s)", score_threshold=FROZEN_SECONDS),
-    Check("cameras.blur", "cameras", "no blurred camera",
-          f"Laplacian variance / image variance < {BLUR_WARN:.0%} (FAIL {BLUR_FAIL:.0%}) of the camera's median episode",
-          check_blur, needs_video=True, score_label="sharpness vs camera median", score_threshold=BLUR_WARN),
-    Check("stats.agreement", "stats", "stats.json matches data",
-          f"mean within {STATS_MEAN_WARN:.0%} std (FAIL {STATS_MEAN_FAIL:.0%}), std within {STATS_STD_WARN:.0%}, min/max within {STATS_RANGE_WARN:.0%} of range",
-          check_stats),
-]  # fmt: skip
+    if name in doctor_motion.__all__:
+        return getattr(doctor_motion, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

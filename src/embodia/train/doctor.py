@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from embodia.data.doctor_checks import IDLE_SECONDS, robust_range
+from embodia.data.doctor_motion import idle_frames
 from embodia.data.reader import LeRobotDataset
 from embodia.data.stats import aggregate, vector_stats
 from embodia.robots.spec import ACTION, OBS_STATE
@@ -141,26 +143,22 @@ def check_chunking(ds: LeRobotDataset, name: str, cfg: TrainConfig) -> list[Find
     return []
 
 
-def idle_start_seconds(actions: np.ndarray, fps: float, rel: float = 0.01) -> float:
-    """How long an episode's actions stay (nearly) constant from its first frame, in seconds. "Nearly":
-    every dimension within `rel` of its range over the episode from the first action."""
-    span = np.maximum(actions.max(0) - actions.min(0), 1e-6)
-    moved = np.any(np.abs(actions - actions[0]) > rel * span, axis=1)
-    first = int(np.argmax(moved)) if moved.any() else len(actions)
-    return first / fps
-
-
 def check_idle_starts(ds: LeRobotDataset, name: str, actions: np.ndarray) -> list[Finding]:
+    """Episodes that start with more than IDLE_SECONDS without motion, by the data doctor's idle test
+    (`embodia doctor data`'s actions.idle_ends, whose --fix trims exactly these): neither action nor
+    state moves faster than IDLE_SPEED ranges per second, ranges taken over the whole dataset."""
+    states = _column(ds, OBS_STATE)
+    a_range, s_range = robust_range([actions]), robust_range([states])
     idle = []
     for ep in ds.episodes:
-        a = actions[ep["dataset_from_index"] : ep["dataset_to_index"]]
-        s = idle_start_seconds(a, ds.fps)
-        if s > 0.5:
-            idle.append({"episode": ep["episode_index"], "seconds": round(s, 2)})
+        rows = slice(ep["dataset_from_index"], ep["dataset_to_index"])
+        start, _ = idle_frames(actions[rows], states[rows], a_range, s_range, ds.fps)
+        if start / ds.fps > IDLE_SECONDS:
+            idle.append({"episode": ep["episode_index"], "seconds": round(start / ds.fps, 2)})
     if len(idle) / max(1, ds.num_episodes) > 0.05:
         return [Finding("idle_start", "FAIL" if len(idle) / ds.num_episodes > 0.3 else "WARN",
-                        f"{name}: {len(idle)} of {ds.num_episodes} episodes start with > 0.5 s of no motion: the "
-                        "policy learns that standing still is right at the start, and stalls",
+                        f"{name}: {len(idle)} of {ds.num_episodes} episodes start with > {IDLE_SECONDS} s of no motion: "
+                        "the policy learns that standing still is right at the start, and stalls",
                         "trim idle starts (embodia doctor data --fix OUT)", {"episodes": idle[:20]})]  # fmt: skip
     return []
 

@@ -145,3 +145,17 @@ def test_cli_doctor_train_exit_status(tmp_path, monkeypatch, tiny_policy_dir):
     bad_lr = ["doctor", "train", str(FIXTURE), "--preset", "tiny", "--no-overfit", "--lr", "-1"]
     assert main(bad_lr) == 2  # a clear error for an invalid configuration
     assert (tmp_path / "ok" / "report.html").exists()
+
+
+def test_diagnose_names_the_findings_behind_a_closed_loop_gap():
+    from embodia.train.doctor import Finding, diagnose
+
+    idle = Finding("idle_start", "WARN", "3 of 20 episodes start with > 0.5 s of no motion")
+    replay = {"mae": 0.05, "mae_per_step": [0.02, 0.03, 0.09]}
+    notes = diagnose([idle], replay, success=0.1)
+    assert "open-loop error is low" in notes[0]
+    assert any("idle_start" in n for n in notes) and any("fewer actions per chunk" in n for n in notes)
+    assert diagnose([idle], replay, success=0.9) == []  # no gap, nothing to explain
+    assert diagnose([], {"mae": 0.05, "mae_per_step": [0.05, 0.05]}, success=0.0)[-1].startswith(
+        "- no data or config finding"
+    )

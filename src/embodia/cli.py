@@ -424,7 +424,9 @@ def _doctor_train(args: argparse.Namespace) -> int:
         console.print("[green]no findings[/]")
     if doc["overfit_probe"]:
         p = doc["overfit_probe"]
-        console.print(f"overfit probe: loss {p['first_loss']:.3f} -> {p['final_loss']:.3f} ({p['ratio']:.1f}x)")
+        console.print(
+            f"overfit probe: loss {p['first_loss']:.3f} -> {p['final_loss']:.3f} ({p['ratio']:.1f}x)"
+        )
     if doc["open_loop"]:
         console.print(f"open-loop replay: mean |error| {doc['open_loop']['mae']:.3f} (normalised)")
     for line in doc["diagnosis"]:
@@ -653,7 +655,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="default", help="training preset whose configuration to check")
     p.add_argument("--steps", type=_positive_int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--suite", help="with --checkpoint: also evaluate closed-loop on this suite (e.g. pick,push)")
+    p.add_argument(
+        "--suite", help="with --checkpoint: also evaluate closed-loop on this suite (e.g. pick,push)"
+    )
     p.add_argument("--episodes", type=_positive_int, default=10, help="closed-loop episodes per task")
     p.add_argument("--no-overfit", action="store_true", help="skip the overfit probe (~1 minute)")
     p.add_argument("--out", help="report folder (default ./embodia_runs/doctor/<time>-train)")

@@ -128,3 +128,32 @@ def test_trains_unchanged_on_a_lerobot_metaworld_dataset(tmp_path):
     info = policy.embodiments["sawyer"]
     assert (info.state_dim, info.action_dim, info.fps) == (4, 4, 80.0)
     assert info.cameras == ["observation.images.corner", "observation.images.corner2"]
+
+
+def test_delta_actions_round_trip_and_train(tmp_path):
+    """Joint actions predicted relative to the state: the stats describe the deltas, and the policy
+    adds the state back, so a chunk it returns is absolute joint targets again."""
+    import numpy as np
+
+    cfg = tiny(tmp_path, steps=3, delta_actions=True, aug_shift=0.04)
+    policy = Policy.from_pretrained(train(cfg, tmp_path / "run"))
+    info = policy.info
+    assert info.delta_dims == [0, 1, 2, 3, 4]  # joints, not the gripper
+    from embodia.data.reader import LeRobotDataset
+
+    ds = LeRobotDataset.open(FIXTURE)
+    obs = {k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in ds.frame(10).items()}
+    chunk = policy.predict_chunk(obs)[0]
+    # Absolute again: near the current joint positions, not near zero.
+    assert (
+        np.abs(chunk[0, :5] - obs["observation.state"][:5]).max()
+        < np.abs(obs["observation.state"][:5]).max() + 1.0
+    )
+    from embodia.policy.inputs import action_targets
+
+    a = torch.from_numpy(ds.episode_data(0)["action"][:8][None])
+    s = torch.from_numpy(ds.episode_data(0)["observation.state"][:1])
+    normed, _ = action_targets(info, a, torch.zeros(1, 8, dtype=torch.bool), 32, state=s)
+    from embodia.policy.inputs import to_numpy_actions
+
+    np.testing.assert_allclose(to_numpy_actions(info, normed, s)[0], a[0].numpy(), atol=1e-4)

@@ -28,6 +28,10 @@ class EmbodimentInfo:
     state_names: list[str] = field(default_factory=list)
     action_names: list[str] = field(default_factory=list)
     image_shapes: dict[str, list[int]] = field(default_factory=dict)  # (H, W, C) the data had
+    # Action dims the model predicts relative to the current state (joint targets minus the joint
+    # positions at the chunk's first frame), as openpi does for joint-space robots: the model then
+    # learns small corrections around where the arm is instead of absolute angles. Empty = absolute.
+    delta_dims: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """JSON metadata (the normaliser is stored separately in normalization.json)."""
@@ -41,6 +45,7 @@ class EmbodimentInfo:
             "state_names": list(self.state_names),
             "action_names": list(self.action_names),
             "image_shapes": {k: list(v) for k, v in self.image_shapes.items()},
+            "delta_dims": list(self.delta_dims),
         }
 
     @classmethod
@@ -56,6 +61,7 @@ class EmbodimentInfo:
             state_names=list(d.get("state_names", [])),
             action_names=list(d.get("action_names", [])),
             image_shapes={k: list(v) for k, v in d.get("image_shapes", {}).items()},
+            delta_dims=[int(i) for i in d.get("delta_dims", [])],
         )
 
 
@@ -152,11 +158,39 @@ def model_inputs(
     }
 
 
+def to_delta(info: EmbodimentInfo, actions: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    """Raw (B, H, d) actions -> the representation the model predicts (delta dims minus the state)."""
+    if not info.delta_dims:
+        return actions
+    out = actions.clone()
+    dims = info.delta_dims
+    out[..., dims] = actions[..., dims] - state[:, None, dims].to(actions.dtype)
+    return out
+
+
+def delta_dims_for(state_names: list[str], action_names: list[str]) -> list[int]:
+    """Joint dims whose action is a target for the same-named state (not the gripper, whose command is
+    a discrete open/close that reads better as an absolute value)."""
+    return [
+        i
+        for i, (a, s) in enumerate(zip(action_names, state_names, strict=False))
+        if a == s and "gripper" not in a.lower()
+    ]
+
+
 def action_targets(
-    info: EmbodimentInfo, actions: torch.Tensor, is_pad: torch.Tensor, max_action_dim: int
+    info: EmbodimentInfo,
+    actions: torch.Tensor,
+    is_pad: torch.Tensor,
+    max_action_dim: int,
+    state: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Raw (B, H, d) actions -> normalised, padded (B, H, max_action_dim) and the loss mask (False on
     padded dimensions and on chunk steps past the episode's end)."""
+    if info.delta_dims:
+        if state is None:
+            raise ValueError(f"embodiment {info.name!r} predicts delta actions: the state is needed")
+        actions = to_delta(info, actions.float(), state.float())
     a, dim_mask = pad_to(info.normalizer.normalize_action(actions.float()), max_action_dim)
     loss_mask = dim_mask & ~is_pad[..., None]
     return a, loss_mask
@@ -168,7 +202,14 @@ def action_dim_mask(info: EmbodimentInfo, batch: int, max_action_dim: int) -> to
     return mask
 
 
-def to_numpy_actions(info: EmbodimentInfo, normalized: torch.Tensor) -> np.ndarray:
+def to_numpy_actions(
+    info: EmbodimentInfo, normalized: torch.Tensor, state: torch.Tensor | None = None
+) -> np.ndarray:
     """Model output (B, H, max_action_dim) -> raw actions (B, H, action_dim) float32."""
     a = info.normalizer.unnormalize_action(normalized[..., : info.action_dim].double())
+    if info.delta_dims:
+        if state is None:
+            raise ValueError(f"embodiment {info.name!r} predicts delta actions: the state is needed")
+        dims = info.delta_dims
+        a[..., dims] = a[..., dims] + state[:, None, dims].double()
     return a.float().cpu().numpy()

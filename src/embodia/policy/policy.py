@@ -34,6 +34,7 @@ from embodia.policy.inputs import (
     action_dim_mask,
     encode_instructions,
     model_inputs,
+    to_delta,
     to_numpy_actions,
 )
 from embodia.policy.model import VLA, Guide, VLAConfig
@@ -154,15 +155,15 @@ class Policy:
             info, images, state, language, cfg.image_size, cfg.max_cameras, cfg.max_state_dim
         )
         mask = action_dim_mask(info, len(observations), cfg.max_action_dim)
-        guide = None if pending is None else self._guide(info, pending, delay, len(observations))
+        guide = None if pending is None else self._guide(info, pending, delay, len(observations), state)
         if self._fast is not None:
             chunk = self._fast.sample(inputs, dim_mask=mask, noise=noise, steps=steps, guide=guide)
         else:
             prefix = self.model.encode_prefix(**inputs)
             chunk = self.model.sample(prefix, dim_mask=mask, noise=noise, steps=steps, guide=guide)
-        return to_numpy_actions(info, chunk)
+        return to_numpy_actions(info, chunk, state)
 
-    def _guide(self, info: EmbodimentInfo, pending: np.ndarray, delay: int, batch: int) -> Guide:
+    def _guide(self, info: EmbodimentInfo, pending: np.ndarray, delay: int, batch: int, state) -> Guide:
         pending = np.asarray(pending, dtype=np.float32)
         if pending.ndim == 2:
             pending = pending[None]
@@ -177,7 +178,8 @@ class Policy:
         if not 0 <= delay <= p:
             raise ValueError(f"delay must be in 0..{p} (the number of pending actions), got {delay}")
         target = torch.zeros(batch, h, self.cfg.max_action_dim)
-        norm = info.normalizer.normalize_action(torch.from_numpy(pending[:, :p]).double()).float()
+        known = to_delta(info, torch.from_numpy(pending[:, :p]).double(), state.double())
+        norm = info.normalizer.normalize_action(known).float()
         target[:, :p, : info.action_dim] = norm
         weights = torch.zeros(batch, h, 1)
         weights[:, :delay] = 1.0

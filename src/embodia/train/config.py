@@ -30,6 +30,10 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     augment: bool = True
+    aug_shift: float = 0.08  # random shift as a fraction of the image side (pad-and-crop)
+    # Predict joint actions relative to the current state (see EmbodimentInfo.delta_dims); only for
+    # embodiments whose action and state name the same joints.
+    delta_actions: bool = False
     init_from: str | None = None  # fine-tune from this checkpoint folder
     freeze_encoders: bool = False  # with init_from: train only the prefix transformer and the expert
     model: VLAConfig = field(default_factory=VLAConfig)

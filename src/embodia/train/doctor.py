@@ -29,6 +29,7 @@ from embodia.data.doctor_checks import IDLE_SECONDS, robust_range
 from embodia.data.doctor_motion import idle_frames
 from embodia.data.reader import LeRobotDataset
 from embodia.data.stats import aggregate, vector_stats
+from embodia.policy.inputs import to_delta
 from embodia.robots.spec import ACTION, OBS_STATE
 from embodia.train.config import TINY_MODEL, TrainConfig, lr_at
 
@@ -184,7 +185,11 @@ def check_against_checkpoint(ds, name, emb, state_dim, action_dim, actions, poli
         out.append(Finding("camera_keys", "FAIL", msg + ": each camera would feed the other's slot",
                            f"rename/reorder to match (suggested map by position: {rename})", {"rename": rename}))  # fmt: skip
     # Units / normalisation: the data normalised with the checkpoint's stats should mostly lie in [-1, 1].
-    normed = info.normalizer.normalize_action(torch.from_numpy(actions).double()).numpy()
+    targets = torch.from_numpy(actions).double()
+    if info.delta_dims:  # the checkpoint predicts actions relative to the state: compare like with like
+        state = torch.from_numpy(_column(ds, OBS_STATE))
+        targets = to_delta(info, targets[:, None], state)[:, 0]
+    normed = info.normalizer.normalize_action(targets).numpy()
     outside = float(np.mean(np.abs(normed) > 1.5))
     if outside > 0.1:
         ratio = np.median(np.abs(actions), 0) / np.maximum(np.abs(info.normalizer.action_high), 1e-6)

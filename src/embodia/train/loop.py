@@ -27,7 +27,13 @@ from embodia.policy.checkpoint import (
     read_json,
     read_tensors,
 )
-from embodia.policy.inputs import EmbodimentInfo, LanguageTable, action_targets, model_inputs
+from embodia.policy.inputs import (
+    EmbodimentInfo,
+    LanguageTable,
+    action_targets,
+    delta_dims_for,
+    model_inputs,
+)
 from embodia.policy.language import InstructionEncoder
 from embodia.policy.model import VLA, VLAConfig
 from embodia.policy.normalize import Normalizer
@@ -102,6 +108,12 @@ def build_sources(
                     )
                 model_cfg.embodiments.append(name)
             feats = ds.features
+            state_names, action_names = _names(feats[OBS_STATE]), _names(feats[ACTION])
+            delta = delta_dims_for(state_names, action_names) if cfg.delta_actions else []
+            normalizer = Normalizer.from_stats(ds.stats)
+            if delta:  # the stats must describe what the model predicts: actions minus the state
+                lo, hi = delta_action_quantiles(data, delta, model_cfg.chunk_size)
+                normalizer.action_low, normalizer.action_high = lo, hi
             info = EmbodimentInfo(
                 name=name,
                 token=model_cfg.embodiments.index(name),
@@ -109,14 +121,29 @@ def build_sources(
                 action_dim=action_dim,
                 cameras=list(ds.camera_keys),
                 fps=float(ds.fps),
-                normalizer=Normalizer.from_stats(ds.stats),
-                state_names=_names(feats[OBS_STATE]),
-                action_names=_names(feats[ACTION]),
+                normalizer=normalizer,
+                state_names=state_names,
+                action_names=action_names,
                 image_shapes={k: list(feats[k]["shape"]) for k in ds.camera_keys},
+                delta_dims=delta,
             )
             embodiments[name] = info
         sources.append(Source(data, info, LanguageTable.build(encoder, list(ds.tasks))))
     return sources, embodiments
+
+
+def delta_action_quantiles(
+    data: TrainingDataset, dims: list[int], chunk: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """q01/q99 of every chunk target as the model sees it (action at t + k minus the state at t, chunks
+    clamped at episode ends like the loader's), for the delta dims; absolute stats for the others."""
+    action, state = data.action.numpy().astype(np.float64), data.state.numpy().astype(np.float64)
+    n = len(action)
+    idx = np.minimum(np.arange(n)[:, None] + np.arange(chunk)[None, :], data.episode_end[:, None])
+    targets = action[idx]  # (N, H, d)
+    targets[..., dims] -= state[:, None, dims]
+    flat = targets.reshape(-1, action.shape[1])
+    return np.quantile(flat, 0.01, axis=0), np.quantile(flat, 0.99, axis=0)
 
 
 def _names(feature: dict) -> list[str]:
@@ -139,7 +166,7 @@ def make_batch(sources: list[Source], cfg: TrainConfig, step: int, rank: int, de
     batch = src.data.__getitems__(idx)
     cams = src.info.cameras
     if cfg.augment and cams:
-        batch = augment_batch(batch, cams, generator=g)
+        batch = augment_batch(batch, cams, generator=g, max_shift=cfg.aug_shift)
     m = cfg.model
     inputs = model_inputs(
         src.info,
@@ -150,7 +177,9 @@ def make_batch(sources: list[Source], cfg: TrainConfig, step: int, rank: int, de
         m.max_cameras,
         m.max_state_dim,
     )
-    actions, mask = action_targets(src.info, batch[ACTION], batch["action_is_pad"], m.max_action_dim)
+    actions, mask = action_targets(
+        src.info, batch[ACTION], batch["action_is_pad"], m.max_action_dim, state=batch[OBS_STATE]
+    )
     noise = torch.randn(actions.shape, generator=g)
     # t ~ Beta(1.5, 1) by inverse CDF (F(x) = x^1.5), so the draw uses our generator; as in pi0 the
     # time is kept away from exactly 0.

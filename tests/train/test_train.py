@@ -135,25 +135,25 @@ def test_delta_actions_round_trip_and_train(tmp_path):
     adds the state back, so a chunk it returns is absolute joint targets again."""
     import numpy as np
 
+    from embodia.data.reader import LeRobotDataset
+    from embodia.policy.inputs import action_targets, to_numpy_actions
+
     cfg = tiny(tmp_path, steps=3, delta_actions=True, aug_shift=0.04)
     policy = Policy.from_pretrained(train(cfg, tmp_path / "run"))
     info = policy.info
     assert info.delta_dims == [0, 1, 2, 3, 4]  # joints, not the gripper
-    from embodia.data.reader import LeRobotDataset
-
     ds = LeRobotDataset.open(FIXTURE)
-    obs = {k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in ds.frame(10).items()}
-    chunk = policy.predict_chunk(obs)[0]
-    # Absolute again: near the current joint positions, not near zero.
-    assert (
-        np.abs(chunk[0, :5] - obs["observation.state"][:5]).max()
-        < np.abs(obs["observation.state"][:5]).max() + 1.0
-    )
-    from embodia.policy.inputs import action_targets
-
+    # Targets -> model space -> back is the identity.
     a = torch.from_numpy(ds.episode_data(0)["action"][:8][None])
     s = torch.from_numpy(ds.episode_data(0)["observation.state"][:1])
     normed, _ = action_targets(info, a, torch.zeros(1, 8, dtype=torch.bool), 32, state=s)
-    from embodia.policy.inputs import to_numpy_actions
-
     np.testing.assert_allclose(to_numpy_actions(info, normed, s)[0], a[0].numpy(), atol=1e-4)
+    # predict_chunk adds the current state to the joint dims (same model output, with and without).
+    obs = {k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in ds.frame(10).items()}
+    noise = torch.randn(1, policy.chunk_size, policy.cfg.max_action_dim)
+    with_state = policy.predict_chunk(obs, noise=noise)[0]
+    info.delta_dims = []
+    without = policy.predict_chunk(obs, noise=noise)[0]
+    shift = with_state - without
+    np.testing.assert_allclose(shift[:, :5], np.broadcast_to(obs["observation.state"][:5], (8, 5)), atol=1e-5)
+    np.testing.assert_allclose(shift[:, 5], 0.0, atol=1e-6)

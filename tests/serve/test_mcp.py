@@ -194,6 +194,90 @@ def test_a_nan_action_is_a_tool_error_and_never_reaches_the_arm(tmp_path):
     assert not seen.is_error and np.allclose(before, after)
 
 
+class _ExpertPolicy:
+    """The scripted expert behind the ChunkPolicy interface: one privileged action per chunk."""
+
+    n_action_steps = 1
+
+    def __init__(self):
+        self.env = None
+
+    def reset(self):
+        pass
+
+    def predict_chunk(self, observations):
+        return self.env.expert_action()[None, None].astype(np.float32)
+
+
+def _tools_with(env, policy, tmp_path):
+    policy.env = env
+    return RobotWorker(lambda: RobotTools(env, policy, out_dir=tmp_path, video=False))
+
+
+def test_do_reports_the_environments_success_and_the_scene_changes(tmp_path):
+    """`do` with a competent policy (the expert): the env's info says success, the block moved."""
+    from embodia.sim.tabletop import TabletopEnv
+
+    env = TabletopEnv(image_size=48)
+    worker = _tools_with(env, _ExpertPolicy(), tmp_path)
+    try:
+
+        async def script(c):
+            await c.call_tool("reset", {"task": "pick up the blue block", "seed": 2})
+            return await c.call_tool("do", {"instruction": "pick up the blue block"})
+
+        res = session(build_server(worker), script)
+        out = res.structured_content
+        lifted = env.block_position("blue")[2] - env.block_start["blue"][2]
+    finally:
+        worker.close()
+    assert not res.is_error, text_of(res)
+    assert out["success"] is True and out["steps"] < FAMILIES["pick"].max_steps, out["summary"]
+    assert lifted >= 0.05 - 1e-6
+
+
+class _SpyEnv:
+    """Wraps the real env; its info says success on the 3rd step after begin_task, whatever the scene."""
+
+    def __init__(self, env):
+        self._env, self.began = env, []
+
+    def __getattr__(self, name):
+        return getattr(self._env, name)
+
+    def begin_task(self, task):
+        self.began.append(task.instruction)
+        self._n = 0
+        return self._env.begin_task(task)
+
+    def step(self, action):
+        obs, reward, term, trunc, info = self._env.step(action)
+        self._n += 1
+        return obs, reward, term, trunc, {**info, "success": self._n == 3}
+
+
+def test_do_takes_success_from_the_environments_info_not_its_own_judgement(tmp_path):
+    from embodia.sim.tabletop import TabletopEnv
+
+    spy = _SpyEnv(TabletopEnv(image_size=48))
+    policy = _ExpertPolicy()
+    worker = _tools_with(spy, policy, tmp_path)
+    policy.env = spy._env
+    try:
+
+        async def script(c):
+            await c.call_tool("reset", {"task": "stack the red block on the green block", "seed": 1})
+            return await c.call_tool("do", {"instruction": "stack the red block on the green block"})
+
+        res = session(build_server(worker), script)
+    finally:
+        worker.close()
+    out = res.structured_content
+    # Stacking cannot succeed in 3 steps; only the env's (spied) info can say so.
+    assert out["success"] is True and out["steps"] == 3, out["summary"]
+    assert spy.began == ["stack the red block on the green block"]
+
+
 def test_bad_input_is_a_tool_error_and_the_server_keeps_working(server):
     async def script(c):
         # Scene seed 3 (push blue) has no green block on the table.

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from embodia.robots.spec import SO101, TASK
-from embodia.sim.tasks import COLORS, DIRECTIONS, FAMILIES, SuccessCheck, TaskInstance, parse_instruction
+from embodia.sim.tasks import COLORS, DIRECTIONS, FAMILIES, TaskInstance, parse_instruction
 
 # Below this cosine similarity a free-text instruction is not taken as any catalogue task (measured on
 # the frozen MiniLM encoder: paraphrases of real tasks score 0.6-0.95, unrelated requests 0-0.3).
@@ -188,9 +188,8 @@ class RobotTools:
         limit = self._step_limit(max_steps, default)
 
         env, policy = self.env, self.policy
-        check = SuccessCheck(task) if judged else None
-        # Success is judged from where the blocks are now: "lift" means above where it lies now.
-        start = {c: env.block_position(c) for c in COLORS}
+        if judged:  # the environment judges success (info["success"]), from the scene as it is now
+            env.begin_task(task)
         obs = self._obs(text)
         frames = [self._frame(obs)] if self.video else []
         queue: list[np.ndarray] = []
@@ -211,13 +210,13 @@ class RobotTools:
                     f"the policy produced a NaN/inf action after {steps} steps; it was not executed and the "
                     "arm holds its last target. Try again, or reset()."
                 )
-            env.step(action)
+            info = env.step(action)[-1]
             self._ticks += 1
             steps += 1
             obs = self._obs(text)
             if self.video:
                 frames.append(self._frame(obs))
-            if check is not None and check.update(replace(env.scene_state(), block_start=start)):
+            if judged and info["success"]:
                 success = True
                 break
         self.instruction = text

@@ -177,6 +177,21 @@ class TabletopEnv(gym.Env):
         truncated = self._steps >= self.max_episode_steps and not success
         return self._observation(), float(success), success, truncated, self._info(success)
 
+    def begin_task(self, task: str | TaskInstance) -> TaskInstance:
+        """Switch to a new instruction in the current scene, without a reset (an agent chains
+        instructions: "pick up the red block", then "put it in the bowl"). From here `step` judges the
+        new task in `info["success"]`, measured from where the blocks are now ("lift" means above where
+        the block lies now), and the step counter restarts."""
+        task = self._as_task(task)
+        if self.task is None:
+            raise RuntimeError("call reset() before begin_task()")
+        self.task = task
+        self.block_start = {c: self.block_position(c) for c in COLORS}
+        self._check = SuccessCheck(task)
+        self._steps = 0
+        self._expert = None  # its plan was for the previous task
+        return task
+
     def render(self):
         return self.robot.render("front")
 

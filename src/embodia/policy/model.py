@@ -39,6 +39,10 @@ class VLAConfig:
     prefix_layers: int = 4
     expert_layers: int = 4
     cnn_channels: tuple[int, ...] = (32, 64, 96, 128)
+    # Spatial-softmax keypoint tokens per camera (0 = none), read after `keypoint_block` CNN blocks
+    # (96 px -> 24 x 24 after 2). See KeypointReadout for why.
+    keypoints: int = 0
+    keypoint_block: int = 2
     num_embodiments: int = 4
     head: str = "flow"  # "flow" or "l1"
     flow_steps: int = 10
@@ -54,6 +58,11 @@ class VLAConfig:
             )
         if self.d_model % self.n_heads:
             raise ValueError("d_model must be divisible by n_heads")
+        if self.keypoints < 0 or not 1 <= self.keypoint_block <= len(self.cnn_channels):
+            raise ValueError(
+                f"keypoints must be >= 0 and keypoint_block in 1..{len(self.cnn_channels)}, "
+                f"got {self.keypoints} / {self.keypoint_block}"
+            )
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -85,8 +94,43 @@ class FiLMBlock(nn.Module):
         return nn.functional.gelu(x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None])
 
 
+def fourier_features(xy: torch.Tensor, bands: int = 6) -> torch.Tensor:
+    """(..., 2) coordinates in [-1, 1] -> (..., 2 + 4 * bands): the raw values plus sin/cos at octave
+    frequencies, so that a linear layer can tell nearby positions apart."""
+    freqs = math.pi * 2.0 ** torch.arange(bands, device=xy.device, dtype=xy.dtype)
+    angles = (xy[..., None] * freqs).flatten(-2)
+    return torch.cat([xy, angles.sin(), angles.cos()], dim=-1)
+
+
+class KeypointReadout(nn.Module):
+    """Spatial softmax (Levine et al., 2016; the readout of Diffusion Policy's image encoder): each of K
+    attention maps over a mid-resolution feature map yields an image point (its expected x, y) and the
+    features pooled there. Grid tokens at 1/16 of the image place a block only to within a 16-pixel
+    cell; a keypoint is sub-pixel, and under the instruction's FiLM it can follow "the red block", so
+    where-to-reach becomes a coordinate the transformer reads directly."""
+
+    def __init__(self, channels: int, k: int, d: int):
+        super().__init__()
+        self.logits = nn.Conv2d(channels, k, 1)
+        self.log_temp = nn.Parameter(torch.zeros(1))  # learned sharpness of the maps
+        self.where = nn.Linear(2 + 4 * 6, d)
+        self.what = nn.Linear(channels, d)
+        self.ident = nn.Parameter(torch.randn(1, k, d) * 0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C, h, w) -> tokens (N, K, D)."""
+        h, w = x.shape[-2:]
+        att = (self.logits(x).flatten(2) * self.log_temp.exp()).softmax(dim=-1)  # (N, K, hw)
+        ys = torch.linspace(-1.0, 1.0, h, device=x.device).repeat_interleave(w)
+        xs = torch.linspace(-1.0, 1.0, w, device=x.device).repeat(h)
+        points = att @ torch.stack([xs, ys], dim=-1)  # (N, K, 2)
+        pooled = att @ x.flatten(2).transpose(1, 2)  # (N, K, C)
+        return self.where(fourier_features(points)) + self.what(pooled) + self.ident
+
+
 class VisionEncoder(nn.Module):
-    """Shared CNN for every camera; a learned camera embedding tells the cameras apart."""
+    """Shared CNN for every camera; a learned camera embedding tells the cameras apart. Each camera
+    gives a grid of tokens from the last block and, optionally, keypoint tokens from a middle block."""
 
     def __init__(self, cfg: VLAConfig):
         super().__init__()
@@ -94,8 +138,12 @@ class VisionEncoder(nn.Module):
         self.blocks = nn.ModuleList(FiLMBlock(a, b) for a, b in zip(chans[:-1], chans[1:], strict=True))
         self.proj = nn.Linear(chans[-1], cfg.d_model)
         side = cfg.image_size // 2 ** len(cfg.cnn_channels)
-        self.n_tokens = side * side
-        self.pos = nn.Parameter(torch.zeros(1, 1, self.n_tokens, cfg.d_model))
+        self.n_grid = side * side
+        self.keypoint_block = cfg.keypoint_block
+        self.keypoints = (
+            KeypointReadout(chans[cfg.keypoint_block], cfg.keypoints, cfg.d_model) if cfg.keypoints else None
+        )
+        self.pos = nn.Parameter(torch.zeros(1, 1, self.n_grid, cfg.d_model))
         self.camera = nn.Parameter(torch.zeros(1, cfg.max_cameras, 1, cfg.d_model))
         nn.init.normal_(self.pos, std=0.02)
         nn.init.normal_(self.camera, std=0.02)
@@ -105,10 +153,15 @@ class VisionEncoder(nn.Module):
         b, k = images.shape[:2]
         x = (images.flatten(0, 1) - 0.5) / 0.25
         s = sentence.repeat_interleave(k, dim=0)
-        for block in self.blocks:
+        points = None
+        for i, block in enumerate(self.blocks):
             x = block(x, s)
-        tokens = self.proj(x.flatten(2).transpose(1, 2)).view(b, k, self.n_tokens, -1)
-        return tokens + self.pos + self.camera[:, :k]
+            if self.keypoints is not None and i + 1 == self.keypoint_block:
+                points = self.keypoints(x)
+        tokens = self.proj(x.flatten(2).transpose(1, 2)).view(b, k, self.n_grid, -1) + self.pos
+        if points is not None:
+            tokens = torch.cat([tokens, points.view(b, k, points.shape[1], -1)], dim=2)
+        return tokens + self.camera[:, :k]
 
 
 def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:

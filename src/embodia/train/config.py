@@ -110,11 +110,14 @@ BASE_MODEL = VLAConfig(
     expert_layers=3,
     cnn_channels=(16, 32, 64, 128),
     flow_steps=5,
+    keypoints=16,
 )
 
 PRESETS: dict[str, TrainConfig] = {
     "tiny": TrainConfig(steps=20, batch_size=8, save_every=10, log_every=5, warmup_steps=2, model=TINY_MODEL),
     "default": TrainConfig(),
+    # Delta joint actions and a smaller shift (4 % of the side) won 2 k-step experiments against absolute
+    # targets / 8 % shift (5 % vs 1 % closed-loop success); keypoint tokens were added for precision.
     "base": TrainConfig(
         steps=10_000,
         batch_size=32,
@@ -122,6 +125,8 @@ PRESETS: dict[str, TrainConfig] = {
         warmup_steps=500,
         save_every=1000,
         ema_decay=0.999,
+        delta_actions=True,
+        aug_shift=0.04,
         model=BASE_MODEL,
         name="base",
     ),

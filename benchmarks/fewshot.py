@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -35,19 +36,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="default: the finetune preset's")
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--num-envs", type=int, default=2)
+    parser.add_argument(
+        "--only", choices=["finetuned", "scratch"], default=None, help="run one half (e.g. one per core)"
+    )
+    parser.add_argument("--out", default=None, help="run folder (default: a new one under embodia_runs/)")
     args = parser.parse_args()
     console = Console()
     base = Policy.from_pretrained(args.base)
-    root = new_run_dir("fewshot", args.family)
+    root = Path(args.out) if args.out else new_run_dir("fewshot", args.family)
     rows = []
-    for name in ("finetuned", "scratch"):
+    for name in [args.only] if args.only else ["finetuned", "scratch"]:
         overrides = {"datasets": [args.dataset], "name": name}
         if args.steps:
             overrides["steps"] = args.steps
         if name == "finetuned":
             cfg = preset("finetune", init_from=str(base.path), **overrides)
         else:  # the base's architecture, trained from random weights with the same schedule
-            cfg = preset("finetune", **overrides)
+            # Same action space as the base (delta joints when the base predicts them).
+            cfg = preset("finetune", delta_actions=bool(base.info.delta_dims), **overrides)
             cfg.model = dataclasses.replace(base.cfg, embodiments=list(base.cfg.embodiments))
         t0 = time.perf_counter()
         final = train(cfg, root / name, console=console)

@@ -532,6 +532,23 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    """Browse datasets, evaluation results and training runs in a local web app (default: this folder)."""
+    from pathlib import Path
+
+    from embodia.report.viewer import serve_viewer
+
+    root = Path(args.path)
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a folder (give a dataset, eval, training-run or parent folder)")
+    console.print(
+        f"embodia view: browsing [bold]{root.resolve()}[/] at [bold]http://{args.host}:{args.port}/[/] "
+        "(Ctrl-C to stop)"
+    )
+    serve_viewer(root, host=args.host, port=args.port)  # refuses non-loopback hosts: no authentication
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="embodia", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -727,6 +744,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mcp.add_argument("--no-video", action="store_true", help="do not write do() videos")
     mcp.set_defaults(func=cmd_mcp)
+    view = sub.add_parser("view", help=cmd_view.__doc__)
+    view.add_argument("path", nargs="?", default=".", help="folder to browse (default: the current one)")
+    view.add_argument("--port", type=int, default=8765)
+    view.add_argument("--host", default="127.0.0.1", help="address to bind (loopback only: no auth)")
+    view.set_defaults(func=cmd_view)
     return parser
 
 

@@ -111,14 +111,16 @@ class Stats:
     def __init__(self):
         self.lock = threading.Lock()
         self.latencies: list[float] = []
+        self.slowest: list[tuple[float, str, int]] = []  # (latency, client kind, request number)
         self.sent_bad: Counter = Counter()
         self.clear_bad: Counter = Counter()
         self.unexpected: list[str] = []
 
-    def add(self, latency=None, bad=None, clear=False, unexpected=None):
+    def add(self, latency=None, bad=None, clear=False, unexpected=None, where=("", 0)):
         with self.lock:
             if latency is not None:
                 self.latencies.append(latency)
+                self.slowest = sorted([*self.slowest, (latency, *where)], reverse=True)[:5]
             if bad is not None:
                 self.sent_bad[bad] += 1
                 self.clear_bad[bad] += int(clear)
@@ -170,12 +172,23 @@ def ws_client(url: str, deadline: float, bad_every: int, seed: int, stats: Stats
             if actions.shape != tuple(meta["action"]["shape"]) or not np.isfinite(actions).all():
                 stats.add(unexpected=f"bad reply: actions {actions.shape}")
             else:
-                stats.add(latency=time.perf_counter() - t0)
+                stats.add(latency=time.perf_counter() - t0, where=("ws", n))
         except Exception as exc:  # noqa: BLE001 - every failure of a valid request is a finding
             stats.add(unexpected=f"ws valid request failed: {type(exc).__name__}: {exc}")
             ws = None
     if ws is not None:
         ws.close()
+
+
+def warm_up(url: str) -> None:
+    from websockets.sync.client import connect
+
+    with connect(url, additional_headers={"Authorization": f"Api-Key {API_KEY}"}, max_size=None) as ws:
+        meta = unpackb(ws.recv(timeout=30))
+        ws.send(packb(valid_obs(meta, np.random.default_rng(0))))
+        reply = ws.recv(timeout=300)
+        if not isinstance(reply, bytes):
+            raise RuntimeError(f"the warm-up request failed: {reply}")
 
 
 def http_client(base: str, deadline: float, bad_every: int, seed: int, stats: Stats) -> None:
@@ -208,7 +221,7 @@ def http_client(base: str, deadline: float, bad_every: int, seed: int, stats: St
         if actions.shape != tuple(meta["action"]["shape"]):
             stats.add(unexpected=f"http bad reply shape {actions.shape}")
         else:
-            stats.add(latency=time.perf_counter() - t0)
+            stats.add(latency=time.perf_counter() - t0, where=("http", n))
 
 
 def _http(url: str, body: bytes | None, headers: dict) -> tuple[int, bytes]:
@@ -282,7 +295,7 @@ def main() -> int:
     stats = Stats()
     try:
         # The first inference traces the model (seconds); it is not part of the load figures.
-        ws_client(f"ws://127.0.0.1:{port}/", time.monotonic() + 0.1, 0, 998, Stats())
+        warm_up(f"ws://127.0.0.1:{port}/")
         deadline = time.monotonic() + args.seconds
         threads = []
         for i in range(args.clients):
@@ -363,6 +376,8 @@ def _print(result: dict, stats: Stats) -> None:
     for kind in sorted(stats.sent_bad):
         kinds.add_row(kind, f"{stats.clear_bad[kind]} / {stats.sent_bad[kind]}")
     console.print(kinds)
+    slow = ", ".join(f"{lat * 1e3:.0f} ms ({kind} request {n})" for lat, kind, n in stats.slowest)
+    console.print(f"slowest valid requests: {slow}")
     for line in stats.unexpected[:10]:
         console.print(f"[red]unexpected:[/] {line}")
 

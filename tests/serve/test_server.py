@@ -4,6 +4,8 @@ served by uvicorn on a free loopback port."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -17,7 +19,7 @@ from websockets.sync.client import connect
 
 from embodia.serve.client import Client, ServerError
 from embodia.serve.protocol import packb, unpackb
-from embodia.serve.server import check_binding, running_server
+from embodia.serve.server import FifoLock, check_binding, running_server
 
 STATE = "observation.state"
 FRONT = "observation.images.front"
@@ -272,3 +274,23 @@ def test_openpi_client_works_unchanged(server_url, tiny_policy, kind):
     np.testing.assert_allclose(reply["actions"], expected, atol=1e-5)
     with pytest.raises(RuntimeError, match="Error in inference server:\nbad request.*NaN"):
         policy.infer(obs | {STATE: np.full(6, np.nan, np.float32)})
+
+
+def test_inference_lock_is_granted_in_arrival_order():
+    lock, order, threads = FifoLock(), [], []
+    lock.__enter__()  # held, as by a request being computed
+    for i in range(5):
+
+        def wait_then_record(i=i):
+            with lock:
+                order.append(i)
+
+        threads.append(threading.Thread(target=wait_then_record))
+        threads[-1].start()
+        deadline = time.monotonic() + 5
+        while lock._next_ticket != i + 2 and time.monotonic() < deadline:  # thread i is queued
+            time.sleep(0.001)
+    lock.__exit__()
+    for t in threads:
+        t.join(5)
+    assert order == [0, 1, 2, 3, 4]

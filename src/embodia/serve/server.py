@@ -14,8 +14,9 @@ Metadata and requests are described in serve/schema.py; the codec in serve/proto
 Safety at the boundary: binds 127.0.0.1 unless told otherwise, and any other address requires an API
 key (`Authorization: Api-Key <key>`, as openpi-client sends it, or `Bearer <key>`); messages larger
 than `max_message_bytes` are refused before they are buffered; no pickle. Inference runs in a worker
-thread under a lock (the model is not re-entrant, and one request at a time keeps latency predictable),
-so the event loop keeps answering health checks and other connections meanwhile.
+thread under a first-come-first-served lock (the model is not re-entrant, and one request at a time in
+arrival order keeps latency predictable), so the event loop keeps answering health checks and other
+connections meanwhile.
 """
 
 from __future__ import annotations
@@ -51,6 +52,28 @@ CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 
 
+class FifoLock:
+    """A lock granted in arrival order. `threading.Lock` promises no order, so under many clients one
+    request could keep losing the race; in arrival order a request waits for those ahead of it only."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._next_ticket = 0
+        self._now_serving = 0
+
+    def __enter__(self) -> None:
+        with self._cond:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            while ticket != self._now_serving:
+                self._cond.wait()
+
+    def __exit__(self, *exc) -> None:
+        with self._cond:
+            self._now_serving += 1
+            self._cond.notify_all()
+
+
 class InferenceService:
     """The policy and everything that touches it; its methods run in worker threads."""
 
@@ -62,7 +85,7 @@ class InferenceService:
         self.max_message_bytes = int(max_message_bytes)
         self.metadata = metadata(self.spec, self.max_message_bytes, __version__)
         self.metadata_msgpack = packb(self.metadata)
-        self._lock = threading.Lock()
+        self._lock = FifoLock()
 
     def act(self, message: Any) -> dict[str, Any]:
         """Validate one decoded observation map and return the reply map (arrays as numpy)."""

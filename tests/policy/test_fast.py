@@ -43,4 +43,6 @@ def test_real_time_chunking_reproduces_the_frozen_actions(tiny_policy_dir):
     # Inside the soft overlap the guided chunk lies between the old plan and the free prediction.
     d_guided = np.abs(chunk[0, 2] - pending[0, 2]).sum()
     assert d_guided <= np.abs(free[0, 2] - pending[0, 2]).sum() + 1e-6
-    np.testing.assert_allclose(chunk, eager.predict_chunk(obs, pending=pending, delay=2, noise=noise), atol=1e-5)
+    np.testing.assert_allclose(
+        chunk, eager.predict_chunk(obs, pending=pending, delay=2, noise=noise), atol=1e-5
+    )

@@ -10,13 +10,19 @@ HTML report) go to ./embodia_runs/eval/<time>-metaworld-<suite>/.
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
+# Run as a script, this file's folder is sys.path[0], and this file's name would shadow the `metaworld`
+# package that embodia.sim.metaworld imports.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from embodia.eval.run import evaluate
-from embodia.policy.policy import Policy
-from embodia.sim.metaworld import difficulty_of
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from embodia.eval.run import evaluate  # noqa: E402
+from embodia.policy.policy import Policy  # noqa: E402
+from embodia.sim.metaworld import difficulty_of  # noqa: E402
 
 GROUP_ORDER = ("easy", "medium", "hard", "very_hard")
 

@@ -46,7 +46,7 @@ def main() -> None:
     root = Path(args.out) if args.out else new_run_dir("fewshot", args.family)
     rows = []
     for name in [args.only] if args.only else ["finetuned", "scratch"]:
-        overrides = {"datasets": [args.dataset], "name": name}
+        overrides = {"datasets": [args.dataset]}
         if args.steps:
             overrides["steps"] = args.steps
         if name == "finetuned":
@@ -55,6 +55,7 @@ def main() -> None:
             # Same action space as the base (delta joints when the base predicts them).
             cfg = preset("finetune", delta_actions=bool(base.info.delta_dims), **overrides)
             cfg.model = dataclasses.replace(base.cfg, embodiments=list(base.cfg.embodiments))
+        cfg.name = name  # (preset() takes the preset's name as its first argument)
         t0 = time.perf_counter()
         final = train(cfg, root / name, console=console)
         minutes = (time.perf_counter() - t0) / 60

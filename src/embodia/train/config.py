@@ -98,8 +98,8 @@ TINY_MODEL = VLAConfig(
     flow_steps=3,
 )
 # Sized by measurement on the 2-core CPU (benchmarks/inference_latency.py, a training-step timing):
-# 1.6 M parameters, ~0.43 s per batch-32 step on one thread (0.35 s on two), so the base recipe's
-# 10 k steps take ~75 minutes.
+# 1.6 M parameters, 0.51 s per batch-32 step on one idle core with the 16 keypoint tokens (0.45 s
+# without them), so the base recipe's 10 k steps take ~86 minutes on one core.
 BASE_MODEL = VLAConfig(
     image_size=96,
     chunk_size=16,

@@ -128,6 +128,41 @@ def test_trains_unchanged_on_a_lerobot_metaworld_dataset(tmp_path):
     info = policy.embodiments["sawyer"]
     assert (info.state_dim, info.action_dim, info.fps) == (4, 4, 80.0)
     assert info.cameras == ["observation.images.corner", "observation.images.corner2"]
+    # LeRobot's stats.json says q01 == q99 == 0.78 for this gripper (a mean of per-episode quantiles);
+    # the gripper really spans 0..1, so the policy's range is measured on the data instead.
+    assert info.normalizer.action_low[3] == pytest.approx(0.0, abs=1e-6)
+    assert info.normalizer.action_high[3] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_action_range_is_measured_on_the_data_not_read_from_stats_json(tmp_path):
+    """meta/stats.json's quantiles are approximations (LeRobot averages per-episode quantiles); a range
+    far inside the data would normalise targets to |x| >> 1. Here the file is made to lie outright."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    from embodia.data.reader import LeRobotDataset
+
+    root = tmp_path / "ds"
+    shutil.copytree(FIXTURE, root)
+    stats_path = root / "meta" / "stats.json"
+    stats = json.loads(stats_path.read_text())
+    stats["action"]["q01"] = [0.0] * 6
+    stats["action"]["q99"] = [1e-3] * 6
+    stats_path.write_text(json.dumps(stats))
+    cfg = preset("tiny", datasets=[str(root)], cache_dir=str(tmp_path / "cache"), steps=2)
+    info = Policy.from_pretrained(train(cfg, tmp_path / "run")).info
+    ds = LeRobotDataset.open(root)
+    actions = np.concatenate([ds.episode_data(i)["action"] for i in range(ds.num_episodes)])
+    lo, hi = info.normalizer.action_low, info.normalizer.action_high
+    # Chunk targets repeat frames near episode ends, so the quantiles are close to, not equal to, the
+    # per-frame ones; what matters is that they bracket the data, unlike the file's.
+    spread = np.quantile(actions, 0.99, 0) - np.quantile(actions, 0.01, 0)
+    assert np.all(np.abs(lo - np.quantile(actions, 0.01, 0)) <= 0.05 * spread)
+    assert np.all(np.abs(hi - np.quantile(actions, 0.99, 0)) <= 0.05 * spread)
+    normed = info.normalizer.normalize_action(torch.from_numpy(actions).double()).numpy()
+    assert np.mean(np.abs(normed) > 1.5) < 0.01
 
 
 def test_delta_actions_round_trip_and_train(tmp_path):

@@ -111,9 +111,14 @@ def build_sources(
             state_names, action_names = _names(feats[OBS_STATE]), _names(feats[ACTION])
             delta = delta_dims_for(state_names, action_names) if cfg.delta_actions else []
             normalizer = Normalizer.from_stats(ds.stats)
-            if delta:  # the stats must describe what the model predicts: actions minus the state
-                lo, hi = delta_action_quantiles(data, delta, model_cfg.chunk_size)
-                normalizer.action_low, normalizer.action_high = lo, hi
+            # The action range is measured on the targets the model will see, never taken from
+            # meta/stats.json: there q01/q99 are count-weighted means of per-episode quantiles (LeRobot's
+            # approximation), which for a bimodal dimension such as a gripper that is open in some
+            # episodes and closed in others can be far inside the data. Meta-World's gripper (+-1) got
+            # q01/q99 = 0.27/0.61, so its targets were normalised to -8.6 and +3.6. With delta actions the
+            # range must also describe actions minus the state.
+            lo, hi = action_target_quantiles(data, delta, model_cfg.chunk_size)
+            normalizer.action_low, normalizer.action_high = lo, hi
             info = EmbodimentInfo(
                 name=name,
                 token=model_cfg.embodiments.index(name),
@@ -132,11 +137,11 @@ def build_sources(
     return sources, embodiments
 
 
-def delta_action_quantiles(
+def action_target_quantiles(
     data: TrainingDataset, dims: list[int], chunk: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """q01/q99 of every chunk target as the model sees it (action at t + k minus the state at t, chunks
-    clamped at episode ends like the loader's), for the delta dims; absolute stats for the others."""
+    """Exact q01/q99 of every chunk target as the model sees it (chunks clamped at episode ends like
+    the loader's): action at t + k minus the state at t for the delta `dims`, absolute for the others."""
     action, state = data.action.numpy().astype(np.float64), data.state.numpy().astype(np.float64)
     n = len(action)
     idx = np.minimum(np.arange(n)[:, None] + np.arange(chunk)[None, :], data.episode_end[:, None])

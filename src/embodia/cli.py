@@ -176,6 +176,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         keep_failures=args.keep_failures,
         split=args.split,
         video=args.video,
+        action_noise=args.action_noise,
     )
     if args.resume and args.out is None:
         raise ValueError("--resume needs --out pointing at the dataset to continue")
@@ -593,6 +594,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["av1", "h264-444"],
         default="av1",
         help="video encoding: av1 (LeRobot's default, yuv420p) or h264-444 (full colour resolution)",
+    )
+    rec.add_argument(
+        "--action-noise",
+        type=float,
+        default=0.0,
+        help="recovery data: std of a smooth perturbation of the executed arm action, in action units "
+        "(SO-101: radians, e.g. 0.02); the dataset keeps the expert's clean action (default 0: off)",
     )
     rec.set_defaults(func=cmd_record)
 

@@ -8,6 +8,11 @@ episode and labels each frame with `next.success` and `next.done`.
 
 The seeds already tried are written to `meta/embodia_record.json` before each commit, so `--resume`
 continues with fresh seeds and never records the same scene twice.
+
+`action_noise` records recovery data (DART, Laskey et al. 2017): the robot executes the expert's action
+plus a smooth random perturbation while the dataset keeps the expert's clean action. The arm drifts off
+the expert's path and the labels say how to get back: the situations a learned policy meets once its
+own small errors compound, which clean demonstrations never show it.
 """
 
 from __future__ import annotations
@@ -48,6 +53,13 @@ class RecordConfig:
     keep_failures: bool = False
     split: str = "train"
     video: str = "av1"  # a key of data.format.VIDEO_PRESETS
+    # Std of the perturbation added to the executed arm action, in action units (SO-101: radians); the
+    # gripper is never perturbed (a twitching jaw drops blocks rather than teaching recovery). 0 = off.
+    action_noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (self.action_noise >= 0 and np.isfinite(self.action_noise)):
+            raise ValueError(f"action_noise must be a finite number >= 0, got {self.action_noise}")
 
 
 @dataclass
@@ -59,6 +71,39 @@ class RecordResult:
     frames: int
     seconds: float
     per_task: dict[str, list[int]] = field(default_factory=dict)  # instruction -> [saved, attempted]
+
+
+# The perturbation comes in bursts. Per-tick independent noise on a position target is mostly filtered
+# out by the joint controllers, so within a burst it drifts (correlation time ~0.3 s); between bursts it
+# decays within ~0.3 s and the arm returns to the expert's path. Constant noise would be on at the
+# moment the jaws close.
+NOISE_TIME_S, RETURN_TIME_S, BURST_ON_S, BURST_OFF_S = 0.3, 0.1, 0.5, 1.5
+
+
+class ActionNoise:
+    """A bursty Ornstein-Uhlenbeck perturbation per env on every dim but the gripper: stationary std
+    `std` if a burst lasted forever; the 0.5 s bursts reach about half of it. Seeded by the episode's
+    seed, so a recording is reproducible."""
+
+    def __init__(self, std: float, action_dim: int, gripper_index: int, fps: float):
+        self.std = std
+        self.rho = float(np.exp(-1.0 / (NOISE_TIME_S * fps)))
+        self.rho_off = float(np.exp(-1.0 / (RETURN_TIME_S * fps)))
+        self.p_on, self.p_off = 1.0 / (BURST_OFF_S * fps), 1.0 / (BURST_ON_S * fps)
+        self.mask = np.ones(action_dim)
+        self.mask[gripper_index] = 0.0
+        self._state: dict[int, tuple[np.random.Generator, np.ndarray, bool]] = {}
+
+    def reset(self, env: int, seed: int) -> None:
+        self._state[env] = (np.random.default_rng([seed, 7]), np.zeros(len(self.mask)), False)
+
+    def __call__(self, env: int, action: np.ndarray) -> np.ndarray:
+        rng, z, on = self._state[env]
+        on = (rng.random() >= self.p_off) if on else (rng.random() < self.p_on)
+        kick = np.sqrt(1 - self.rho**2) * self.std * rng.normal(size=len(z)) * self.mask
+        z = self.rho * z + kick if on else self.rho_off * z
+        self._state[env] = (rng, z, on)
+        return np.asarray(action, np.float64) + z
 
 
 def _worlds(cfg: RecordConfig) -> tuple[EmbodimentSpec, list[tuple[Callable, dict | None]]]:
@@ -131,8 +176,13 @@ def record(
             if not seeds:
                 continue
             n = min(cfg.num_envs, len(seeds))
+            noise = (
+                ActionNoise(cfg.action_noise, len(spec.action_names), spec.gripper.action_index, spec.fps)
+                if cfg.action_noise > 0
+                else None
+            )
             with VectorRunner([factory for _ in range(n)]) as runner:
-                for episode in _run_world(runner, seeds, options, cfg.keep_failures):
+                for episode in _run_world(runner, seeds, options, cfg.keep_failures, noise):
                     result.attempted += 1
                     result.successes += episode["success"]
                     key = episode["task"]
@@ -156,9 +206,14 @@ def record(
 
 
 def _run_world(
-    runner: VectorRunner, seeds: list[int], options: dict | None, label_frames: bool
+    runner: VectorRunner,
+    seeds: list[int],
+    options: dict | None,
+    label_frames: bool,
+    noise: ActionNoise | None = None,
 ) -> Iterator[dict]:
-    """Run the expert on every seed; yield each finished episode (frames include the action taken)."""
+    """Run the expert on every seed; yield each finished episode. Frames hold the expert's action; the
+    env executes it plus `noise` when given."""
     pending = list(seeds)
     active: dict[int, dict[str, Any]] = {}
 
@@ -166,13 +221,16 @@ def _run_world(
         seed = pending.pop(0)
         ((obs, _),) = runner.reset([seed], options=[options], indices=[i])
         active[i] = {"seed": seed, "obs": obs, "frames": []}
+        if noise is not None:
+            noise.reset(i, seed)
 
     for i in range(min(runner.num_envs, len(pending))):
         start(i)
     while active:
         idx = list(active)
         actions = runner.call("expert_action", indices=idx)
-        results = runner.step(actions, indices=idx)
+        executed = actions if noise is None else [noise(i, a) for i, a in zip(idx, actions, strict=True)]
+        results = runner.step(executed, indices=idx)
         for i, action, (obs, _, terminated, truncated, info) in zip(idx, actions, results, strict=True):
             ep = active[i]
             frame = {**ep["obs"], ACTION: np.asarray(action, np.float32)}

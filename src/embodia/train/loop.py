@@ -110,15 +110,16 @@ def build_sources(
             feats = ds.features
             state_names, action_names = _names(feats[OBS_STATE]), _names(feats[ACTION])
             delta = delta_dims_for(state_names, action_names) if cfg.delta_actions else []
-            normalizer = Normalizer.from_stats(ds.stats)
             # The action range is measured on the targets the model will see, never taken from
             # meta/stats.json: there q01/q99 are count-weighted means of per-episode quantiles (LeRobot's
             # approximation), which for a bimodal dimension such as a gripper that is open in some
             # episodes and closed in others can be far inside the data. Meta-World's gripper (+-1) got
             # q01/q99 = 0.27/0.61, so its targets were normalised to -8.6 and +3.6. With delta actions the
             # range must also describe actions minus the state.
+            # (Built from the measured range, so that the "never varies" warning judges what is used.)
             lo, hi = action_target_quantiles(data, delta, model_cfg.chunk_size)
-            normalizer.action_low, normalizer.action_high = lo, hi
+            stats = {**ds.stats, ACTION: {**ds.stats.get(ACTION, {}), "q01": lo, "q99": hi}}
+            normalizer = Normalizer.from_stats(stats)
             info = EmbodimentInfo(
                 name=name,
                 token=model_cfg.embodiments.index(name),

@@ -192,3 +192,22 @@ def test_delta_actions_round_trip_and_train(tmp_path):
     shift = with_state - without
     np.testing.assert_allclose(shift[:, :5], np.broadcast_to(obs["observation.state"][:5], (8, 5)), atol=1e-5)
     np.testing.assert_allclose(shift[:, 5], 0.0, atol=1e-6)
+
+
+def test_ema_follows_the_weights_onto_the_training_device(tmp_path):
+    """The EMA copy must be taken after accelerate's prepare(), which moves the model to the GPU;
+    taken before, the first EMA update mixes cuda and cpu tensors (found on an H200). CI has no GPU,
+    so a prepare() that converts the model to float64 stands in for the move."""
+    from accelerate import Accelerator
+
+    from embodia.train.loop import Trainer
+
+    class MovingAccelerator(Accelerator):
+        def prepare(self, model, optimizer):
+            model.double()
+            return super().prepare(model, optimizer)
+
+    trainer = Trainer(tiny(tmp_path), tmp_path / "run", accelerator=MovingAccelerator(cpu=True))
+    params = list(trainer.model.parameters())
+    assert all(p.dtype == torch.float64 for p in params)
+    assert [(e.dtype, e.device) for e in trainer.ema] == [(p.dtype, p.device) for p in params]

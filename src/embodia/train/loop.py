@@ -225,9 +225,10 @@ class Trainer:
             lr=cfg.lr,
             betas=(0.9, 0.95),
         )
-        self.ema = [p.detach().clone() for p in self.model.parameters()] if cfg.ema_decay > 0 else None
         self.step = 0
         self.wrapped, self.optimizer = self.acc.prepare(self.model, self.optimizer)
+        # After prepare(), so that the EMA lives on the training device with the weights it follows.
+        self.ema = [p.detach().clone() for p in self.model.parameters()] if cfg.ema_decay > 0 else None
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -277,7 +278,7 @@ class Trainer:
         self.model.load_state_dict(weights)
         optimizer_from_tensors(self.optimizer, tensors, meta["optimizer"])
         if self.ema is not None:
-            self.ema = [tensors[f"ema.{i}"].clone() for i in range(len(self.ema))]
+            self.ema = [tensors[f"ema.{i}"].to(e.device, copy=True) for i, e in enumerate(self.ema)]
         self.step = int(meta["step"])
 
     # ------------------------------------------------------------------ the loop

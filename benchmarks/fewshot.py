@@ -2,6 +2,7 @@
 demonstrations, and train the same architecture from scratch on the same demonstrations.
 
     python benchmarks/fewshot.py DATASET --family place [--base CKPT] [--steps 1400] [--episodes 50]
+                                 [--freeze-encoders]
 
 DATASET holds the demonstrations of the held-out family (e.g. `embodia record place --episodes 20`).
 Both runs use the `finetune` preset's schedule and the same number of steps; each is timed, then
@@ -39,6 +40,9 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=["finetuned", "scratch"], default=None, help="run one half (e.g. one per core)"
     )
+    parser.add_argument(
+        "--freeze-encoders", action="store_true", help="fine-tune only the transformer and action expert"
+    )
     parser.add_argument("--out", default=None, help="run folder (default: a new one under embodia_runs/)")
     args = parser.parse_args()
     console = Console()
@@ -50,7 +54,9 @@ def main() -> None:
         if args.steps:
             overrides["steps"] = args.steps
         if name == "finetuned":
-            cfg = preset("finetune", init_from=str(base.path), **overrides)
+            cfg = preset(
+                "finetune", init_from=str(base.path), freeze_encoders=args.freeze_encoders, **overrides
+            )
         else:  # the base's architecture, trained from random weights with the same schedule
             # Same action space as the base (delta joints when the base predicts them).
             cfg = preset("finetune", delta_actions=bool(base.info.delta_dims), **overrides)

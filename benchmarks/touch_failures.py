@@ -90,7 +90,7 @@ def main() -> None:
         table.add_row(str(SEED_BASE + i), r["instruction"], f"{r['d_target'] * 100:.1f} cm",
                       f"{r['d_other'] * 100:.1f} cm", f"{r['moved'] * 100:.1f} cm", r["label"])  # fmt: skip
     env.close()
-    console = Console()
+    console = Console(width=max(Console().width, 120))  # one row per episode, also in a log
     console.print(table)
     console.print(", ".join(f"{k}: {v}" for k, v in counts.most_common()))
 

@@ -80,8 +80,14 @@ class ChunkRunner:
         if not 0 <= d <= n or d + n > h:
             # The request must come from the chunk being executed (d <= n), and the new chunk must
             # still hold n actions after the d that go stale during inference (d + n <= H).
+            fix = (
+                f"; execute at most {h - d} actions per chunk (n_action_steps) to leave room for it"
+                if 0 < d < h
+                else ""
+            )
             raise ValueError(
-                f"delay must be in 0..min(n_action_steps, chunk_size - n_action_steps) = 0..{min(n, h - n)}, got {d}"
+                f"delay must be in 0..min(n_action_steps, chunk_size - n_action_steps) = 0..{min(n, h - n)}, "
+                f"got {d}{fix}"
             )
         self.fetch: Fetch = (
             source if callable(source) and not hasattr(source, "predict_chunk") else fetch_from(source)

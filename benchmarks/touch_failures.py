@@ -25,8 +25,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from embodia.eval.episode import run_episode
 from embodia.policy.policy import Policy
-from embodia.robots.spec import TASK
 from embodia.sim.tabletop import TabletopEnv
 
 SEED_BASE = 10_000_000
@@ -45,28 +45,20 @@ def label(success: bool, d_target: float, d_other: float, moved: float) -> str:
 
 
 def run(policy: Policy, env: TabletopEnv, seed: int) -> dict:
-    obs, _ = env.reset(seed=seed)
-    task = env.task
-    others = [c for c in env.present if c != task.color]
-    policy.reset()
-    queue: list[np.ndarray] = []
-    d_target = d_other = np.inf
-    success, steps = False, 0
-    while steps < env.max_episode_steps:
-        if not queue:
-            queue = list(policy.predict_chunk([obs])[0][: policy.n_action_steps])
-        obs, _, terminated, truncated, info = env.step(queue.pop(0))
-        steps += 1
-        tool = env.tool_position()
-        d_target = min(d_target, float(np.linalg.norm(tool - env.block_position(task.color))))
-        for c in others:
-            d_other = min(d_other, float(np.linalg.norm(tool - env.block_position(c))))
-        success = bool(info.get("success", terminated))
-        if terminated or truncated:
-            break
-    moved = float(np.linalg.norm(env.block_position(task.color)[:2] - env.block_start[task.color][:2]))
-    return {"instruction": obs[TASK], "success": success, "d_target": d_target, "d_other": d_other,
-            "moved": moved, "label": label(success, d_target, d_other, moved)}  # fmt: skip
+    closest = {"target": np.inf, "other": np.inf}
+
+    def measure(env: TabletopEnv) -> None:
+        tool, named = env.tool_position(), env.task.color
+        for c in env.present:
+            key = "target" if c == named else "other"
+            closest[key] = min(closest[key], float(np.linalg.norm(tool - env.block_position(c))))
+
+    ep = run_episode(policy, env, seed, on_step=measure)
+    color = env.task.color
+    moved = float(np.linalg.norm(env.block_position(color)[:2] - env.block_start[color][:2]))
+    d_target, d_other = closest["target"], closest["other"]
+    return {"instruction": ep.instruction, "success": ep.success, "d_target": d_target, "d_other": d_other,
+            "moved": moved, "label": label(ep.success, d_target, d_other, moved)}  # fmt: skip
 
 
 def main() -> None:

@@ -85,9 +85,11 @@ def run_episode(
     replan_every: int | None = None,
     max_steps: int | None = None,
     cameras: tuple[str, ...] = ("observation.images.front", "observation.images.wrist"),
+    on_step=None,
 ) -> Episode:
     """Reset `env` with `seed` (and `task`), then act with chunks of `policy` until success or the step
-    limit. `instruction` replaces the text the policy reads (the scene still follows `task`)."""
+    limit. `instruction` replaces the text the policy reads (the scene still follows `task`).
+    `on_step(env)`, if given, is called after every env step (e.g. to measure the scene)."""
     options = {"task": task} if task is not None else None
     obs, _ = env.reset(seed=seed, options=options)
     text = instruction or obs[TASK]
@@ -104,6 +106,8 @@ def run_episode(
             chunks += 1
         obs, _, terminated, truncated, info = env.step(queue.pop(0))
         steps += 1
+        if on_step is not None:
+            on_step(env)
         frames.append(_frame(obs, cameras))
         success = bool(info.get("success", terminated))
         if terminated or truncated:

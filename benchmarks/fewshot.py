@@ -2,7 +2,7 @@
 demonstrations, and train the same architecture from scratch on the same demonstrations.
 
     python benchmarks/fewshot.py DATASET --family place [--base CKPT] [--steps 1400] [--episodes 50]
-                                 [--freeze-encoders]
+                                 [--freeze-encoders] [--cotrain BASE_DATASET [--cotrain-share 0.5]]
 
 DATASET holds the demonstrations of the held-out family (e.g. `embodia record place --episodes 20`).
 Both runs use the `finetune` preset's schedule and the same number of steps; each is timed, then
@@ -43,17 +43,38 @@ def main() -> None:
     parser.add_argument(
         "--freeze-encoders", action="store_true", help="fine-tune only the transformer and action expert"
     )
+    parser.add_argument(
+        "--cotrain",
+        default=None,
+        help="fine-tuned half only: also sample batches from this dataset (e.g. the base's own data), so "
+        "that the new family is learned without overwriting the base's skills",
+    )
+    parser.add_argument(
+        "--cotrain-share",
+        type=float,
+        default=0.5,
+        help="with --cotrain: the fraction of steps drawn from the cotrain dataset (default 0.5)",
+    )
+    parser.add_argument("--cache-dir", default=None, help="decoded-frame cache (default: the preset's)")
     parser.add_argument("--out", default=None, help="run folder (default: a new one under embodia_runs/)")
     args = parser.parse_args()
+    if not 0 < args.cotrain_share < 1:
+        parser.error(f"--cotrain-share must be between 0 and 1, got {args.cotrain_share}")
     console = Console()
     base = Policy.from_pretrained(args.base)
     root = Path(args.out) if args.out else new_run_dir("fewshot", args.family)
     rows = []
     for name in [args.only] if args.only else ["finetuned", "scratch"]:
-        overrides = {"datasets": [args.dataset]}
+        overrides: dict = {"datasets": [args.dataset]}
+        if args.cache_dir:
+            overrides["cache_dir"] = args.cache_dir
         if args.steps:
             overrides["steps"] = args.steps
         if name == "finetuned":
+            if args.cotrain:
+                share = args.cotrain_share
+                overrides["datasets"] = [args.dataset, args.cotrain]
+                overrides["dataset_weights"] = [1 - share, share]
             cfg = preset(
                 "finetune", init_from=str(base.path), freeze_encoders=args.freeze_encoders, **overrides
             )

@@ -1,6 +1,8 @@
 import json
 import re
 
+import pytest
+
 from embodia.cli import main
 
 
@@ -41,6 +43,16 @@ def test_bad_cli_input_is_a_clear_error(tmp_path, monkeypatch, capsys):
     assert main(["demo", "--family", "juggle"]) == 2
     assert "valid task families" in capsys.readouterr().out
     assert not (tmp_path / "embodia_runs").exists()  # nothing half-written
+
+
+def test_train_weights_must_match_the_datasets(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):  # argparse: not a list of positive numbers
+        main(["train", "a", "b", "--weights", "1,zero"])
+    assert "comma-separated positive numbers" in capsys.readouterr().err
+    assert main(["train", "a", "b", "--weights", "1,2,3"]) == 2
+    assert "3 entries for 2 datasets" in capsys.readouterr().out
+    assert not (tmp_path / "embodia_runs").exists()
 
 
 def test_demo_runs_the_shipped_base_end_to_end(tmp_path, monkeypatch, capsys):

@@ -22,6 +22,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_floats(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive numbers, got {text!r}") from None
+    if not all(v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return values
+
+
 DEMO_TASKS = (("pick", "red", None, None), ("push", "blue", None, "left"), ("stack", "green", "purple", None))
 
 
@@ -289,6 +299,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         num_envs=args.num_envs,
         split=args.split,
         replan_every=args.replan_every,
+        guided=args.guided,
         videos_per_task=args.videos,
         out_dir=args.out,
         seed=args.seed,
@@ -357,6 +368,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     if args.freeze_encoders:
         overrides["freeze_encoders"] = True
+    if args.weights:
+        overrides["dataset_weights"] = args.weights
     if args.no_augment:
         overrides["augment"] = False
     if args.resume:
@@ -615,6 +628,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int)
     tr.add_argument("--save-every", type=_positive_int)
     tr.add_argument("--head", choices=["flow", "l1"], help="action head (default: the preset's, flow)")
+    tr.add_argument(
+        "--weights",
+        type=_positive_floats,
+        help="sampling weight per dataset, comma-separated in the order given, e.g. 1,1 to co-train a small "
+        "new dataset with a large one (default: in proportion to their frames)",
+    )
     tr.add_argument("--init-from", help="checkpoint folder to fine-tune")
     tr.add_argument("--freeze-encoders", action="store_true", help="with --init-from: keep vision/language")
     tr.add_argument("--no-augment", action="store_true")
@@ -713,6 +732,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--num-envs", type=_positive_int, default=2)
     ev.add_argument(
         "--replan-every", type=_positive_int, default=None, help="actions per chunk (default: the policy's)"
+    )
+    ev.add_argument(
+        "--guided",
+        action="store_true",
+        help="inpaint each re-planned chunk toward the unexecuted rest of the previous one (real-time "
+        "chunking's guidance), so re-planning corrects the plan instead of switching plans; needs "
+        "--replan-every below the chunk size",
     )
     ev.add_argument("--videos", type=int, default=1, help="episodes filmed per task")
     ev.add_argument("--image-size", type=_positive_int, default=96)

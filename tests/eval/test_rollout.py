@@ -175,3 +175,47 @@ def test_errors_are_clear(tmp_path, hold_policy):
         evaluate(hold_policy(embodiment="sawyer", action_dim=4), "metaworld:reach", split="heldout", **kw)
     with pytest.raises(TypeError, match="not a ChunkPolicy"):
         evaluate(object(), "touch", **kw)
+
+
+class _GuidablePolicy:
+    """Holds still like HoldPolicy, but takes real-time-chunking guidance and records it: each chunk's
+    first state dimension is offset by a call counter so the test can tell chunks apart."""
+
+    chunk_size, n_action_steps, embodiment, checkpoint_hash = 8, 4, "so101", "0" * 64
+
+    def __init__(self):
+        self.chunks: list[np.ndarray] = []
+        self.pending: list[np.ndarray | None] = []
+
+    def predict_chunk(self, observations, pending=None, delay=0):
+        assert delay == 0
+        self.pending.append(None if pending is None else np.array(pending))
+        out = np.stack([np.repeat(o["observation.state"][None], 8, 0) for o in observations]).astype(
+            np.float32
+        )
+        out[:, :, 0] += 1e-4 * len(self.chunks) * np.arange(8)  # tiny: the arm barely moves
+        self.chunks.append(out)
+        return out
+
+    def reset(self):
+        pass
+
+
+def test_guided_replanning_passes_the_rest_of_the_previous_chunk(tmp_path):
+    policy = _GuidablePolicy()
+    res = evaluate(
+        policy, "touch", episodes=1, num_envs=1, replan_every=3, guided=True, videos_per_task=0,
+        out_dir=tmp_path, max_steps=9, in_process=True, **SMALL,
+    )  # fmt: skip
+    assert res.episodes[0].chunks == 3  # ceil(9 / 3)
+    assert policy.pending[0] is None  # the first chunk of an episode plans freely
+    for call in (1, 2):  # later ones are guided by the 5 actions the previous chunk did not execute
+        np.testing.assert_array_equal(policy.pending[call], policy.chunks[call - 1][:, 3:])
+    assert json.loads((tmp_path / "results.json").read_text())["guided"] is True
+
+
+def test_guided_replanning_needs_room_and_a_guidable_policy(hold_policy):
+    with pytest.raises(ValueError, match="execute fewer than the chunk's 8"):
+        evaluate(_GuidablePolicy(), "touch", episodes=1, replan_every=8, guided=True, **SMALL)
+    with pytest.raises(TypeError, match="cannot be guided"):
+        evaluate(hold_policy(chunk_size=8), "touch", episodes=1, replan_every=4, guided=True, **SMALL)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -211,3 +212,42 @@ def test_ema_follows_the_weights_onto_the_training_device(tmp_path):
     params = list(trainer.model.parameters())
     assert all(p.dtype == torch.float64 for p in params)
     assert [(e.dtype, e.device) for e in trainer.ema] == [(p.dtype, p.device) for p in params]
+
+
+def test_dataset_weights_set_how_often_each_dataset_is_drawn():
+    from types import SimpleNamespace
+
+    from embodia.train.loop import draw_source, step_generator
+
+    sources = [SimpleNamespace(data=range(900)), SimpleNamespace(data=range(100))]
+
+    def share_of_second(cfg: TrainConfig) -> float:
+        draws = [draw_source(sources, cfg, step_generator(0, step, 0)) for step in range(2000)]
+        return sum(draws) / len(draws)
+
+    by_size = TrainConfig(datasets=["big", "small"])
+    assert share_of_second(by_size) == pytest.approx(0.1, abs=0.03)
+    equal = TrainConfig(datasets=["big", "small"], dataset_weights=[1.0, 1.0])
+    assert share_of_second(equal) == pytest.approx(0.5, abs=0.04)
+
+
+def test_dataset_weights_are_checked_against_the_datasets():
+    with pytest.raises(ValueError, match="one weight per dataset"):
+        TrainConfig(datasets=["a", "b"], dataset_weights=[1.0])
+    with pytest.raises(ValueError, match="positive"):
+        TrainConfig(datasets=["a", "b"], dataset_weights=[1.0, 0.0])
+
+
+def test_cotraining_two_datasets_with_weights_trains_and_records_them(tmp_path):
+    cfg = preset(
+        "tiny",
+        datasets=[str(FIXTURE), str(FIXTURE)],
+        dataset_weights=[1.0, 3.0],
+        cache_dir=str(tmp_path / "cache"),
+        steps=4,
+        save_every=2,
+    )
+    final = train(cfg, tmp_path / "run")
+    assert Policy.from_pretrained(final).embodiments.keys() == {"so101"}
+    saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert saved["dataset_weights"] == [1.0, 3.0]

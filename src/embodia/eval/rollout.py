@@ -20,6 +20,7 @@ instructions, so their difference is the policy's alone.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -83,6 +84,7 @@ class _Live:
     obs: dict[str, Any]
     instruction: str
     queue: deque = field(default_factory=deque)
+    rest: np.ndarray | None = None  # the last chunk's actions after the k executed ones (guided re-planning)
     steps: int = 0
     chunks: int = 0
     frames: list[np.ndarray] | None = None
@@ -138,6 +140,7 @@ def run_rollouts(
     plan: Sequence[EpisodeSpec],
     *,
     replan_every: int | None = None,
+    guided: bool = False,
     camera_key: str,
     fps: int,
     video_dir: Path | None = None,
@@ -148,8 +151,15 @@ def run_rollouts(
     `video_dir` receives one mp4 of `camera_key` per episode whose spec asks for a video (written when
     the episode ends, so at most N episodes' frames are held in memory). `on_episode` is called as each
     episode finishes (progress bars).
+
+    `guided`: each re-plan inpaints the new chunk toward the previous chunk's unexecuted actions
+    (`predict_chunk(..., pending=rest, delay=0)`, real-time chunking's guidance with no delay), so that
+    re-planning corrects the current plan instead of switching to an unrelated sample of a multimodal
+    action distribution.
     """
     k = check_policy(policy, replan_every)
+    if guided:
+        check_guidable(policy, k)
     if any(s.record_video for s in plan) and video_dir is None:
         raise ValueError("the plan films episodes but no video_dir was given")
     (action_space,) = runner.get_attr("action_space", indices=[0])
@@ -194,10 +204,16 @@ def run_rollouts(
     while active:
         idx = sorted(active)
         need = [i for i in idx if not active[i].queue]
-        if need:
-            chunks = _predict(policy, [active[i].obs for i in need], k, action_dim)
-            for row, i in enumerate(need):
+        # Envs with a previous chunk are guided by its rest (one call); the others plan freely.
+        with_rest = [i for i in need if guided and active[i].rest is not None]
+        for group in (with_rest, [i for i in need if i not in with_rest]):
+            if not group:
+                continue
+            rests = np.stack([active[i].rest for i in group]) if group is with_rest else None
+            chunks = _predict(policy, [active[i].obs for i in group], k, action_dim, rests)
+            for row, i in enumerate(group):
                 active[i].queue.extend(chunks[row, :k])
+                active[i].rest = chunks[row, k:].copy()
                 active[i].chunks += 1
         actions = [active[i].queue.popleft() for i in idx]
         replies = runner.step(actions, indices=idx)
@@ -218,9 +234,32 @@ def run_rollouts(
     return results
 
 
-def _predict(policy: ChunkPolicy, observations: list[dict[str, Any]], k: int, action_dim: int) -> np.ndarray:
+def check_guidable(policy: Any, k: int) -> None:
+    """Guided re-planning needs actions left over after the k executed ones, and a policy that takes them."""
+    if k >= int(policy.chunk_size):
+        raise ValueError(
+            f"guided re-planning needs actions left in the chunk to guide by: execute fewer than the chunk's "
+            f"{policy.chunk_size} actions per chunk (replan_every), got {k}"
+        )
+    if "pending" not in inspect.signature(policy.predict_chunk).parameters:
+        raise TypeError(
+            f"{type(policy).__name__}.predict_chunk takes no `pending` actions, so it cannot be guided "
+            "(see Policy.predict_chunk for the real-time-chunking arguments)"
+        )
+
+
+def _predict(
+    policy: ChunkPolicy,
+    observations: list[dict[str, Any]],
+    k: int,
+    action_dim: int,
+    pending: np.ndarray | None = None,
+) -> np.ndarray:
     """One batched policy call, with the output checked against the contract before anything moves."""
-    raw = policy.predict_chunk(observations)
+    if pending is None:
+        raw = policy.predict_chunk(observations)
+    else:
+        raw = policy.predict_chunk(observations, pending=pending, delay=0)
     chunks = np.asarray(raw.detach().cpu() if hasattr(raw, "detach") else raw, dtype=np.float32)
     b = len(observations)
     if chunks.ndim != 3 or chunks.shape[0] != b or chunks.shape[1] < k or chunks.shape[2] != action_dim:

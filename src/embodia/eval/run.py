@@ -10,7 +10,7 @@ Output folder (default ``./embodia_runs/eval/<time>-<suite>/``)::
 
 results.json (``"schema": "embodia.eval/1"``)::
 
-    {"suite", "kind", "split", "episodes_per_task", "num_envs", "replan_every", "chunk_size",
+    {"suite", "kind", "split", "episodes_per_task", "num_envs", "replan_every", "guided", "chunk_size",
      "n_action_steps", "image_size", "max_steps", "seed", "seed_base", "embodiment", "checkpoint_hash",
      "policy_class", "overall": RATE, "mean_task_success_rate", "groups": {name: RATE},
      "tasks": {name: RATE + {"group"}}, "episodes": [{"index", "task", "group", "instruction", "seed",
@@ -38,6 +38,7 @@ from embodia.eval.rollout import (
     EVAL_SEED_BASE,
     EpisodeResult,
     EpisodeSpec,
+    check_guidable,
     check_policy,
     plan_episodes,
     run_rollouts,
@@ -87,6 +88,7 @@ def evaluate(
     *,
     image_size: int = 96,
     max_steps: int | None = None,
+    guided: bool = False,
     in_process: bool = False,
     show_progress: bool = True,
 ) -> EvalResult:
@@ -101,12 +103,16 @@ def evaluate(
         seed: offset of the evaluation seeds; episode j of each task uses EVAL_SEED_BASE + seed + j.
         image_size: camera resolution; must match what the policy was trained on.
         max_steps: override the env's step limit (quick checks); default the task's own limit.
+        guided: inpaint each re-planned chunk toward the previous chunk's unexecuted actions (see
+            `run_rollouts`); needs replan_every < chunk_size.
         in_process: run the envs in this process (debugging, tests) instead of subprocesses.
 
     A policy serving several embodiments (an `embodiments` collection) is evaluated as the one the
     suite runs (e.g. "sawyer" for Meta-World) whatever its default; the default is restored after.
     """
     k = check_policy(policy, replan_every)
+    if guided:
+        check_guidable(policy, k)
     if num_envs <= 0:
         raise ValueError(f"num_envs must be positive, got {num_envs}")
     if image_size <= 0 or image_size % 2:
@@ -126,6 +132,7 @@ def evaluate(
         "episodes_per_task": episodes,
         "num_envs": num_envs,
         "replan_every": k,
+        "guided": guided,
         "chunk_size": int(policy.chunk_size),
         "n_action_steps": int(policy.n_action_steps),
         "image_size": image_size,
@@ -144,7 +151,7 @@ def evaluate(
         policy.reset()
         t0 = time.perf_counter()
         episodes_done = _run_with_progress(
-            policy, spec, plan, factory, min(num_envs, len(plan)), k, out, in_process, show_progress
+            policy, spec, plan, factory, min(num_envs, len(plan)), k, guided, out, in_process, show_progress
         )
         seconds = time.perf_counter() - t0
     finally:
@@ -191,6 +198,7 @@ def _run_with_progress(
     factory: Callable[[], gym.Env],
     n_envs: int,
     k: int,
+    guided: bool,
     out: Path,
     in_process: bool,
     show_progress: bool,
@@ -220,6 +228,7 @@ def _run_with_progress(
             runner,
             plan,
             replan_every=k,
+            guided=guided,
             camera_key=spec.camera_key,
             fps=spec.fps,
             video_dir=out / "videos",
@@ -269,12 +278,13 @@ def build_report(result: EvalResult, settings: dict[str, Any]) -> Report:
 
     cols = ["", "successes", "episodes", "success", "95 % CI (Wilson)"]
     split = f", {settings['split']} instructions" if settings.get("split") else ""
+    guided = ", each re-plan guided by the previous chunk's rest" if settings.get("guided") else ""
     rep = Report(f"embodia eval: {result.suite.spec}{split}", subtitle=f"checkpoint {result.checkpoint_hash}")
     mean = "" if result.mean_task_rate is None else f" Mean of per-task rates: {result.mean_task_rate:.1%}."
     rep.paragraph(
         f"{result.overall.n} episodes ({settings['episodes_per_task']} per task), "
         f"success {result.overall}.{mean} Re-planning every {settings['replan_every']} of "
-        f"{settings['chunk_size']} predicted actions; {result.seconds:.0f} s."
+        f"{settings['chunk_size']} predicted actions{guided}; {result.seconds:.0f} s."
     )
     rep.heading("Summary")
     overall = {"overall": result.overall}

@@ -13,6 +13,9 @@ from embodia.policy.model import VLAConfig
 @dataclass
 class TrainConfig:
     datasets: list[str] = field(default_factory=list)
+    # Relative sampling weight of each dataset (None: proportional to its number of frames). Co-training
+    # a small new dataset with the base's data (e.g. [1, 1]) keeps the base's skills while it learns.
+    dataset_weights: list[float] | None = None
     out: str | None = None  # run folder (default ./embodia_runs/train/<time>-<name>)
     steps: int = 2000
     batch_size: int = 32  # per process
@@ -54,6 +57,14 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.dataset_weights is not None:
+            if len(self.dataset_weights) != len(self.datasets):
+                raise ValueError(
+                    f"dataset_weights has {len(self.dataset_weights)} entries for {len(self.datasets)} "
+                    "datasets; give one weight per dataset, in the same order"
+                )
+            if any(not w > 0 for w in self.dataset_weights):
+                raise ValueError(f"dataset_weights must all be positive, got {self.dataset_weights}")
         if self.freeze_encoders and not self.init_from:
             raise ValueError("freeze_encoders needs init_from (a checkpoint whose encoders to keep)")
 

@@ -163,11 +163,17 @@ def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step * 131 + rank)
 
 
+def draw_source(sources: list[Source], cfg: TrainConfig, g: torch.Generator) -> int:
+    """One dataset per step (a batch never mixes embodiments), drawn in proportion to its number of
+    frames, or to `cfg.dataset_weights` when set."""
+    weights = cfg.dataset_weights or [len(s.data) for s in sources]
+    return int(torch.multinomial(torch.tensor(weights, dtype=torch.float), 1, generator=g))
+
+
 def make_batch(sources: list[Source], cfg: TrainConfig, step: int, rank: int, device) -> tuple[dict, ...]:
     """Every random draw of a step, from one generator seeded by (seed, step, rank)."""
     g = step_generator(cfg.seed, step, rank)
-    sizes = torch.tensor([len(s.data) for s in sources], dtype=torch.float)
-    src = sources[int(torch.multinomial(sizes, 1, generator=g))]
+    src = sources[draw_source(sources, cfg, g)]
     idx = torch.randint(len(src.data), (cfg.batch_size,), generator=g).tolist()
     batch = src.data.__getitems__(idx)
     cams = src.info.cameras

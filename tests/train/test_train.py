@@ -251,3 +251,11 @@ def test_cotraining_two_datasets_with_weights_trains_and_records_them(tmp_path):
     assert Policy.from_pretrained(final).embodiments.keys() == {"so101"}
     saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
     assert saved["dataset_weights"] == [1.0, 3.0]
+
+
+def test_prefetching_batches_trains_exactly_the_same_weights(tmp_path):
+    inline = train(tiny(tmp_path, steps=6, save_every=3, prefetch=0), tmp_path / "inline")
+    ahead = train(tiny(tmp_path, steps=6, save_every=3, prefetch=2), tmp_path / "ahead")
+    assert_same(weights(inline), weights(ahead))
+    with pytest.raises(ValueError, match="prefetch must be >= 0"):
+        tiny(tmp_path, prefetch=-1)

@@ -41,6 +41,10 @@ class TrainConfig:
     freeze_encoders: bool = False  # with init_from: train only the prefix transformer and the expert
     model: VLAConfig = field(default_factory=VLAConfig)
     cache_dir: str | None = None
+    # Batches built ahead in background threads (None: 3 on a GPU, where building them on the training
+    # thread leaves the device idle, 0 on the CPU, where the threads would compete with the step itself).
+    # Each batch is a pure function of (seed, step, rank), so this never changes what is trained.
+    prefetch: int | None = None
     eval_every: int = 0  # 0: no periodic evaluation in simulation
     eval_episodes: int = 10
     eval_suite: str = ""
@@ -57,6 +61,8 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.prefetch is not None and self.prefetch < 0:
+            raise ValueError(f"prefetch must be >= 0 (batches built ahead), got {self.prefetch}")
         if self.dataset_weights is not None:
             if len(self.dataset_weights) != len(self.datasets):
                 raise ValueError(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,6 +200,32 @@ def make_batch(sources: list[Source], cfg: TrainConfig, step: int, rank: int, de
     return inputs, actions.to(device), mask.to(device), noise.to(device), t.to(device)
 
 
+class Prefetcher:
+    """Builds the batches of the next `depth` steps in background threads while the current step runs.
+    `make_batch` is a pure function of the step, so the batches are exactly those built inline."""
+
+    def __init__(self, sources: list[Source], cfg: TrainConfig, rank: int, device, depth: int):
+        self.args = (sources, cfg)
+        self.rank, self.device, self.depth = rank, device, depth
+        self.pool = ThreadPoolExecutor(max_workers=depth, thread_name_prefix="batches") if depth else None
+        self.ahead: dict[int, Future] = {}
+
+    def batch(self, step: int) -> tuple:
+        if self.pool is None:
+            return make_batch(*self.args, step, self.rank, self.device)
+        for s in range(step, step + self.depth + 1):
+            if s not in self.ahead:
+                self.ahead[s] = self.pool.submit(make_batch, *self.args, s, self.rank, self.device)
+        for s in [s for s in self.ahead if s < step]:  # after a resume to an earlier step
+            self.ahead.pop(s).cancel()
+        return self.ahead.pop(step).result()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.ahead.clear()
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: Path, accelerator=None, console=None):
         from accelerate import Accelerator
@@ -241,6 +268,8 @@ class Trainer:
         self.wrapped, self.optimizer = self.acc.prepare(self.model, self.optimizer)
         # After prepare(), so that the EMA lives on the training device with the weights it follows.
         self.ema = [p.detach().clone() for p in self.model.parameters()] if cfg.ema_decay > 0 else None
+        depth = cfg.prefetch if cfg.prefetch is not None else (3 if self.acc.device.type == "cuda" else 0)
+        self.batches = Prefetcher(self.sources, cfg, self.acc.process_index, self.acc.device, depth)
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -299,9 +328,7 @@ class Trainer:
         lr = lr_at(cfg, self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        inputs, actions, mask, noise, t = make_batch(
-            self.sources, cfg, self.step, self.acc.process_index, self.acc.device
-        )
+        inputs, actions, mask, noise, t = self.batches.batch(self.step)
         self.wrapped.train()
         loss = self.wrapped(inputs, actions, mask, noise=noise, t=t)
         self.optimizer.zero_grad(set_to_none=True)
@@ -387,6 +414,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, console=None, o
             if cfg.stop_after and step >= cfg.stop_after:
                 return run_dir  # as if killed: no final save
     finally:
+        trainer.batches.close()
         if progress:
             progress.stop()
     acc.wait_for_everyone()

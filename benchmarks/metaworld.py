@@ -1,7 +1,9 @@
 """Meta-World MT10 / MT50 with a trained policy, on LeRobot's protocol: 10 trials per task on fixed
 seeds, success per task and per difficulty group (easy 28 / medium 11 / hard 6 / very hard 5 tasks).
 
-    python benchmarks/metaworld.py CHECKPOINT [--suite mt10|mt50] [--trials 10] [--num-envs 2]
+    python benchmarks/metaworld.py [CHECKPOINT] [--suite mt10|mt50] [--trials 10] [--num-envs 2]
+
+With no CHECKPOINT it evaluates the MT10 policy shipped inside the package (policy/metaworld_mt10).
 
 Prints the per-task table and the group averages; the full results (seeds, Wilson intervals, videos,
 HTML report) go to ./embodia_runs/eval/<time>-metaworld-<suite>/.
@@ -21,7 +23,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from embodia.eval.run import evaluate  # noqa: E402
-from embodia.policy.policy import Policy  # noqa: E402
+from embodia.policy.policy import METAWORLD_MT10_DIR, Policy  # noqa: E402
 from embodia.sim.metaworld import difficulty_of  # noqa: E402
 
 GROUP_ORDER = ("easy", "medium", "hard", "very_hard")
@@ -31,7 +33,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("checkpoint")
+    parser.add_argument(
+        "checkpoint", nargs="?", default=str(METAWORLD_MT10_DIR), help="default: the shipped MT10 policy"
+    )
     parser.add_argument("--suite", choices=["mt10", "mt50"], default="mt10")
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--num-envs", type=int, default=2)

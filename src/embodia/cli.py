@@ -620,7 +620,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help=cmd_train.__doc__)
     tr.add_argument("datasets", nargs="*", help="LeRobotDataset folders (v3.0 or v2.1)")
     tr.add_argument(
-        "--preset", default="default", help="tiny | default | base | base_gpu | metaworld | finetune"
+        "--preset",
+        default="default",
+        help="tiny | default | base | base_gpu | metaworld | metaworld_gpu | finetune",
     )
     tr.add_argument("--steps", type=_positive_int)
     tr.add_argument("--batch-size", type=_positive_int)

@@ -42,6 +42,9 @@ from embodia.policy.normalize import Normalizer
 from embodia.robots.spec import OBS_STATE, TASK
 
 BASE_DIR = Path(__file__).parent / "base"  # the shipped pretrained base
+# A second shipped checkpoint, the same architecture trained on Meta-World MT10 (the Sawyer arm), so that
+# `python benchmarks/metaworld.py` reproduces its figure with no training.
+METAWORLD_MT10_DIR = Path(__file__).parent / "metaworld_mt10"
 
 
 class Policy:

@@ -51,6 +51,12 @@ def test_hold_still_policy_end_to_end(tmp_path, hold_policy):
         "group": "pick",
     }  # fmt: skip
     assert data["overall"]["n"] == 4 and data["mean_task_success_rate"] == 0.0
+    # Success per instruction template: every episode counted once, under its family's train templates.
+    templates = data["templates"]
+    assert sum(r["n"] for r in templates.values()) == 4
+    assert all(
+        name.startswith(("pick (train): ", "touch (train): ")) and "{color}" in name for name in templates
+    )
     assert set(data["episodes"][0]) == {
         "index", "task", "group", "instruction", "seed", "success", "steps", "chunks", "video",
     }  # fmt: skip

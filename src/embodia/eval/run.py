@@ -13,7 +13,8 @@ results.json (``"schema": "embodia.eval/1"``)::
     {"suite", "kind", "split", "episodes_per_task", "num_envs", "replan_every", "guided", "chunk_size",
      "n_action_steps", "image_size", "max_steps", "seed", "seed_base", "embodiment", "checkpoint_hash",
      "policy_class", "overall": RATE, "mean_task_success_rate", "groups": {name: RATE},
-     "tasks": {name: RATE + {"group"}}, "episodes": [{"index", "task", "group", "instruction", "seed",
+     "tasks": {name: RATE + {"group"}}, "templates": {"<family> (<split>): <template>": RATE} (tabletop
+     only), "episodes": [{"index", "task", "group", "instruction", "seed",
      "success", "steps", "chunks", "video"}], "seconds", "provenance": {"git_sha", "versions",
      "python", "platform", "created_utc"}}
     RATE = {"successes", "n", "success_rate", "ci95": [low, high]}
@@ -25,11 +26,12 @@ import json
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -69,6 +71,9 @@ class EvalResult:
     episodes: list[EpisodeResult]
     seconds: float
     checkpoint_hash: str
+    # Tabletop only: success per instruction template ("tap the {color} cube"), so that a phrasing the
+    # policy does not ground shows up by name instead of vanishing into its family's average.
+    templates: dict[str, Rate] = field(default_factory=dict)
 
     @property
     def videos(self) -> list[Path]:
@@ -160,6 +165,7 @@ def evaluate(
     tasks = summarise(episodes_done, key=lambda e: e.task)
     groups = summarise(episodes_done, key=lambda e: e.group)
     overall = Rate.of(sum(e.success for e in episodes_done), len(episodes_done))
+    templates = summarise(episodes_done, key=_template_of) if spec.kind == "tabletop" else {}
     result = EvalResult(
         out_dir=out,
         results_path=out / "results.json",
@@ -172,10 +178,21 @@ def evaluate(
         episodes=episodes_done,
         seconds=seconds,
         checkpoint_hash=str(policy.checkpoint_hash),
+        templates=templates,
     )
     atomic_write_text(result.results_path, json.dumps(results_json(result, settings), indent=2) + "\n")
     build_report(result, settings).save(result.report_path)
     return result
+
+
+def _template_of(episode: EpisodeResult) -> str:
+    from embodia.sim.tasks import parse_instruction
+
+    try:
+        task = parse_instruction(episode.instruction)
+    except ValueError:  # an env that phrases tasks its own way
+        return "(other phrasings)"
+    return f"{task.family} ({task.split}): {task.template_text}"
 
 
 def _suite_embodiment(policy: ChunkPolicy, spec: Suite) -> str:
@@ -248,6 +265,7 @@ def results_json(result: EvalResult, settings: dict[str, Any]) -> dict[str, Any]
             for t in result.suite.tasks
             if t.name in result.tasks
         },
+        "templates": {t: r.to_dict() for t, r in sorted(result.templates.items())},
         "episodes": [e.to_dict(relative_to=result.out_dir) for e in result.episodes],
         "seconds": round(result.seconds, 3),
         "provenance": {
@@ -298,6 +316,13 @@ def build_report(result: EvalResult, settings: dict[str, Any]) -> Report:
         if t.name in result.tasks
     ]
     rep.table(task_rows, columns=["task", "group", *cols[1:]])
+    if result.templates:
+        rep.heading("Per instruction template")
+        rep.paragraph(
+            "A template far below its family's rate is a phrasing the policy does not ground (the language "
+            "wall), not a motor failure: compare it with the family's other templates."
+        )
+        rep.table(_rate_rows(dict(sorted(result.templates.items()))), columns=["template", *cols[1:]])
     filmed = [e for e in result.episodes if e.video is not None]
     if filmed:
         rep.heading("Videos")
@@ -353,6 +378,10 @@ def summary_table(result: EvalResult) -> Table:
         table.add_section()
         for g, r in result.groups.items():
             table.add_row("", g, _pct(r), _ci(r), str(r.n))
+    if result.templates:
+        table.add_section()
+        for name, r in sorted(result.templates.items()):
+            table.add_row(f"[dim]{escape(name)}[/]", "template", _pct(r), _ci(r), str(r.n))
     table.add_section()
     table.add_row(
         "[bold]overall[/]", "", f"[bold]{_pct(result.overall)}[/]", _ci(result.overall), str(result.overall.n)

@@ -144,9 +144,13 @@ class TaskInstance:
     split: str = "train"
 
     @property
+    def template_text(self) -> str:
+        """The instruction template this task was phrased with, placeholders kept ("tap the {color} cube")."""
+        return FAMILIES[self.family].templates(self.split)[self.template]
+
+    @property
     def instruction(self) -> str:
-        tpl = FAMILIES[self.family].templates(self.split)[self.template]
-        return tpl.format(color=self.color, other=self.other, direction=self.direction)
+        return self.template_text.format(color=self.color, other=self.other, direction=self.direction)
 
     @property
     def colors_needed(self) -> tuple[str, ...]:

@@ -381,6 +381,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = preset(args.preset, datasets=[str(Path(d)) for d in args.datasets], **overrides)
         if args.head:
             cfg.model = dataclasses.replace(cfg.model, head=args.head)
+        if args.backbone:  # keypoints read the built-in CNN's middle block, which a backbone replaces
+            cfg.model = dataclasses.replace(cfg.model, backbone=args.backbone, keypoints=0)
         # Under `accelerate launch` every process runs this; they must agree on one folder.
         multi = int(os.environ.get("WORLD_SIZE", "1")) > 1
         if multi and not args.out:
@@ -630,6 +632,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int)
     tr.add_argument("--save-every", type=_positive_int)
     tr.add_argument("--head", choices=["flow", "l1"], help="action head (default: the preset's, flow)")
+    tr.add_argument(
+        "--backbone",
+        help="vision: hf:<local folder> starts from a pretrained transformers vision model (config.json + "
+        "model.safetensors; nothing is downloaded) instead of the built-in CNN",
+    )
     tr.add_argument(
         "--weights",
         type=_positive_floats,

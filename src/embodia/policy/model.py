@@ -48,6 +48,11 @@ class VLAConfig:
     flow_steps: int = 10
     dropout: float = 0.0
     embodiments: list[str] = field(default_factory=lambda: ["so101", "so101_ee", "sawyer"])
+    # Vision: "cnn" (the built-in FiLM CNN, trained from scratch) or "hf:<local folder>", a pretrained
+    # transformers vision model (see policy/backbones.py). backbone_config is filled in on the first
+    # build so that a checkpoint can rebuild the backbone without the folder.
+    backbone: str = "cnn"
+    backbone_config: dict | None = None
 
     def __post_init__(self) -> None:
         if self.head not in ("flow", "l1"):
@@ -58,6 +63,15 @@ class VLAConfig:
             )
         if self.d_model % self.n_heads:
             raise ValueError("d_model must be divisible by n_heads")
+        if self.backbone != "cnn":
+            from embodia.policy.backbones import backbone_folder
+
+            backbone_folder(self.backbone)  # validates the spelling
+            if self.keypoints:
+                raise ValueError(
+                    "keypoints read a middle block of the built-in CNN; set keypoints=0 with a pretrained "
+                    f"backbone ({self.backbone})"
+                )
         if self.keypoints < 0 or not 1 <= self.keypoint_block <= len(self.cnn_channels):
             raise ValueError(
                 f"keypoints must be >= 0 and keypoint_block in 1..{len(self.cnn_channels)}, "
@@ -252,7 +266,12 @@ class VLA(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model
-        self.vision = VisionEncoder(cfg)
+        if cfg.backbone == "cnn":
+            self.vision: nn.Module = VisionEncoder(cfg)
+        else:
+            from embodia.policy.backbones import PretrainedVision
+
+            self.vision = PretrainedVision(cfg)
         self.lang_proj = nn.Linear(LANG_DIM, d)
         self.state_proj = nn.Linear(cfg.max_state_dim, d)
         self.embodiment = nn.Embedding(cfg.num_embodiments, d)

@@ -71,7 +71,8 @@ class Policy:
         self.path: Path | None = None
         # Frozen traces of the model for low-latency acting (see policy/fast.py); `fast=False` runs
         # the eager module, e.g. after changing the weights in place.
-        self._fast = FastSampler(self.model) if fast else None
+        # The traces are for the built-in backbone; a transformers backbone runs eagerly.
+        self._fast = FastSampler(self.model) if fast and model.cfg.backbone == "cnn" else None
 
     # ------------------------------------------------------------------ properties every consumer uses
     @property

@@ -382,6 +382,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.head:
             cfg.model = dataclasses.replace(cfg.model, head=args.head)
         if args.backbone:  # keypoints read the built-in CNN's middle block, which a backbone replaces
+            from embodia.policy.backbones import check_backbone
+
+            check_backbone(args.backbone)  # before the run folder exists
             cfg.model = dataclasses.replace(cfg.model, backbone=args.backbone, keypoints=0)
         # Under `accelerate launch` every process runs this; they must agree on one folder.
         multi = int(os.environ.get("WORLD_SIZE", "1")) > 1

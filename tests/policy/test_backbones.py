@@ -87,7 +87,7 @@ def test_pretrained_backbone_trains_and_reloads_without_its_folder(tmp_path, mak
 def test_backbone_errors_say_what_to_do(tmp_path):
     with pytest.raises(ValueError, match="'cnn' or 'hf:<local folder>'"):
         _tiny_cfg(tmp_path, "resnet18")
-    with pytest.raises(FileNotFoundError, match="never\\s+downloads"):
+    with pytest.raises(ValueError, match="never\\s+downloads"):
         VLA(_tiny_cfg(tmp_path, f"hf:{tmp_path / 'nowhere'}").model)
     with pytest.raises(ValueError, match="set keypoints=0"):
         replace(_tiny_cfg(tmp_path, "cnn").model, backbone="hf:/x", keypoints=4)

@@ -43,14 +43,17 @@ def backbone_folder(spec: str) -> Path:
     return Path(spec[len(HF_PREFIX) :]).expanduser()
 
 
-def _check_folder(folder: Path) -> None:
+def check_backbone(spec: str) -> Path:
+    """The folder named by an "hf:<folder>" spec, checked before anything is built or written."""
+    folder = backbone_folder(spec)
     missing = [name for name in ("config.json", "model.safetensors") if not (folder / name).is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise ValueError(
             f"pretrained backbone folder {folder}: missing {', '.join(missing)}. Give a local folder written "
             "by a transformers model's save_pretrained(..., safe_serialization=True); embodia never "
             "downloads weights and never loads pickled ones"
         )
+    return folder
 
 
 def _pixel_stats(folder: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -71,8 +74,7 @@ class PretrainedVision(nn.Module):
         from transformers import AutoConfig, AutoModel
 
         if cfg.backbone_config is None:  # a new model: start from the pretrained weights in the folder
-            folder = backbone_folder(cfg.backbone)
-            _check_folder(folder)
+            folder = check_backbone(cfg.backbone)
             self.net = AutoModel.from_pretrained(folder, local_files_only=True, use_safetensors=True)
             cfg.backbone_config = json.loads(self.net.config.to_json_string())
             mean, std = _pixel_stats(folder)

@@ -225,3 +225,32 @@ def test_guided_replanning_needs_room_and_a_guidable_policy(hold_policy):
         evaluate(_GuidablePolicy(), "touch", episodes=1, replan_every=8, guided=True, **SMALL)
     with pytest.raises(TypeError, match="cannot be guided"):
         evaluate(hold_policy(chunk_size=8), "touch", episodes=1, replan_every=4, guided=True, **SMALL)
+
+
+class _NoisyPolicy(_GuidablePolicy):
+    """Holds still, and records a draw from torch's global generator per call, as a flow policy's noise."""
+
+    def __init__(self):
+        super().__init__()
+        self.draws: list[float] = []
+
+    def predict_chunk(self, observations, pending=None, delay=0):
+        import torch
+
+        self.draws.append(float(torch.randn(())))
+        return super().predict_chunk(observations, pending, delay)
+
+
+def test_the_same_evaluation_draws_the_same_policy_noise(tmp_path):
+    import torch
+
+    runs = []
+    for i in range(2):
+        torch.manual_seed(i)  # whatever happened before the evaluation
+        policy = _NoisyPolicy()
+        evaluate(
+            policy, "touch", episodes=2, num_envs=1, videos_per_task=0, out_dir=tmp_path / str(i),
+            max_steps=8, in_process=True, **SMALL,
+        )  # fmt: skip
+        runs.append(policy.draws)
+    assert len(runs[0]) == 4 and runs[0] == runs[1]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import platform
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -154,6 +155,11 @@ def evaluate(
     policy.embodiment = embodiment
     try:
         policy.reset()
+        torch = sys.modules.get("torch")  # (evaluation itself never imports torch)
+        if torch is not None:
+            # A flow-matching policy draws its noise from torch's global generator: seeding it makes the
+            # same evaluation (checkpoint, seed, num_envs) repeat episode for episode.
+            torch.manual_seed(EVAL_SEED_BASE + seed)
         t0 = time.perf_counter()
         episodes_done = _run_with_progress(
             policy, spec, plan, factory, min(num_envs, len(plan)), k, guided, out, in_process, show_progress

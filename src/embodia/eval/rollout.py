@@ -206,10 +206,10 @@ def run_rollouts(
         need = [i for i in idx if not active[i].queue]
         # Envs with a previous chunk are guided by its rest (one call); the others plan freely.
         with_rest = [i for i in need if guided and active[i].rest is not None]
-        for group in (with_rest, [i for i in need if i not in with_rest]):
+        for group, use_rest in ((with_rest, True), ([i for i in need if i not in with_rest], False)):
             if not group:
                 continue
-            rests = np.stack([active[i].rest for i in group]) if group is with_rest else None
+            rests = np.stack([active[i].rest for i in group]) if use_rest else None
             chunks = _predict(policy, [active[i].obs for i in group], k, action_dim, rests)
             for row, i in enumerate(group):
                 active[i].queue.extend(chunks[row, :k])

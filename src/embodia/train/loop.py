@@ -216,8 +216,6 @@ class Prefetcher:
         for s in range(step, step + self.depth + 1):
             if s not in self.ahead:
                 self.ahead[s] = self.pool.submit(make_batch, *self.args, s, self.rank, self.device)
-        for s in [s for s in self.ahead if s < step]:  # after a resume to an earlier step
-            self.ahead.pop(s).cancel()
         return self.ahead.pop(step).result()
 
     def close(self) -> None:

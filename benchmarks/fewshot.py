@@ -1,7 +1,8 @@
 """Few-shot: fine-tune a pretrained base on a task family it never saw, from a handful of
 demonstrations, and train the same architecture from scratch on the same demonstrations.
 
-    python benchmarks/fewshot.py DATASET --family place [--base CKPT] [--steps 1400] [--episodes 50]
+    python benchmarks/fewshot.py DATASET --family place [--base CKPT] [--steps 1400 | --minutes 10]
+                                 [--episodes 50]
                                  [--freeze-encoders] [--cotrain BASE_DATASET [--cotrain-share 0.5]]
 
 DATASET holds the demonstrations of the held-out family (e.g. `embodia record place --episodes 20`).
@@ -35,6 +36,12 @@ def main() -> None:
     parser.add_argument("--family", default="place")
     parser.add_argument("--base", default=None, help="pretrained checkpoint (default: the shipped base)")
     parser.add_argument("--steps", type=int, default=None, help="default: the finetune preset's")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="train each model for this long instead (replaces --steps)",
+    )
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--num-envs", type=int, default=2)
     parser.add_argument(
@@ -70,6 +77,8 @@ def main() -> None:
             overrides["cache_dir"] = args.cache_dir
         if args.steps:
             overrides["steps"] = args.steps
+        if args.minutes:
+            overrides["time_budget_s"] = 60.0 * args.minutes
         if name == "finetuned":
             if args.cotrain:
                 share = args.cotrain_share

@@ -22,6 +22,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
 def _positive_floats(text: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",")]
@@ -370,6 +380,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["freeze_encoders"] = True
     if args.weights:
         overrides["dataset_weights"] = args.weights
+    if args.minutes:
+        overrides["time_budget_s"] = 60.0 * args.minutes
     if args.no_augment:
         overrides["augment"] = False
     if args.resume:
@@ -630,6 +642,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="tiny | default | base | base_gpu | metaworld | metaworld_gpu | finetune",
     )
     tr.add_argument("--steps", type=_positive_int)
+    tr.add_argument(
+        "--minutes",
+        type=_positive_float,
+        help="train for this long in all (data loading included): the step rate is measured on the first "
+        "20 steps and --steps is set to what fits, with the schedule scaled to it",
+    )
     tr.add_argument("--batch-size", type=_positive_int)
     tr.add_argument("--lr", type=float)
     tr.add_argument("--seed", type=int)

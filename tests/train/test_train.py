@@ -259,3 +259,23 @@ def test_prefetching_batches_trains_exactly_the_same_weights(tmp_path):
     assert_same(weights(inline), weights(ahead))
     with pytest.raises(ValueError, match="prefetch must be >= 0"):
         tiny(tmp_path, prefetch=-1)
+
+
+def test_a_time_budget_fixes_the_steps_after_calibration_and_completes_the_schedule(tmp_path):
+    from embodia.train.loop import BUDGET_CALIBRATION_STEPS, fit_steps_to_budget
+
+    # The arithmetic: 60 s budget, 10 s spent, 2 steps/s -> (60 * 0.96 - 10) * 2 = 95 more steps.
+    assert fit_steps_to_budget(TrainConfig(time_budget_s=60), 20, 2.0, 10.0) == 20 + 95
+    assert fit_steps_to_budget(TrainConfig(time_budget_s=5), 20, 2.0, 10.0) == 20  # already over
+
+    cfg = tiny(tmp_path, steps=5, save_every=1000, log_every=1, time_budget_s=6.0)
+    final = train(cfg, tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    # --steps 5 was replaced by what fits; the run ended exactly there, with the cosine at its floor.
+    assert saved["steps"] == cfg.steps == lines[-1]["step"] >= BUDGET_CALIBRATION_STEPS
+    assert lines[-1]["lr"] == pytest.approx(lr_at(cfg, cfg.steps - 1))
+    assert lines[-1]["lr"] < 0.1 * cfg.lr  # the cosine ran its course, not a 10**9-step schedule
+    assert Policy.from_pretrained(final).n_action_steps == 4
+    with pytest.raises(ValueError, match="time_budget_s"):
+        tiny(tmp_path, time_budget_s=-1)

@@ -48,6 +48,10 @@ class TrainConfig:
     eval_every: int = 0  # 0: no periodic evaluation in simulation
     eval_episodes: int = 10
     eval_suite: str = ""
+    # Wall-clock budget for the whole run in seconds (0: off; `embodia train --minutes`). The first
+    # BUDGET_CALIBRATION_STEPS steps measure the step rate, then `steps` is set to what fits and the run
+    # continues exactly as one started with that many steps (schedule, checkpoints, resume).
+    time_budget_s: float = 0.0
     stop_after: int = 0  # testing aid: stop (as if killed) after this step, without a final save
     name: str = "vla"
 
@@ -61,6 +65,8 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.time_budget_s < 0:
+            raise ValueError(f"time_budget_s must be >= 0 (0: no budget), got {self.time_budget_s}")
         if self.prefetch is not None and self.prefetch < 0:
             raise ValueError(f"prefetch must be >= 0 (batches built ahead), got {self.prefetch}")
         if self.dataset_weights is not None:

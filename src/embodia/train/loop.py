@@ -353,9 +353,23 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return path
 
 
+BUDGET_CALIBRATION_STEPS = 20
+UNFITTED_STEPS = 10**9
+# Part of a time budget kept for the final checkpoint and the gaps the calibration does not see.
+BUDGET_RESERVE = 0.04
+
+
+def fit_steps_to_budget(cfg: TrainConfig, step: int, step_rate: float, elapsed_s: float) -> int:
+    """How many steps in total fit `cfg.time_budget_s`, given the measured rate (steps/s) and the time
+    already spent (data loading and the calibration steps included); never fewer than `step`."""
+    left = cfg.time_budget_s * (1 - BUDGET_RESERVE) - elapsed_s
+    return step + max(0, int(step_rate * left))
+
+
 def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, console=None, on_log=None) -> Path:
     """Train; returns the folder of the final policy (`<run>/final`). With `resume`, continue the run
     in `run_dir` from its latest checkpoint, with the configuration it was started with."""
+    t_start = time.perf_counter()
     run_dir = Path(run_dir)
     if resume:
         ckpt = latest_checkpoint(run_dir)
@@ -363,6 +377,10 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, console=None, o
             raise CheckpointError(f"{run_dir}: nothing to resume (no checkpoints/latest)")
         saved = read_json(ckpt / "train_state.json")["config"]
         cfg = TrainConfig.from_dict({**saved, "stop_after": cfg.stop_after})
+    # A resumed run keeps the steps its budget fixed; only one stopped before that measures again.
+    budget = cfg.time_budget_s > 0 and (not resume or cfg.steps == UNFITTED_STEPS)
+    if budget:
+        cfg.steps = UNFITTED_STEPS  # until the rate is measured (the warmup is the configured one)
     trainer = Trainer(cfg, run_dir, console=console)
     acc = trainer.acc
     if resume:
@@ -382,10 +400,25 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, console=None, o
     try:
         if progress:
             progress.start()
+        t_loop, step_loop = time.perf_counter(), trainer.step
         while trainer.step < cfg.steps:
             loss, grad_norm = trainer.train_step()
             losses.append(loss)
             step = trainer.step
+            if budget and step == step_loop + BUDGET_CALIBRATION_STEPS:
+                now = time.perf_counter()
+                rate = (step - step_loop) / max(now - t_loop, 1e-9)
+                cfg.steps = _agree(acc, fit_steps_to_budget(cfg, step, rate, now - t_start))
+                budget = False
+                if acc.is_main_process:
+                    (run_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+                    if console is not None:
+                        console.print(
+                            f"time budget {cfg.time_budget_s:.0f} s: {rate:.2f} steps/s measured, "
+                            f"training {cfg.steps} steps"
+                        )
+                if progress:
+                    progress.update(bar, total=cfg.steps)
             if step % cfg.log_every == 0 or step == cfg.steps:
                 now = time.perf_counter()
                 sps = (step - last_step) * cfg.batch_size * acc.num_processes / max(now - last_t, 1e-9)
@@ -422,6 +455,15 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, console=None, o
         trainer.policy().save_pretrained(final)
     acc.wait_for_everyone()
     return final
+
+
+def _agree(acc, steps: int) -> int:
+    """Every process trains the main process's step count (their measured rates differ slightly)."""
+    if acc.num_processes == 1:
+        return steps
+    from accelerate.utils import broadcast_object_list
+
+    return int(broadcast_object_list([steps])[0])
 
 
 def _progress(console):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from embodia.eval.protocol import seed_policy_noise
 from embodia.robots.spec import TASK
 from embodia.sim.tasks import COLORS, DIRECTIONS, FAMILIES, TaskInstance, make_task, parse_instruction
 
@@ -99,6 +100,7 @@ def run_episode(
     queue: list[np.ndarray] = []
     success, steps, chunks = False, 0, 0
     policy.reset()
+    seed_policy_noise(seed)  # the same seed replays the same episode
     while steps < limit:
         if not queue:
             chunk = policy.predict_chunk([{**obs, TASK: text}])[0]

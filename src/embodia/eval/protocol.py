@@ -7,6 +7,7 @@ without torch and cannot drift into depending on the model's internals.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -42,3 +43,12 @@ class ChunkPolicy(Protocol):
     def reset(self) -> None:
         """Forget any internal state. Called once before an evaluation's first episode."""
         ...
+
+
+def seed_policy_noise(seed: int) -> None:
+    """Seed torch's global generator, where a flow-matching policy draws its noise, so that the same
+    episode (or evaluation) run twice acts the same. Evaluation never imports torch itself: a policy
+    that does not use it is unaffected."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import platform
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from embodia.eval.protocol import ChunkPolicy
+from embodia.eval.protocol import ChunkPolicy, seed_policy_noise
 from embodia.eval.rollout import (
     EVAL_SEED_BASE,
     EpisodeResult,
@@ -155,11 +154,7 @@ def evaluate(
     policy.embodiment = embodiment
     try:
         policy.reset()
-        torch = sys.modules.get("torch")  # (evaluation itself never imports torch)
-        if torch is not None:
-            # A flow-matching policy draws its noise from torch's global generator: seeding it makes the
-            # same evaluation (checkpoint, seed, num_envs) repeat episode for episode.
-            torch.manual_seed(EVAL_SEED_BASE + seed)
+        seed_policy_noise(EVAL_SEED_BASE + seed)  # the same evaluation repeats episode for episode
         t0 = time.perf_counter()
         episodes_done = _run_with_progress(
             policy, spec, plan, factory, min(num_envs, len(plan)), k, guided, out, in_process, show_progress

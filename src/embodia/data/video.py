@@ -9,6 +9,8 @@ one. Frames sit on a 1/fps time grid, so frame i of an episode is at from_timest
 from __future__ import annotations
 
 import os
+import threading
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,14 +24,66 @@ from embodia.data.format import VIDEO_PRESETS, VideoEncoding
 SVT_PRESET = 10
 
 
-def encode_episode(frames: np.ndarray, path: Path, fps: int, encoding: VideoEncoding | None = None) -> None:
-    """Encode uint8 (T, H, W, 3) frames into a standalone mp4 (pts = frame number, time base 1/fps)."""
+# SVT-AV1 can deadlock in its flush under CPU load (seen here: `embodia record` idle for good inside
+# svt_av1_enc_get_packet after ~1,400 encodes while other jobs ran; SVT-AV1 issues 2300 / 2311 report the
+# same). PyAV releases the GIL in the encoder, so a stalled encode can be abandoned to its thread and
+# redone from scratch into a fresh file. An episode's encode normally takes well under a second.
+ENCODE_TIMEOUT_S = 120.0
+ENCODE_ATTEMPTS = 3
+
+
+def encode_episode(
+    frames: np.ndarray,
+    path: Path,
+    fps: int,
+    encoding: VideoEncoding | None = None,
+    timeout_s: float = ENCODE_TIMEOUT_S,
+) -> None:
+    """Encode uint8 (T, H, W, 3) frames into a standalone mp4 (pts = frame number, time base 1/fps).
+    An encode that stalls for `timeout_s` is abandoned and redone, up to ENCODE_ATTEMPTS times."""
     enc = encoding or VIDEO_PRESETS["av1"]
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
     t, h, w, _ = frames.shape
     if h % 2 or w % 2:
         raise ValueError(f"{enc.pix_fmt} video needs even height and width, got {h}x{w}")
+    path = Path(path)
+    for attempt in range(ENCODE_ATTEMPTS):
+        # Each attempt writes its own file: an abandoned one may still wake up and write to it later.
+        out = path.with_name(f".{path.stem}.attempt{attempt}{path.suffix}")
+        outcome: dict[str, BaseException] = {}
+        worker = threading.Thread(
+            target=_encode_into, args=(frames, out, fps, enc, outcome), name="video-encode", daemon=True
+        )
+        worker.start()
+        worker.join(timeout_s)
+        if worker.is_alive():
+            warnings.warn(
+                f"video encoder ({enc.encoder}) stalled for {timeout_s:.0f} s on {path.name}; retrying",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            continue
+        if "error" in outcome:
+            raise outcome["error"]
+        os.replace(out, path)
+        return
+    raise RuntimeError(
+        f"the video encoder ({enc.encoder}) stalled {ENCODE_ATTEMPTS} times on {path.name} (a known, "
+        "intermittent SVT-AV1 deadlock under CPU load). Nothing of this episode was written: continue the "
+        "recording with --resume, or record with --video h264-444"
+    )
+
+
+def _encode_into(frames: np.ndarray, path: Path, fps: int, enc: VideoEncoding, outcome: dict) -> None:
+    try:
+        _encode(frames, path, fps, enc)
+    except BaseException as exc:  # handed to the waiting thread, which raises it
+        outcome["error"] = exc
+
+
+def _encode(frames: np.ndarray, path: Path, fps: int, enc: VideoEncoding) -> None:
+    t, h, w, _ = frames.shape
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(enc.encoder, rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, enc.pix_fmt

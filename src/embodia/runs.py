@@ -6,6 +6,7 @@ package versions, the git commit of the working tree (when there is one) and the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -66,9 +67,15 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+MAX_NAME = 80  # characters of a run folder's name after the time stamp
+
+
 def new_run_dir(command: str, name: str = "run", root: Path | None = None) -> Path:
     """Create ./embodia_runs/<command>/<UTC time>-<name>/ (never reusing an existing folder)."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
+    if len(safe) > MAX_NAME:  # e.g. a long task list: file systems refuse names over 255 bytes
+        digest = hashlib.sha256(safe.encode()).hexdigest()[:8]
+        safe = f"{safe[: MAX_NAME - 9].rstrip('-')}-{digest}"
     base = (root or RUNS_ROOT) / command
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     path = base / f"{stamp}-{safe}"

@@ -25,7 +25,7 @@ SVT_PRESET = 10
 
 
 # SVT-AV1 can deadlock in its flush under CPU load (seen here: `embodia record` idle for good inside
-# svt_av1_enc_get_packet after ~1,400 encodes while other jobs ran; SVT-AV1 issues 2300 / 2311 report the
+# svt_av1_enc_get_packet after ~690 episodes while other jobs ran; SVT-AV1 issues 2300 / 2311 report the
 # same). PyAV releases the GIL in the encoder, so a stalled encode can be abandoned to its thread and
 # redone from scratch into a fresh file. An episode's encode normally takes well under a second.
 ENCODE_TIMEOUT_S = 120.0

@@ -645,8 +645,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--minutes",
         type=_positive_float,
-        help="train for this long in all (data loading included): the step rate is measured on the first "
-        "20 steps and --steps is set to what fits, with the schedule scaled to it",
+        help="train for this long in all (data loading included), replacing --steps: the step rate is "
+        "measured on the first 20 steps and the step count (and the schedule) set to what fits",
     )
     tr.add_argument("--batch-size", type=_positive_int)
     tr.add_argument("--lr", type=float)

@@ -279,3 +279,30 @@ def test_a_time_budget_fixes_the_steps_after_calibration_and_completes_the_sched
     assert Policy.from_pretrained(final).n_action_steps == 4
     with pytest.raises(ValueError, match="time_budget_s"):
         tiny(tmp_path, time_budget_s=-1)
+
+
+def test_step_budget_refits_once_when_the_warmup_ends():
+    from embodia.train.loop import UNFITTED_STEPS, StepBudget
+
+    cfg = TrainConfig(time_budget_s=600, warmup_steps=100, steps=UNFITTED_STEPS)
+    budget = StepBudget(cfg, t_start=0.0, step=0, now=20.0)  # 20 s of data loading
+    assert budget.candidate(10, 30.0) is None
+    # Slow first steps: 20 in 16 s -> 1.25 steps/s over the 576 s usable minus 36 s spent.
+    first = budget.candidate(20, 36.0)
+    assert first == 20 + int(1.25 * (576 - 36))
+    budget.decided(20, first)
+    assert budget.refit_at == 100  # the warmup's end under that count
+    # Steps 20..100 at 0.5 s each: the second fit sees the real rate and gives the run more steps.
+    second = budget.candidate(100, 76.0)
+    assert second == 100 + int(2.0 * (576 - 76)) and second > first
+    budget.decided(100, second)
+    assert budget.refit_at is None and budget.candidate(200, 126.0) is None
+
+    # A second fit that would shorten the warmup (fewer than 500 steps at warmup 100) keeps the first.
+    budget = StepBudget(cfg, t_start=0.0, step=0, now=0.0)
+    budget.decided(20, budget.candidate(20, 10.0))
+    assert budget.candidate(100, 200.0) == -1
+    # A warmup too short to measure a second rate on: one fit only.
+    short = StepBudget(TrainConfig(time_budget_s=60, warmup_steps=10), 0.0, 0, 0.0)
+    short.decided(20, short.candidate(20, 5.0))
+    assert short.refit_at is None

@@ -306,3 +306,18 @@ def test_step_budget_refits_once_when_the_warmup_ends():
     short = StepBudget(TrainConfig(time_budget_s=60, warmup_steps=10), 0.0, 0, 0.0)
     short.decided(20, short.candidate(20, 5.0))
     assert short.refit_at is None
+
+
+def test_a_run_past_its_time_budget_stops_and_saves(tmp_path, monkeypatch):
+    import embodia.train.loop as loop
+
+    # As if the rate measured at calibration had later halved: the fitted count no longer fits.
+    monkeypatch.setattr(loop, "fit_steps_to_budget", lambda cfg, step, rate, elapsed: 10**6)
+    cfg = tiny(tmp_path, save_every=1000, log_every=1, time_budget_s=8.0)
+    final = train(cfg, tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert BUDGET_STEPS_MIN <= saved["steps"] == cfg.steps < 10**6
+    assert Policy.from_pretrained(final).n_action_steps == 4
+
+
+BUDGET_STEPS_MIN = 20  # the calibration steps always run

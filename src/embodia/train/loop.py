@@ -454,6 +454,14 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, console=None, o
                         )
                 if progress:
                     progress.update(bar, total=cfg.steps)
+            if budget and step > budget.calibrate_at and step % cfg.log_every == 0 and step < cfg.steps:
+                # The fitted count rests on a rate that can still drop (another job starts): past the
+                # budget, stop here, all processes at the same step, and save as if this were the end.
+                over = time.perf_counter() - t_start > cfg.time_budget_s * (1 - BUDGET_RESERVE / 2)
+                if _agree(acc, int(over)):
+                    cfg.steps = step
+                    if acc.is_main_process:
+                        (run_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
             if step % cfg.log_every == 0 or step == cfg.steps:
                 now = time.perf_counter()
                 sps = (step - last_step) * cfg.batch_size * acc.num_processes / max(now - last_t, 1e-9)

@@ -423,7 +423,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, console=None, o
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "metrics.jsonl"
     if acc.is_main_process and not resume:
-        (run_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        _write_config(run_dir, cfg)
     losses: list[float] = []
     t0, last_t, last_step = time.perf_counter(), time.perf_counter(), trainer.step
     progress = _progress(console) if acc.is_main_process and console is not None else None
@@ -447,7 +447,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, console=None, o
                     cfg.steps = agreed
                 budget.decided(step, cfg.steps)
                 if acc.is_main_process:
-                    (run_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+                    _write_config(run_dir, cfg)
                     if console is not None:
                         console.print(
                             f"time budget {cfg.time_budget_s:.0f} s: step {step}, training {cfg.steps} steps"
@@ -461,7 +461,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, console=None, o
                 if _agree(acc, int(over)):
                     cfg.steps = step
                     if acc.is_main_process:
-                        (run_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+                        _write_config(run_dir, cfg)
             if step % cfg.log_every == 0 or step == cfg.steps:
                 now = time.perf_counter()
                 sps = (step - last_step) * cfg.batch_size * acc.num_processes / max(now - last_t, 1e-9)
@@ -498,6 +498,13 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, console=None, o
         trainer.policy().save_pretrained(final)
     acc.wait_for_everyone()
     return final
+
+
+def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
+    """The run's configuration as it stands (a time budget rewrites it once the step count is fixed)."""
+    from embodia.runs import atomic_write_text
+
+    atomic_write_text(run_dir / "train_config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
 
 
 def _agree(acc, steps: int) -> int:

@@ -62,3 +62,30 @@ def test_docs_task_catalogue_is_current():
 
     doc = Path(__file__).resolve().parents[2] / "docs" / "tasks.md"
     assert doc.read_text() == tasks_markdown(), "regenerate with: embodia tasks --markdown > docs/tasks.md"
+
+
+def test_augment_templates_share_no_word_with_heldout_templates():
+    # Words that only held-out templates use ("cube", "tap", "with", ...) must stay unseen in training.
+    train_words = set().union(*(_words(f.train_templates) for f in FAMILIES.values()))
+    heldout_only = set().union(*(_words(f.heldout_templates) for f in FAMILIES.values())) - train_words
+    for fam in FAMILIES.values():
+        assert len(fam.augment_templates) >= 6, fam.name
+        assert fam.slots == tuple(dict.fromkeys(re.findall(r"\{(\w+)\}", " ".join(fam.augment_templates))))
+        for tpl in fam.augment_templates:
+            assert not (_words([tpl]) & heldout_only), (fam.name, tpl, _words([tpl]) & heldout_only)
+
+
+def test_paraphrases_keep_the_task_and_never_use_heldout_phrasings():
+    from embodia.sim.tasks import paraphrases
+
+    alts = paraphrases("push the red block to the left")
+    assert "slide the red block to the left" in alts and "knock the red block to the left" in alts
+    assert "push the red block to the left" not in alts
+    assert all("red" in a and "left" in a for a in alts)
+    heldout = {t.format(color="red", direction="left") for t in FAMILIES["push"].heldout_templates}
+    assert not heldout & set(alts)
+    assert len(alts) == len(FAMILIES["push"].train_templates) + len(FAMILIES["push"].augment_templates) - 1
+    stack = paraphrases("stack the blue block on the green block")
+    assert "lay the blue block on the green block" in stack
+    # Not a tabletop instruction (e.g. a Meta-World task): nothing to swap in.
+    assert paraphrases("Push the puck to a goal") == []

@@ -321,3 +321,40 @@ def test_a_run_past_its_time_budget_stops_and_saves(tmp_path, monkeypatch):
 
 
 BUDGET_STEPS_MIN = 20  # the calibration steps always run
+
+
+def test_swap_phrasings_draws_other_phrasings_of_the_same_task_at_the_given_rate():
+    from embodia.sim.tasks import paraphrases
+    from embodia.train.loop import step_generator, swap_phrasings
+
+    text = "pick up the red block"
+    alternatives = {text: paraphrases(text)}
+    texts = [text] * 4000 + ["Push the puck to a goal"] * 10
+    out = swap_phrasings(texts, alternatives, 0.5, step_generator(0, 1, 0))
+    swapped = [o for o in out[:4000] if o != text]
+    assert len(swapped) / 4000 == pytest.approx(0.5, abs=0.03)
+    assert set(swapped) == set(alternatives[text])  # every phrasing is used, and only those
+    assert out[4000:] == texts[4000:]  # no alternatives: unchanged
+    again = swap_phrasings(texts, alternatives, 0.5, step_generator(0, 1, 0))
+    assert again == out  # a pure function of the step's generator (exact resume holds)
+    assert swap_phrasings(texts, alternatives, 0.0, step_generator(0, 1, 0)) == texts
+    with pytest.raises(ValueError, match="probability"):
+        TrainConfig(paraphrase=1.5)
+
+
+def test_training_with_paraphrases_encodes_them_and_trains(tmp_path):
+    from embodia.policy.language import InstructionEncoder
+    from embodia.train.loop import build_sources
+
+    cfg = tiny(tmp_path, steps=4, save_every=2, paraphrase=0.5)
+    sources, _ = build_sources(cfg, cfg.model, InstructionEncoder())
+    src = sources[0]
+    tasks = list(src.data.ds.tasks)
+    assert tasks and set(src.alternatives) == set(tasks)
+    for t in tasks:  # every phrasing the batch may swap in was encoded with the dataset's own
+        assert t in src.language.index and all(a in src.language.index for a in src.alternatives[t])
+    final = train(cfg, tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "train_config.json").read_text())["paraphrase"] == 0.5
+    plain = train(tiny(tmp_path, steps=4, save_every=2), tmp_path / "plain")
+    w_para, w_plain = weights(final), weights(plain)
+    assert any(not torch.equal(w_para[k], w_plain[k]) for k in w_para)  # the swaps reached the model

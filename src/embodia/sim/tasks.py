@@ -38,6 +38,10 @@ class TaskFamily:
     heldout_templates: tuple[str, ...]
     max_steps: int  # step limit at 30 Hz
     success: str  # the physics predicate, in words (docs and error messages)
+    # Extra phrasings used only to augment training instructions (`embodia train --paraphrase`), never to
+    # record or evaluate. They share no word with any held-out template (a test checks), so held-out
+    # success still measures phrasings the policy has never seen.
+    augment_templates: tuple[str, ...] = ()
 
     @property
     def slots(self) -> tuple[str, ...]:
@@ -67,6 +71,16 @@ FAMILIES: dict[str, TaskFamily] = {
             heldout_templates=("raise the {color} cube", "hoist the {color} cube into the air"),
             max_steps=200,
             success="the block's centre is >= 5 cm above where it rested, for >= 0.5 s (15 ticks)",
+            augment_templates=(
+                "take the {color} block up from the table",
+                "grasp the {color} block and bring it up",
+                "get the {color} block off the table",
+                "elevate the {color} block",
+                "please lift up the {color} block",
+                "pick up the {color} brick",
+                "could you pick the {color} block up",
+                "grip the {color} block and hold it up high",
+            ),
         ),
         TaskFamily(
             "place",
@@ -83,6 +97,14 @@ FAMILIES: dict[str, TaskFamily] = {
             max_steps=300,
             success="the block's centre is inside the bowl's inner radius and below its rim, resting "
             "(speed < 2 cm/s) and released (no gripper contact), for 5 ticks",
+            augment_templates=(
+                "set the {color} block in the bowl",
+                "put the {color} brick into the bowl",
+                "transfer the {color} block to the bowl",
+                "please drop the {color} block into the bowl",
+                "bring the {color} block to the bowl and let go",
+                "the {color} block goes in the bowl",
+            ),
         ),
         TaskFamily(
             "push",
@@ -98,6 +120,16 @@ FAMILIES: dict[str, TaskFamily] = {
             ),
             max_steps=250,
             success="the block moved >= 8 cm on the table, within 45 degrees of the named direction",
+            augment_templates=(
+                "move the {color} block to the {direction} by pushing it",
+                "knock the {color} block to the {direction}",
+                "push the {color} brick towards the {direction}",
+                "slide the {color} block {direction}wards along the table",
+                "please push the {color} block {direction}",
+                "sweep the {color} block to the {direction} side",
+                "send the {color} block to the {direction}",
+                "give the {color} block a push to the {direction}",
+            ),
         ),
         TaskFamily(
             "stack",
@@ -114,6 +146,16 @@ FAMILIES: dict[str, TaskFamily] = {
             max_steps=300,
             success="the block rests on the other block (centres within 1.2 cm horizontally, one block "
             "height apart vertically), released and still, for 5 ticks",
+            augment_templates=(
+                "lay the {color} block on the {other} block",
+                "put the {color} brick on the {other} brick",
+                "rest the {color} block on top of the {other} one",
+                "position the {color} block onto the {other} block",
+                "please stack the {color} block on the {other} one",
+                "build a tower: the {color} block on the {other} block",
+                "move the {color} block onto the {other} block",
+                "lift the {color} block and set it down on the {other} block",
+            ),
         ),
         TaskFamily(
             "touch",
@@ -127,6 +169,16 @@ FAMILIES: dict[str, TaskFamily] = {
             max_steps=150,
             success="the gripper's tool point is within 3 cm of the block's centre for >= 0.5 s (15 ticks) "
             "and the block moved < 3 cm",
+            augment_templates=(
+                "reach out to the {color} block",
+                "move to the {color} block",
+                "touch the {color} brick",
+                "approach the {color} block",
+                "please go to the {color} block",
+                "get close to the {color} block",
+                "bring the fingers to the {color} block",
+                "put your tip on the {color} block",
+            ),
         ),
     ]
 }
@@ -222,6 +274,21 @@ def tasks_markdown() -> str:
         held = "<br>".join(f"`{t}`" for t in f.heldout_templates)
         lines.append(f"| {f.name} | {train} | {held} | {f.max_steps} | {f.success} |")
     return "\n".join(lines) + "\n"
+
+
+def paraphrases(text: str) -> list[str]:
+    """Other phrasings of the same task for training-time augmentation: the family's train templates and
+    its augment templates, filled with the task's slots (the text itself excluded). Held-out templates
+    are never among them. Text that is not a tabletop instruction has none (an empty list), so other
+    datasets train on their instructions unchanged."""
+    try:
+        task = parse_instruction(text)
+    except ValueError:
+        return []
+    fam = FAMILIES[task.family]
+    slots = {"color": task.color, "other": task.other, "direction": task.direction}
+    alts = (t.format(**slots) for t in fam.train_templates + fam.augment_templates)
+    return [a for a in dict.fromkeys(alts) if a != text]
 
 
 def _template_regex(tpl: str) -> re.Pattern:

@@ -34,6 +34,12 @@ class TrainConfig:
     seed: int = 0
     augment: bool = True
     aug_shift: float = 0.08  # random shift as a fraction of the image side (pad-and-crop)
+    # Probability that a sample's instruction is swapped for another phrasing of the same task
+    # (`sim.tasks.paraphrases`: the family's train and augment templates). With only four phrasings per
+    # family the policy can key on exact strings; varied phrasings make it follow the task's meaning,
+    # which is what held-out templates and free-text `embodia run` instructions need. Instructions that
+    # are not tabletop templates are never swapped.
+    paraphrase: float = 0.0
     # Predict joint actions relative to the current state (see EmbodimentInfo.delta_dims); only for
     # embodiments whose action and state name the same joints.
     delta_actions: bool = False
@@ -65,6 +71,8 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not 0 <= self.paraphrase <= 1:
+            raise ValueError(f"paraphrase is a probability in [0, 1], got {self.paraphrase}")
         if self.time_budget_s < 0:
             raise ValueError(f"time_budget_s must be >= 0 (0: no budget), got {self.time_budget_s}")
         if self.prefetch is not None and self.prefetch < 0:

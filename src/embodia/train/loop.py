@@ -14,7 +14,7 @@ import json
 import shutil
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,7 @@ from embodia.policy.model import VLA, VLAConfig
 from embodia.policy.normalize import Normalizer
 from embodia.policy.policy import Policy
 from embodia.robots.spec import ACTION, OBS_STATE
+from embodia.sim.tasks import paraphrases
 from embodia.train.config import TrainConfig, lr_at
 
 
@@ -50,6 +51,8 @@ class Source:
     data: TrainingDataset
     info: EmbodimentInfo
     language: LanguageTable
+    # Other phrasings of each instruction (TrainConfig.paraphrase), all encoded in `language` too.
+    alternatives: dict[str, list[str]] = field(default_factory=dict)
 
 
 def embodiment_of(robot_type: str | None, state_dim: int, action_dim: int) -> str:
@@ -135,7 +138,10 @@ def build_sources(
                 delta_dims=delta,
             )
             embodiments[name] = info
-        sources.append(Source(data, info, LanguageTable.build(encoder, list(ds.tasks))))
+        alts = {t: paraphrases(t) for t in ds.tasks} if cfg.paraphrase > 0 else {}
+        alts = {t: a for t, a in alts.items() if a}
+        texts = list(ds.tasks) + [a for a_list in alts.values() for a in a_list]
+        sources.append(Source(data, info, LanguageTable.build(encoder, texts), alts))
     return sources, embodiments
 
 
@@ -171,6 +177,20 @@ def draw_source(sources: list[Source], cfg: TrainConfig, g: torch.Generator) -> 
     return int(torch.multinomial(torch.tensor(weights, dtype=torch.float), 1, generator=g))
 
 
+def swap_phrasings(
+    texts: list[str], alternatives: dict[str, list[str]], p: float, g: torch.Generator
+) -> list[str]:
+    """Replace each instruction, with probability p, by one of its other phrasings (drawn from g, so a
+    step's batch stays a pure function of the step)."""
+    swap = (torch.rand(len(texts), generator=g) < p).tolist()
+    pick = torch.randint(1 << 30, (len(texts),), generator=g).tolist()
+    out = []
+    for text, s, k in zip(texts, swap, pick, strict=True):
+        alts = alternatives.get(text)
+        out.append(alts[k % len(alts)] if s and alts else text)
+    return out
+
+
 def make_batch(sources: list[Source], cfg: TrainConfig, step: int, rank: int, device) -> tuple[dict, ...]:
     """Every random draw of a step, from one generator seeded by (seed, step, rank)."""
     g = step_generator(cfg.seed, step, rank)
@@ -181,11 +201,14 @@ def make_batch(sources: list[Source], cfg: TrainConfig, step: int, rank: int, de
     if cfg.augment and cams:
         batch = augment_batch(batch, cams, generator=g, max_shift=cfg.aug_shift)
     m = cfg.model
+    texts = batch["task"]
+    if cfg.paraphrase > 0 and src.alternatives:
+        texts = swap_phrasings(texts, src.alternatives, cfg.paraphrase, g)
     inputs = model_inputs(
         src.info,
         [batch[c].to(device) for c in cams],
         batch[OBS_STATE].to(device),
-        src.language.lookup(batch["task"]),
+        src.language.lookup(texts),
         m.image_size,
         m.max_cameras,
         m.max_state_dim,

@@ -53,6 +53,9 @@ def test_train_weights_must_match_the_datasets(tmp_path, monkeypatch, capsys):
     assert main(["train", "a", "b", "--weights", "1,2,3"]) == 2
     assert "3 entries for 2 datasets" in capsys.readouterr().out
     assert not (tmp_path / "embodia_runs").exists()
+    with pytest.raises(SystemExit):
+        main(["train", "a", "--paraphrase", "2"])
+    assert "probability between 0 and 1, got 2.0" in capsys.readouterr().err
 
 
 def test_demo_runs_the_shipped_base_end_to_end(tmp_path, monkeypatch, capsys):

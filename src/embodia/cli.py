@@ -32,6 +32,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability between 0 and 1, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a probability between 0 and 1, got {value}")
+    return value
+
+
 def _positive_floats(text: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",")]
@@ -197,6 +207,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         split=args.split,
         video=args.video,
         action_noise=args.action_noise,
+        commit_every=args.commit_every,
     )
     if args.resume and args.out is None:
         raise ValueError("--resume needs --out pointing at the dataset to continue")
@@ -382,6 +393,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["dataset_weights"] = args.weights
     if args.minutes:
         overrides["time_budget_s"] = 60.0 * args.minutes
+    if args.paraphrase is not None:
+        overrides["paraphrase"] = args.paraphrase
     if args.no_augment:
         overrides["augment"] = False
     if args.resume:
@@ -614,6 +627,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--resume", action="store_true", help="append to the dataset at --out")
     rec.add_argument(
+        "--commit-every",
+        type=_positive_int,
+        default=10,
+        metavar="N",
+        help="commit episodes to disk N at a time (default 10): a crash loses at most N; 1 commits each "
+        "episode, but rewrites the growing video files every time",
+    )
+    rec.add_argument(
         "--keep-failures", action="store_true", help="keep failed episodes, with next.success/next.done"
     )
     rec.add_argument(
@@ -663,6 +684,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_floats,
         help="sampling weight per dataset, comma-separated in the order given, e.g. 1,1 to co-train a small "
         "new dataset with a large one (default: in proportion to their frames)",
+    )
+    tr.add_argument(
+        "--paraphrase",
+        type=_probability,
+        metavar="P",
+        help="swap each sample's instruction for another phrasing of the same tabletop task with "
+        "probability P (0-1; default: the preset's, 0), so the policy follows meaning, not exact strings",
     )
     tr.add_argument("--init-from", help="checkpoint folder to fine-tune")
     tr.add_argument("--freeze-encoders", action="store_true", help="with --init-from: keep vision/language")

@@ -192,7 +192,7 @@ def _committed(root):
 def test_kill_9_loses_at_most_the_episode_in_flight_and_resume_continues(tmp_path):
     root = tmp_path / "ds"
     cmd = [sys.executable, "-m", "embodia.cli", "record", "touch", "--episodes", "40", "--num-envs", "1",
-           "--image-size", "32", "--out", str(root)]  # fmt: skip
+           "--image-size", "32", "--commit-every", "1", "--out", str(root)]  # fmt: skip
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ | {"MUJOCO_GL": "egl"}
     )

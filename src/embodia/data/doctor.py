@@ -559,7 +559,9 @@ def write_fixed(diag: Diagnosis, out: str | Path, progress=None) -> FixResult:
         }
     )
     user_keys = [k for k in data_keys(ds.features) if k not in INDEX_FEATURES]
-    writer = DatasetWriter.create(out, dict(ds.features), fps=ds.fps, robot_type=ds.robot_type or "unknown")
+    writer = DatasetWriter.create(  # 50 episodes per commit: see DatasetWriter
+        out, dict(ds.features), fps=ds.fps, robot_type=ds.robot_type or "unknown", commit_every=50
+    )
     tmp = Path(tempfile.mkdtemp(prefix="embodia-doctor-"))
     task = progress.add_task("writing fixed copy", total=len(kept)) if progress else None
     try:
@@ -585,6 +587,7 @@ def write_fixed(diag: Diagnosis, out: str | Path, progress=None) -> FixResult:
             writer.write_episode(columns, frame_tasks, videos, image_stats)
             if progress:
                 progress.advance(task)
+        writer.flush()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return FixResult(Path(out), kept, dropped, trims, unfixed)

@@ -63,7 +63,10 @@ def copy_episodes(selection: list[tuple[LeRobotDataset, int]], out: str | Path) 
     if first.version != "v3.0":
         raise DatasetError(f"{first.root}: editing needs a v3.0 dataset, this is {first.version}")
     features = dict(first.features)
-    writer = DatasetWriter.create(out, features, fps=first.fps, robot_type=first.robot_type or "unknown")
+    # Episodes committed 50 at a time: one rewrite of each growing video file per 50 episodes.
+    writer = DatasetWriter.create(
+        out, features, fps=first.fps, robot_type=first.robot_type or "unknown", commit_every=50
+    )
     tmp = Path(tempfile.mkdtemp(prefix="embodia-edit-"))
     try:
         for ds, ep_index in selection:
@@ -84,6 +87,7 @@ def copy_episodes(selection: list[tuple[LeRobotDataset, int]], out: str | Path) 
                 videos[key] = path
                 image_stats[key] = st.image_stats(ds.episode_frames(ep_index, key))
             writer.write_episode(columns, frame_tasks, videos, image_stats)
+        writer.flush()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -56,10 +56,16 @@ class RecordConfig:
     # Std of the perturbation added to the executed arm action, in action units (SO-101: radians); the
     # gripper is never perturbed (a twitching jaw drops blocks rather than teaching recovery). 0 = off.
     action_noise: float = 0.0
+    # Episodes committed to disk together (see DatasetWriter): each commit rewrites the growing video
+    # files, so one per episode made long recordings quadratic. A crash loses at most this many
+    # episodes; `--resume` continues with fresh seeds.
+    commit_every: int = 10
 
     def __post_init__(self) -> None:
         if not (self.action_noise >= 0 and np.isfinite(self.action_noise)):
             raise ValueError(f"action_noise must be a finite number >= 0, got {self.action_noise}")
+        if self.commit_every < 1:
+            raise ValueError(f"commit_every must be >= 1, got {self.commit_every}")
 
 
 @dataclass
@@ -145,7 +151,7 @@ def record(
         raise ValueError(f"unknown video encoding {cfg.video!r}; valid: {sorted(VIDEO_PRESETS)}")
     features = features_for(spec, cfg.image_size, cfg.image_size, extra, video=cfg.video)
     if resume:
-        writer = DatasetWriter.resume(root)
+        writer = DatasetWriter.resume(root, commit_every=cfg.commit_every)
         if writer.features != features:
             raise DatasetError(
                 f"{root}: its features differ from this recording's (embodiment {spec.name}, "
@@ -155,7 +161,9 @@ def record(
             int(read_json(root / RECORD_META)["next_seed"]) if (root / RECORD_META).exists() else cfg.seed
         )
     else:
-        writer = DatasetWriter.create(root, features, fps=spec.fps, robot_type=spec.robot_type)
+        writer = DatasetWriter.create(
+            root, features, fps=spec.fps, robot_type=spec.robot_type, commit_every=cfg.commit_every
+        )
         first_seed = cfg.seed
     plan = _plan(cfg, len(worlds), first_seed)
     result = RecordResult(root=root, saved=0, attempted=0, successes=0, frames=0, seconds=0.0)
@@ -170,7 +178,7 @@ def record(
     )
     bar = progress.add_task("record", total=len(plan), rate="-")
     next_seed = first_seed
-    with progress if own_progress else nullcontext():
+    with progress if own_progress else nullcontext(), writer:  # leaving commits what is saved
         for w, (factory, options) in enumerate(worlds):
             seeds = [seed for wi, seed in plan if wi == w]
             if not seeds:

@@ -1,10 +1,16 @@
-"""Write LeRobotDataset v3.0 datasets, one episode at a time, crash-safe.
+"""Write LeRobotDataset v3.0 datasets, episode by episode, crash-safe.
 
-Each `save_episode()` is a small transaction. Everything is first written beside its target under a
-temporary name, then renamed into place in this order: videos, data parquet, episodes parquet, tasks,
-stats, and last `meta/info.json`, whose totals are the commit point. A reader (and `resume`) trusts only
-what info.json counts, so a `kill -9` at any moment loses at most the episode being saved, and whatever
-that episode had already renamed into place is ignored and overwritten by the next save.
+Each commit is a small transaction. Everything is first written beside its target under a temporary
+name, then renamed into place in this order: videos, data parquet, episodes parquet, tasks, stats, and
+last `meta/info.json`, whose totals are the commit point. A reader (and `resume`) trusts only what
+info.json counts, so a `kill -9` at any moment loses at most the episodes not yet committed, and whatever
+they had already renamed into place is ignored and overwritten by the next commit.
+
+A commit rewrites the current video and data files whole (an mp4 cannot be appended to in place), so
+its cost grows with the file. `commit_every=N` commits N saved episodes together: one rewrite per N
+episodes instead of one per episode (recording 1,700 Meta-World episodes into one 150 MB video file
+spent ~5 s per episode rewriting it). Episodes waiting for their commit live in `.staging/` as encoded
+mp4s; `flush()` (or leaving a `with` block) commits them.
 
 Files rotate like LeRobot's: a new data (video) file starts when the current one would pass
 `data_files_size_in_mb` (`video_files_size_in_mb`), with at most 1000 files per chunk folder.
@@ -16,6 +22,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +53,7 @@ from embodia.data.format import (
     video_keys,
     write_json,
 )
-from embodia.data.video import append_episode, encode_episode
+from embodia.data.video import append_episodes, encode_episode
 
 TASK = "task"
 
@@ -99,23 +106,45 @@ def _write_parquet_atomic(table: pa.Table, path: Path) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
+@dataclass
+class _Staged:
+    """A saved episode waiting for its commit: its columns, tasks, encoded videos and stats."""
+
+    cols: dict[str, np.ndarray]
+    length: int
+    task_names: list[str]
+    videos: dict[str, Path]
+    stats: dict[str, dict[str, np.ndarray]]
+
+
 class DatasetWriter:
     """Append episodes to a LeRobotDataset v3.0 folder.
 
-    >>> w = DatasetWriter.create(root, features, fps=30, robot_type="so101_follower")
-    >>> for frame in episode: w.add_frame(frame)     # dict: feature arrays + "task"
-    >>> w.save_episode()
+    >>> with DatasetWriter.create(root, features, fps=30, robot_type="so101_follower") as w:
+    ...     for frame in episode: w.add_frame(frame)     # dict: feature arrays + "task"
+    ...     w.save_episode()
     """
 
-    def __init__(self, root: Path, info: dict, episodes: list[dict], tasks: list[str]):
+    def __init__(self, root: Path, info: dict, episodes: list[dict], tasks: list[str], commit_every: int = 1):
+        if commit_every < 1:
+            raise ValueError(f"commit_every must be >= 1, got {commit_every}")
         self.root = root
         self.info = info
         self.features: dict = info["features"]
         self.fps: int = int(info["fps"])
         self.episodes = episodes  # committed episode rows
         self.tasks = tasks
+        self.commit_every = commit_every
         self._buffer: list[dict[str, Any]] = []
+        self._staged: list[_Staged] = []
         self._staging = root / ".staging"
+        shutil.rmtree(self._staging, ignore_errors=True)  # left by a crash: never committed
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.flush()  # episodes saved before an error are complete: keep them
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -127,6 +156,7 @@ class DatasetWriter:
         robot_type: str,
         data_files_size_in_mb: int = DATA_FILES_SIZE_MB,
         video_files_size_in_mb: int = VIDEO_FILES_SIZE_MB,
+        commit_every: int = 1,
     ) -> DatasetWriter:
         root = Path(root)
         if root.exists() and any(root.iterdir()):
@@ -150,10 +180,10 @@ class DatasetWriter:
         }
         root.mkdir(parents=True, exist_ok=True)
         write_json(root / INFO_PATH, info)
-        return cls(root, info, [], [])
+        return cls(root, info, [], [], commit_every)
 
     @classmethod
-    def resume(cls, root: str | Path) -> DatasetWriter:
+    def resume(cls, root: str | Path, commit_every: int = 1) -> DatasetWriter:
         """Continue a dataset; anything beyond what info.json committed is dropped on the next save."""
         root = Path(root)
         info = read_json(root / INFO_PATH)
@@ -179,7 +209,7 @@ class DatasetWriter:
             tasks = [str(t) for t in table.column("__index_level_0__").to_pylist()][
                 : int(info["total_tasks"])
             ]
-        return cls(root, info, episodes, tasks)
+        return cls(root, info, episodes, tasks, commit_every)
 
     # ------------------------------------------------------------------ frames
     def add_frame(self, frame: dict[str, Any]) -> None:
@@ -231,58 +261,78 @@ class DatasetWriter:
         videos: dict[str, np.ndarray | Path],
         image_stats: dict[str, dict[str, np.ndarray]] | None = None,
     ) -> int:
-        """Commit one episode given whole columns. A video is either uint8 (T, H, W, 3) frames, encoded
-        here, or an already encoded standalone mp4 of exactly T frames, appended by stream copy (dataset
-        edits use this, so editing never re-encodes); the latter needs its `image_stats`."""
+        """Save one episode given whole columns; it is committed now or, with `commit_every` > 1, with
+        the next full group (or `flush()`). A video is either uint8 (T, H, W, 3) frames, encoded here,
+        or an already encoded standalone mp4 of exactly T frames, appended by stream copy (dataset edits
+        use this, so editing never re-encodes); the latter needs its `image_stats`."""
         length = len(frame_tasks)
         if length == 0:
             raise ValueError("an episode needs at least one frame")
-        ep = len(self.episodes)
-        start = int(self.info["total_frames"])
+        ep = len(self.episodes) + len(self._staged)
         task_names = list(dict.fromkeys(frame_tasks))
         for t in task_names:
             if t not in self.tasks:
                 self.tasks.append(t)
-        task_index = np.array([self.tasks.index(t) for t in frame_tasks], np.int64)
         cols = dict(columns)
-        frame_index = np.arange(length, dtype=np.int64)
-        cols["timestamp"] = (frame_index / self.fps).astype(np.float32)
-        cols["frame_index"] = frame_index
-        cols["episode_index"] = np.full(length, ep, np.int64)
-        cols["index"] = start + frame_index
-        cols["task_index"] = task_index
-
+        cols["task_index"] = np.array([self.tasks.index(t) for t in frame_tasks], np.int64)
         ep_stats: dict[str, dict[str, np.ndarray]] = {}
-        video_rows: dict[str, Any] = {}
+        staged: dict[str, Path] = {}
         self._staging.mkdir(exist_ok=True)
+        for i, key in enumerate(video_keys(self.features)):
+            source = videos[key]
+            staged[key] = self._staging / f"{ep:06d}-{i}.mp4"
+            if isinstance(source, Path):
+                ep_stats[key] = (image_stats or {})[key]
+                shutil.copyfile(source, staged[key])  # the caller may delete its file once we return
+            else:
+                ep_stats[key] = st.image_stats(source)
+                encode_episode(source, staged[key], self.fps, video_encoding_of(self.features[key]))
+        self._staged.append(_Staged(cols, length, task_names, staged, ep_stats))
+        if len(self._staged) >= self.commit_every:
+            self.flush()
+        return ep
+
+    def flush(self) -> None:
+        """Commit every saved episode not yet committed: one rewrite of each video and data file, then
+        the metadata, with info.json last."""
+        if not self._staged:
+            return
+        staged, self._staged = self._staged, []
         try:
-            for key in video_keys(self.features):
-                source = videos[key]
-                if isinstance(source, Path):
-                    ep_stats[key] = (image_stats or {})[key]
-                    encoded = source
-                else:
-                    ep_stats[key] = st.image_stats(source)
-                    encoded = self._staging / f"{key}.mp4"
-                    encode_episode(source, encoded, self.fps, video_encoding_of(self.features[key]))
-                video_rows.update(self._append_video(key, encoded, length))
-            data_row = self._write_data(cols, length)
+            n0, start = len(self.episodes), int(self.info["total_frames"])
+            rows: list[dict[str, Any]] = []
+            for j, e in enumerate(staged):
+                frame_index = np.arange(e.length, dtype=np.int64)
+                e.cols["timestamp"] = (frame_index / self.fps).astype(np.float32)
+                e.cols["frame_index"] = frame_index
+                e.cols["episode_index"] = np.full(e.length, n0 + j, np.int64)
+                e.cols["index"] = start + frame_index
+                for key in data_keys(self.features):  # the index columns included, as LeRobot does
+                    e.stats[key] = st.vector_stats(e.cols[key])
+                # Column order as LeRobot writes it.
+                rows.append({"episode_index": n0 + j, "tasks": e.task_names, "length": e.length})
+                start += e.length
+            video_rows = {key: self._append_videos(key, staged) for key in video_keys(self.features)}
+            data_rows = self._write_data(staged)
+            frame = int(self.info["total_frames"])
+            for j, (row, e) in enumerate(zip(rows, staged, strict=True)):
+                row.update(data_rows[j])
+                row["dataset_from_index"] = frame
+                row["dataset_to_index"] = frame + e.length
+                frame += e.length
+                for key in video_keys(self.features):
+                    row.update(video_rows[key][j])
+                for feat, s in e.stats.items():
+                    for name, value in s.items():
+                        row[f"stats/{feat}/{name}"] = np.asarray(value).tolist()
+                row["meta/episodes/chunk_index"] = 0
+                row["meta/episodes/file_index"] = 0
         finally:
             shutil.rmtree(self._staging, ignore_errors=True)
-        # Column order as LeRobot writes it.
-        row: dict[str, Any] = {"episode_index": ep, "tasks": task_names, "length": length, **data_row}
-        row["dataset_from_index"] = start
-        row["dataset_to_index"] = start + length
-        row.update(video_rows)
-        for key in data_keys(self.features):
-            ep_stats[key] = st.vector_stats(cols[key])
-        for feat, s in ep_stats.items():
-            for name, value in s.items():
-                row[f"stats/{feat}/{name}"] = np.asarray(value).tolist()
-        row["meta/episodes/chunk_index"] = 0
-        row["meta/episodes/file_index"] = 0
+        self._commit(rows, frame)
 
-        episodes = [*self.episodes, row]
+    def _commit(self, rows: list[dict[str, Any]], total_frames: int) -> None:
+        episodes = [*self.episodes, *rows]
         _write_parquet_atomic(
             pa.Table.from_pylist(episodes), self.root / EPISODES_PATH.format(chunk_index=0, file_index=0)
         )
@@ -296,14 +346,13 @@ class DatasetWriter:
         write_json(self.root / STATS_PATH, st.to_json(self._dataset_stats(episodes)))
         info = dict(self.info)
         info.update(
-            total_episodes=ep + 1,
-            total_frames=start + length,
+            total_episodes=len(episodes),
+            total_frames=total_frames,
             total_tasks=len(self.tasks),
-            splits={"train": f"0:{ep + 1}"},
+            splits={"train": f"0:{len(episodes)}"},
         )
         write_json(self.root / INFO_PATH, info)  # the commit point
         self.info, self.episodes = info, episodes
-        return ep
 
     def _dataset_stats(self, episodes: list[dict]) -> dict[str, dict[str, np.ndarray]]:
         out = {}
@@ -328,46 +377,91 @@ class DatasetWriter:
             return chunk, file, float(used)
         return chunk, file, float(last[f"{prefix}/to_timestamp"])
 
-    def _append_video(self, key: str, encoded: Path, length: int) -> dict[str, Any]:
+    def _append_videos(self, key: str, staged: list[_Staged]) -> list[dict[str, Any]]:
+        """Append each staged episode's `key` video to the current file, starting a new file whenever
+        the current one would pass the size limit; one rewrite per file touched."""
         prefix = f"videos/{key}"
         chunk, file, used_s = self._current(prefix)
-        target = self.root / VIDEO_PATH.format(video_key=key, chunk_index=chunk, file_index=file)
         limit = int(self.info["video_files_size_in_mb"]) * 1024 * 1024
-        if self.episodes and target.exists() and target.stat().st_size + encoded.stat().st_size > limit:
-            chunk, file = chunk_file(chunk * CHUNKS_SIZE + file + 1)
-            target = self.root / VIDEO_PATH.format(video_key=key, chunk_index=chunk, file_index=file)
-            used_s = 0.0
-        target.parent.mkdir(parents=True, exist_ok=True)
-        start = append_episode(target, used_s, encoded)
-        return {
-            f"{prefix}/chunk_index": chunk,
-            f"{prefix}/file_index": file,
-            f"{prefix}/from_timestamp": start,
-            f"{prefix}/to_timestamp": start + length / self.fps,
-        }
 
-    def _write_data(self, cols: dict[str, np.ndarray], length: int) -> dict[str, Any]:
-        schema = arrow_schema(self.features)
-        arrays = []
-        for field in schema:
-            v = cols[field.name]
-            if pa.types.is_fixed_size_list(field.type):
-                arrays.append(
-                    pa.FixedSizeListArray.from_arrays(
-                        pa.array(v.reshape(-1), field.type.value_type), v.shape[1]
-                    )
+        def path(chunk: int, file: int) -> Path:
+            return self.root / VIDEO_PATH.format(video_key=key, chunk_index=chunk, file_index=file)
+
+        target = path(chunk, file)
+        size = target.stat().st_size if (self.episodes and target.exists()) else 0
+        group: list[_Staged] = []
+        rows: list[dict[str, Any]] = []
+
+        def write_group() -> None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            segments = [(e.videos[key], e.length / self.fps) for e in group]
+            for e, start in zip(group, append_episodes(target, used_s, segments), strict=True):
+                rows.append(
+                    {
+                        f"{prefix}/chunk_index": chunk,
+                        f"{prefix}/file_index": file,
+                        f"{prefix}/from_timestamp": start,
+                        f"{prefix}/to_timestamp": start + e.length / self.fps,
+                    }
                 )
-            else:
-                arrays.append(pa.array(v.reshape(len(v)), field.type))
-        new = pa.Table.from_arrays(arrays, schema=schema)
+
+        for e in staged:
+            seg = e.videos[key].stat().st_size
+            if size > 0 and size + seg > limit:
+                if group:
+                    write_group()
+                chunk, file = chunk_file(chunk * CHUNKS_SIZE + file + 1)
+                target, used_s, size, group = path(chunk, file), 0.0, 0, []
+            group.append(e)
+            size += seg
+        write_group()
+        return rows
+
+    def _write_data(self, staged: list[_Staged]) -> list[dict[str, Any]]:
+        """Append the staged episodes' rows to the current data file (a new file when it would pass the
+        size limit, judged by the bytes per row already on disk); one write per file touched."""
+        schema = arrow_schema(self.features)
         chunk, file, used_rows = self._current("data")
         target = self.root / DATA_PATH.format(chunk_index=chunk, file_index=file)
-        old = pq.read_table(target).slice(0, int(used_rows)) if (self.episodes and target.exists()) else None
+        parts: list[pa.Table] = []
+        bytes_per_row = 0.0
+        if self.episodes and target.exists():
+            old = pq.read_table(target).slice(0, int(used_rows)).cast(schema)
+            parts.append(old)
+            bytes_per_row = target.stat().st_size / max(old.num_rows, 1)
+        rows_in_file = sum(p.num_rows for p in parts)
         limit = int(self.info["data_files_size_in_mb"]) * 1024 * 1024
-        if old is not None and target.stat().st_size * (1 + length / max(old.num_rows, 1)) > limit:
-            chunk, file = chunk_file(chunk * CHUNKS_SIZE + file + 1)
-            target = self.root / DATA_PATH.format(chunk_index=chunk, file_index=file)
-            old = None
-        table = new if old is None else pa.concat_tables([old.cast(schema), new])
-        _write_parquet_atomic(table.replace_schema_metadata(schema.metadata), target)
-        return {"data/chunk_index": chunk, "data/file_index": file}
+        out: list[dict[str, Any]] = []
+
+        def write() -> None:
+            table = pa.concat_tables(parts).replace_schema_metadata(schema.metadata)
+            _write_parquet_atomic(table, target)
+
+        for e in staged:
+            table = _arrow_table(e.cols, schema)
+            # A file begun in this group has no size on disk yet: judge it by the in-memory size
+            # (an overestimate for compressible data, so the file stays under the limit).
+            per_row = bytes_per_row or sum(p.nbytes for p in parts) / max(rows_in_file, 1)
+            if rows_in_file and (rows_in_file + e.length) * per_row > limit:
+                write()
+                chunk, file = chunk_file(chunk * CHUNKS_SIZE + file + 1)
+                target = self.root / DATA_PATH.format(chunk_index=chunk, file_index=file)
+                parts, rows_in_file, bytes_per_row = [], 0, 0.0
+            parts.append(table)
+            rows_in_file += e.length
+            out.append({"data/chunk_index": chunk, "data/file_index": file})
+        write()
+        return out
+
+
+def _arrow_table(cols: dict[str, np.ndarray], schema: pa.Schema) -> pa.Table:
+    arrays = []
+    for field in schema:
+        v = cols[field.name]
+        if pa.types.is_fixed_size_list(field.type):
+            arrays.append(
+                pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1), field.type.value_type), v.shape[1])
+            )
+        else:
+            arrays.append(pa.array(v.reshape(len(v)), field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)

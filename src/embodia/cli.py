@@ -195,7 +195,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from embodia.data.record import RecordConfig, record
-    from embodia.runs import new_run_dir, write_manifest
+    from embodia.runs import new_run_dir, stop_on_sigterm, write_manifest
 
     cfg = RecordConfig(
         tasks=args.tasks,
@@ -214,7 +214,15 @@ def cmd_record(args: argparse.Namespace) -> int:
     run_dir = new_run_dir("record", args.tasks.replace(":", "-").replace(",", "-"))
     root = Path(args.out) if args.out else run_dir / "dataset"
     write_manifest(run_dir, "record", vars(cfg) | {"out": str(root), "resume": args.resume}, seeds=[cfg.seed])
-    res = record(cfg, root, resume=args.resume)
+    try:
+        with stop_on_sigterm():
+            res = record(cfg, root, resume=args.resume)
+    except KeyboardInterrupt:
+        from embodia.data.format import INFO_PATH, read_json
+
+        n = read_json(root / INFO_PATH)["total_episodes"] if (root / INFO_PATH).exists() else 0
+        console.print(f"stopped: {n} episodes committed in {root}; continue with --resume --out {root}")
+        return 130
     table = Table(title=f"recorded {res.saved} episodes ({res.frames} frames) in {res.seconds:.0f} s")
     for col in ("task", "kept", "attempted"):
         table.add_column(col)

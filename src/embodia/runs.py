@@ -11,9 +11,13 @@ import json
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -105,3 +109,23 @@ def write_manifest(
     path = run_dir / "manifest.json"
     atomic_write_text(path, json.dumps(manifest, indent=2, default=str) + "\n")
     return path
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Treat SIGTERM (`kill`, `timeout`, a scheduler's stop) like Ctrl-C for the duration: long jobs
+    then leave through their `finally` blocks and commit what is complete instead of dying mid-way.
+    (A job started in the background by a non-interactive shell ignores SIGINT, so `kill -TERM` is the
+    only polite way to stop it.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -231,3 +231,35 @@ def test_kill_9_loses_at_most_the_episode_in_flight_and_resume_continues(tmp_pat
         frames = decode_all(root / f"videos/observation.images.{cam}/chunk-000/file-000.mp4")
         assert len(frames) == f2  # no frames of the killed episode survive in the video
         assert eps[-1][f"videos/observation.images.{cam}/to_timestamp"] == pytest.approx(f2 / 30)
+
+
+def test_sigterm_commits_the_episodes_waiting_for_their_group(tmp_path):
+    """`kill` (SIGTERM) stops a recording like Ctrl-C: episodes saved but not yet committed (commit
+    group of 50) reach the dataset instead of being lost."""
+    root = tmp_path / "ds"
+    cmd = [sys.executable, "-m", "embodia.cli", "record", "touch", "--episodes", "40", "--num-envs", "1",
+           "--image-size", "32", "--commit-every", "50", "--out", str(root)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=os.environ | {"MUJOCO_GL": "egl"})  # fmt: skip
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:
+            # Three episodes' files (two cameras each) exist: at least two are fully staged.
+            if len(list((root / ".staging").glob("*.mp4"))) >= 6:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("recording did not stage 2 episodes in time")
+        assert _committed(root)[0] == 0
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out
+    n_ep, n_frames = _committed(root)
+    assert n_ep >= 2 and "episodes committed" in out and "--resume" in out
+    assert not (root / ".staging").exists()
+    data = pq.read_table(root / "data/chunk-000/file-000.parquet")
+    assert data.num_rows == n_frames
+    assert len(decode_all(root / "videos/observation.images.front/chunk-000/file-000.mp4")) == n_frames

@@ -70,3 +70,26 @@ def test_action_noise_comes_in_reproducible_bursts_and_spares_the_gripper():
 def test_negative_action_noise_is_a_clear_error():
     with pytest.raises(ValueError, match="action_noise must be a finite number >= 0"):
         RecordConfig(action_noise=-1.0)
+
+
+def test_tabletop_families_are_recorded_interleaved(tmp_path):
+    """One pool of envs takes the families in turn, so a recording stopped early is still balanced
+    (run family by family, a stopped 4-family recording once held no `touch` episode at all)."""
+    from embodia.data.record import _batches, _worlds
+    from embodia.sim.tasks import parse_instruction
+
+    cfg = RecordConfig(tasks="pick,touch", episodes=4, num_envs=2, image_size=32, keep_failures=True)
+    _, worlds = _worlds(cfg)
+    ((_, jobs),) = _batches(worlds, [(i % 2, 100 + i) for i in range(4)])
+    assert [(seed, opts["family"]) for seed, opts in jobs] == [
+        (100, "pick"), (101, "touch"), (102, "pick"), (103, "touch")
+    ]  # fmt: skip
+    res = record(cfg, tmp_path / "ds")
+    assert res.attempted == 4
+    ds = LeRobotDataset.open(tmp_path / "ds")
+    families = [parse_instruction(e["tasks"][0]).family for e in ds.episodes]
+    assert sorted(families) == ["pick", "pick", "touch", "touch"]
+    assert set(families[:2]) == {"pick", "touch"}  # both families from the first pair of envs on
+    # Meta-World tasks need their own env class each: one pool per task, in order.
+    _, mw = _worlds(RecordConfig(tasks="metaworld:reach,push", episodes=4))
+    assert [len(j) for _, j in _batches(mw, [(i % 2, i) for i in range(4)])] == [2, 2]

@@ -179,18 +179,15 @@ def record(
     bar = progress.add_task("record", total=len(plan), rate="-")
     next_seed = first_seed
     with progress if own_progress else nullcontext(), writer:  # leaving commits what is saved
-        for w, (factory, options) in enumerate(worlds):
-            seeds = [seed for wi, seed in plan if wi == w]
-            if not seeds:
-                continue
-            n = min(cfg.num_envs, len(seeds))
+        for factory, jobs in _batches(worlds, plan):
+            n = min(cfg.num_envs, len(jobs))
             noise = (
                 ActionNoise(cfg.action_noise, len(spec.action_names), spec.gripper.action_index, spec.fps)
                 if cfg.action_noise > 0
                 else None
             )
             with VectorRunner([factory for _ in range(n)]) as runner:
-                for episode in _run_world(runner, seeds, options, cfg.keep_failures, noise):
+                for episode in _run_episodes(runner, jobs, cfg.keep_failures, noise):
                     result.attempted += 1
                     result.successes += episode["success"]
                     key = episode["task"]
@@ -213,20 +210,36 @@ def record(
     return result
 
 
-def _run_world(
+def _batches(
+    worlds: list[tuple[Callable, dict | None]], plan: list[tuple[int, int]]
+) -> list[tuple[Callable, list[tuple[int, dict | None]]]]:
+    """(env factory, [(seed, reset options)]) per pool of envs to run. Worlds built by one factory (the
+    tabletop families, chosen by a reset option) share one pool and run in the plan's interleaved
+    order, so a recording stopped early (`--episodes` larger than the time allows) still holds every
+    family in equal shares. Worlds needing their own env class (Meta-World tasks) run one after the
+    other: a Meta-World recording stopped early holds only its first tasks."""
+    if all(factory is worlds[0][0] for factory, _ in worlds):
+        return [(worlds[0][0], [(seed, worlds[w][1]) for w, seed in plan])]
+    return [
+        (factory, [(seed, options) for wi, seed in plan if wi == w])
+        for w, (factory, options) in enumerate(worlds)
+        if any(wi == w for wi, _ in plan)
+    ]
+
+
+def _run_episodes(
     runner: VectorRunner,
-    seeds: list[int],
-    options: dict | None,
+    jobs: list[tuple[int, dict | None]],
     label_frames: bool,
     noise: ActionNoise | None = None,
 ) -> Iterator[dict]:
-    """Run the expert on every seed; yield each finished episode. Frames hold the expert's action; the
-    env executes it plus `noise` when given."""
-    pending = list(seeds)
+    """Run the expert on every (seed, reset options); yield each finished episode. Frames hold the
+    expert's action; the env executes it plus `noise` when given."""
+    pending = list(jobs)
     active: dict[int, dict[str, Any]] = {}
 
     def start(i: int) -> None:
-        seed = pending.pop(0)
+        seed, options = pending.pop(0)
         ((obs, _),) = runner.reset([seed], options=[options], indices=[i])
         active[i] = {"seed": seed, "obs": obs, "frames": []}
         if noise is not None:

@@ -83,6 +83,11 @@ def test_episode_data_equals_raw_rows(ds: LeRobotDataset, v3_root: Path) -> None
         assert np.array_equal(data["frame_index"], np.arange(ep["length"]))
         assert np.allclose(data["timestamp"], data["frame_index"] / ds.fps, atol=1e-6)
         assert np.all(data["task_index"] == ds.tasks.index(ep["tasks"][0]))
+        # Own memory, not views of the file's row group: holding every episode's columns (as the
+        # training loader does) must cost the episodes' size, not episodes x file size.
+        assert all(v.flags.owndata for v in data.values()), [
+            k for k, v in data.items() if not v.flags.owndata
+        ]
 
 
 def test_episode_data_reads_across_row_groups(ds: LeRobotDataset, tmp_path: Path) -> None:

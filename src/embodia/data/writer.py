@@ -298,38 +298,38 @@ class DatasetWriter:
         if not self._staged:
             return
         staged, self._staged = self._staged, []
+        n0, total = len(self.episodes), int(self.info["total_frames"])
+        starts = []  # each episode's first global frame index
         try:
-            n0, start = len(self.episodes), int(self.info["total_frames"])
-            rows: list[dict[str, Any]] = []
             for j, e in enumerate(staged):
                 frame_index = np.arange(e.length, dtype=np.int64)
                 e.cols["timestamp"] = (frame_index / self.fps).astype(np.float32)
                 e.cols["frame_index"] = frame_index
                 e.cols["episode_index"] = np.full(e.length, n0 + j, np.int64)
-                e.cols["index"] = start + frame_index
+                e.cols["index"] = total + frame_index
                 for key in data_keys(self.features):  # the index columns included, as LeRobot does
                     e.stats[key] = st.vector_stats(e.cols[key])
-                # Column order as LeRobot writes it.
-                rows.append({"episode_index": n0 + j, "tasks": e.task_names, "length": e.length})
-                start += e.length
+                starts.append(total)
+                total += e.length
             video_rows = {key: self._append_videos(key, staged) for key in video_keys(self.features)}
             data_rows = self._write_data(staged)
-            frame = int(self.info["total_frames"])
-            for j, (row, e) in enumerate(zip(rows, staged, strict=True)):
-                row.update(data_rows[j])
-                row["dataset_from_index"] = frame
-                row["dataset_to_index"] = frame + e.length
-                frame += e.length
-                for key in video_keys(self.features):
-                    row.update(video_rows[key][j])
-                for feat, s in e.stats.items():
-                    for name, value in s.items():
-                        row[f"stats/{feat}/{name}"] = np.asarray(value).tolist()
-                row["meta/episodes/chunk_index"] = 0
-                row["meta/episodes/file_index"] = 0
         finally:
             shutil.rmtree(self._staging, ignore_errors=True)
-        self._commit(rows, frame)
+        rows: list[dict[str, Any]] = []
+        for j, (e, start) in enumerate(zip(staged, starts, strict=True)):
+            # Column order as LeRobot writes it.
+            row = {"episode_index": n0 + j, "tasks": e.task_names, "length": e.length, **data_rows[j]}
+            row["dataset_from_index"] = start
+            row["dataset_to_index"] = start + e.length
+            for key in video_keys(self.features):
+                row.update(video_rows[key][j])
+            for feat, stats in e.stats.items():
+                for name, value in stats.items():
+                    row[f"stats/{feat}/{name}"] = np.asarray(value).tolist()
+            row["meta/episodes/chunk_index"] = 0
+            row["meta/episodes/file_index"] = 0
+            rows.append(row)
+        self._commit(rows, total)
 
     def _commit(self, rows: list[dict[str, Any]], total_frames: int) -> None:
         episodes = [*self.episodes, *rows]

@@ -138,8 +138,7 @@ def build_sources(
                 delta_dims=delta,
             )
             embodiments[name] = info
-        alts = {t: paraphrases(t) for t in ds.tasks} if cfg.paraphrase > 0 else {}
-        alts = {t: a for t, a in alts.items() if a}
+        alts = {t: a for t in ds.tasks if (a := paraphrases(t))} if cfg.paraphrase > 0 else {}
         texts = list(ds.tasks) + [a for a_list in alts.values() for a in a_list]
         sources.append(Source(data, info, LanguageTable.build(encoder, texts), alts))
     return sources, embodiments

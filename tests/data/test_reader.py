@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -99,6 +100,37 @@ def test_episode_data_reads_across_row_groups(ds: LeRobotDataset, tmp_path: Path
     for e in range(ds.num_episodes):
         a, b = split.episode_data(e), ds.episode_data(e)
         assert all(np.array_equal(a[k], b[k]) for k in b)
+
+
+def test_reading_every_episode_decodes_a_shared_row_group_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A data file written as one row group (as ours and large LeRobot files are) holds many episodes.
+    Reading them one after another (the loader, the doctors) must not decode it per episode; a file
+    rewritten since is read again, not served stale."""
+    root = copy_fixture(tmp_path / "ds")
+    pq.write_table(pq.read_table(root / DATA), root / DATA, row_group_size=1 << 20)
+    fresh = LeRobotDataset.open(root)
+    reads: list[tuple[int, ...]] = []
+    real = pq.ParquetFile.read_row_groups
+
+    def counting(self, row_groups, *args, **kwargs):
+        reads.append(tuple(row_groups))
+        return real(self, row_groups, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_groups", counting)
+    assert pq.ParquetFile(root / DATA).metadata.num_row_groups == 1
+    first = [fresh.episode_data(e["episode_index"]) for e in fresh.episodes]
+    assert reads == [(0,)]
+
+    table = pq.read_table(root / DATA)
+    i = table.column_names.index("timestamp")
+    doubled = table.set_column(i, "timestamp", pc.multiply(table.column("timestamp"), 2.0))
+    pq.write_table(doubled, root / DATA)
+    os.utime(root / DATA, ns=(0, 10**9))  # a different mtime even on a coarse-clock filesystem
+    again = fresh.episode_data(0)
+    assert len(reads) == 2
+    assert np.array_equal(again["timestamp"], first[0]["timestamp"] * 2)
 
 
 def test_episode_frames_cover_each_segment_exactly(ds: LeRobotDataset, v3_root: Path) -> None:

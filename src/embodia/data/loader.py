@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import Dataset
 
 from embodia.data.reader import LeRobotDataset
@@ -59,9 +60,18 @@ class FrameCache:
             self.dir.mkdir(parents=True, exist_ok=True)
             tmp = self.dir / f".{key}.u8.tmp"
             arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-            for ep in self.ds.episodes:
-                frames = self.ds.episode_frames(ep["episode_index"], key)
-                arr[ep["dataset_from_index"] : ep["dataset_to_index"]] = frames
+            # Decoding is the one slow part of a first run (minutes for a 150 k-frame dataset): show it.
+            with Progress(
+                TextColumn(f"decoding {key} into the frame cache"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("episodes"),
+                TimeRemainingColumn(),
+                transient=True,
+            ) as progress:
+                for ep in progress.track(self.ds.episodes):
+                    frames = self.ds.episode_frames(ep["episode_index"], key)
+                    arr[ep["dataset_from_index"] : ep["dataset_to_index"]] = frames
             arr.flush()
             del arr
             os.replace(tmp, path)

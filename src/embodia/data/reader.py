@@ -85,6 +85,10 @@ class LeRobotDataset:
         for ep in episodes:
             start = self._file_start.get(ep["data_file"], ep["dataset_from_index"])
             self._file_start[ep["data_file"]] = min(start, ep["dataset_from_index"])
+        # The last row groups read, keyed by (file, its size and mtime, groups, columns). Writers (LeRobot's and ours) may put a
+        # whole file in one row group, so reading episode after episode without this decodes the file once
+        # per episode: 55 s for the 1,726 episodes of one 154 k-row file, 1.3 s with it.
+        self._last_read: tuple[tuple, pa.Table] | None = None
 
     @classmethod
     def open(cls, root: str | Path) -> LeRobotDataset:
@@ -236,7 +240,13 @@ class LeRobotDataset:
                     groups.append(g)
                     offset = group_start if offset is None else offset
                 group_start += n
-            table = pf.read_row_groups(groups, columns=columns)
+            st = path.stat()
+            key = (str(path), st.st_size, st.st_mtime_ns, tuple(groups), tuple(columns))
+            if self._last_read is not None and self._last_read[0] == key:
+                table = self._last_read[1]
+            else:
+                table = pf.read_row_groups(groups, columns=columns)
+                self._last_read = (key, table)
         return table.slice(first - (offset or 0), ep["length"])
 
 

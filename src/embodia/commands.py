@@ -260,7 +260,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a policy closed-loop on a suite: success per task with Wilson 95-percent intervals, videos, report."""
-    from embodia.eval.run import evaluate, summary_table
+    from embodia.eval.run import evaluate, failure_table, summary_table
 
     if _is_server_url(args.checkpoint):
         # A served policy (`embodia serve`, or any openpi-protocol server): every chunk goes over the
@@ -295,6 +295,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
     )
     console.print(summary_table(result))
+    failures = failure_table(result)
+    if failures is not None:
+        console.print(failures)
     console.print(
         f"results: [bold]{result.results_path}[/]; report: [bold]{result.report_path}[/]; "
         f"{len(result.videos)} videos in {result.out_dir / 'videos'}"

@@ -58,8 +58,12 @@ def test_hold_still_policy_end_to_end(tmp_path, hold_policy):
         name.startswith(("pick (train): ", "touch (train): ")) and "{color}" in name for name in templates
     )
     assert set(data["episodes"][0]) == {
-        "index", "task", "group", "instruction", "seed", "success", "steps", "chunks", "video",
+        "index", "task", "group", "instruction", "seed", "success", "steps", "chunks", "video", "stages",
+        "failure",
     }  # fmt: skip
+    # The arm held still, so every episode stopped before reaching its block, and the env says so.
+    assert [(e["stages"], e["failure"]) for e in data["episodes"]] == [([], "never reached")] * 4
+    assert data["failures"] == {"pick": {"never reached": 2}, "touch": {"never reached": 2}}
     assert data["provenance"]["versions"]["mujoco"] == "3.3.0" and "git_sha" in data["provenance"]
     assert json.loads((tmp_path / "manifest.json").read_text())["command"] == "eval"
 
@@ -78,6 +82,7 @@ def test_hold_still_policy_end_to_end(tmp_path, hold_policy):
     html = (tmp_path / "report.html").read_text()
     assert "<table>" in html and "<td>touch</td>" in html and "data:image/png;base64," in html
     assert f'src="{videos[0]}"' in html and "0.0% – 65.8%" in html
+    assert "Why episodes failed" in html and "<td>never reached 2</td>" in html
 
 
 def test_subprocess_envs_reuse_workers_for_uneven_plans(tmp_path, hold_policy):
@@ -152,6 +157,7 @@ def test_expert_policy_succeeds_and_episode_ends_on_success(tmp_path):
             policy, runner, plan, camera_key=suite.camera_key, fps=suite.fps, video_dir=tmp_path
         )
     assert [r.success for r in results] == [True, True]
+    assert [(r.stages, r.failure) for r in results] == [(("reached",), None)] * 2
     limit = FAMILIES["touch"].max_steps
     assert all(0 < r.steps < limit and r.chunks == r.steps for r in results)  # replans every step
     assert results[0].video is not None and results[0].video.stat().st_size > 0

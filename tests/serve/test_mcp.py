@@ -24,6 +24,7 @@ from PIL import Image
 
 from embodia.serve.mcp_server import TOOLS, RobotWorker, build_server
 from embodia.serve.robot_tools import RobotTools
+from embodia.sim.progress import FAILURE_LABELS
 from embodia.sim.tasks import FAMILIES
 
 
@@ -150,6 +151,9 @@ def test_do_runs_the_policy_from_the_current_state(server, video_dir):
     assert out["steps"] <= 6 and out["chunks"] >= 1
     assert isinstance(out["success"], bool)
     assert out["judged_as"] == "pick up the red block"
+    # Six steps cannot lift a block, so the attempt failed, and the answer says where it stopped.
+    assert out["success"] is False and out["failure"] in FAILURE_LABELS
+    assert f"(stopped at: {out['failure']})" in out["summary"]
     assert "steps" in out["summary"] and out["video"]
     assert os.path.exists(out["video"]) and os.path.dirname(out["video"]) == str(video_dir)
 
@@ -159,6 +163,7 @@ def test_do_runs_an_instruction_outside_the_catalogue_without_judging_it(server)
     assert not res.is_error, text_of(res)
     out = res.structured_content
     assert out["success"] is None and out["judged_as"] is None and out["steps"] == 2
+    assert out["failure"] is None
     assert "cannot be judged" in out["summary"]
 
 

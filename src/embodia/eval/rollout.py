@@ -58,6 +58,10 @@ class EpisodeResult:
     steps: int
     chunks: int  # predict_chunk calls that served this episode
     video: Path | None = None
+    # Where the episode got to, for envs that say (the tabletop: embodia.sim.progress): the milestones
+    # reached in order, and for a failure one label ("no grasp", "wrong block", ...).
+    stages: tuple[str, ...] = ()
+    failure: str | None = None
 
     def to_dict(self, relative_to: Path | None = None) -> dict[str, Any]:
         video = None
@@ -73,6 +77,8 @@ class EpisodeResult:
             "steps": self.steps,
             "chunks": self.chunks,
             "video": video,
+            "stages": list(self.stages),
+            "failure": self.failure,
         }
 
 
@@ -178,7 +184,7 @@ def run_rollouts(
             frames = [_frame(obs, camera_key)] if spec.record_video else None
             active[i] = _Live(spec, obs, str(obs.get(TASK, "")), frames=frames)
 
-    def finish(live: _Live, success: bool) -> None:
+    def finish(live: _Live, success: bool, progress: Any) -> None:
         video = None
         if live.frames is not None:
             assert video_dir is not None
@@ -195,6 +201,7 @@ def run_rollouts(
             steps=live.steps,
             chunks=live.chunks,
             video=video,
+            **_progress_fields(progress, success),
         )
         results.append(result)
         if on_episode is not None:
@@ -225,13 +232,26 @@ def run_rollouts(
             if live.frames is not None:
                 live.frames.append(_frame(obs, camera_key))
             if terminated or truncated:
-                finish(live, bool(info.get("success", terminated)))
+                finish(live, bool(info.get("success", terminated)), info.get("progress"))
                 del active[i]
                 freed.append(i)
         if freed and pending:
             start(freed)
     results.sort(key=lambda r: r.index)
     return results
+
+
+def _progress_fields(progress: Any, success: bool) -> dict[str, Any]:
+    """`info["progress"]` of an env's last step as EpisodeResult fields; an env that does not report it
+    (Meta-World) or reports something else leaves them empty rather than failing the evaluation."""
+    if not isinstance(progress, dict):
+        return {}
+    stages = progress.get("stages")
+    failure = progress.get("failure")
+    return {
+        "stages": tuple(str(x) for x in stages) if isinstance(stages, list | tuple) else (),
+        "failure": str(failure) if failure is not None and not success else None,
+    }
 
 
 def check_guidable(policy: Any, k: int) -> None:

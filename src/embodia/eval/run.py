@@ -14,9 +14,10 @@ results.json (``"schema": "embodia.eval/1"``)::
      "n_action_steps", "image_size", "max_steps", "seed", "seed_base", "embodiment", "checkpoint_hash",
      "policy_class", "overall": RATE, "mean_task_success_rate", "groups": {name: RATE},
      "tasks": {name: RATE + {"group"}}, "templates": {"<family> (<split>): <template>": RATE} (tabletop
-     only), "episodes": [{"index", "task", "group", "instruction", "seed",
-     "success", "steps", "chunks", "video"}], "seconds", "provenance": {"git_sha", "versions",
-     "python", "platform", "created_utc"}}
+     only), "failures": {task: {label: count}} (envs that report where an episode stopped: the
+     tabletop, see embodia.sim.progress), "episodes": [{"index", "task", "group", "instruction", "seed",
+     "success", "steps", "chunks", "video", "stages", "failure"}], "seconds", "provenance": {"git_sha",
+     "versions", "python", "platform", "created_utc"}}
     RATE = {"successes", "n", "success_rate", "ci95": [low, high]}
 """
 
@@ -74,6 +75,8 @@ class EvalResult:
     # Tabletop only: success per instruction template ("tap the {color} cube"), so that a phrasing the
     # policy does not ground shows up by name instead of vanishing into its family's average.
     templates: dict[str, Rate] = field(default_factory=dict)
+    # Failed episodes per task by where they stopped ("no grasp": 12, ...), for envs that report it.
+    failures: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def videos(self) -> list[Path]:
@@ -180,10 +183,28 @@ def evaluate(
         seconds=seconds,
         checkpoint_hash=str(policy.checkpoint_hash),
         templates=templates,
+        failures=count_failures(episodes_done),
     )
     atomic_write_text(result.results_path, json.dumps(results_json(result, settings), indent=2) + "\n")
     build_report(result, settings).save(result.report_path)
     return result
+
+
+def count_failures(episodes: list[EpisodeResult]) -> dict[str, dict[str, int]]:
+    """Failed episodes per task by label, labels in pipeline order (reach before grasp before carry);
+    tasks whose env reports no labels are left out."""
+    from embodia.sim.progress import FAILURE_LABELS
+
+    order = {label: i for i, label in enumerate(FAILURE_LABELS)}
+    out: dict[str, dict[str, int]] = {}
+    for e in episodes:
+        if e.failure is not None:
+            counts = out.setdefault(e.task, {})
+            counts[e.failure] = counts.get(e.failure, 0) + 1
+    return {
+        task: dict(sorted(c.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+        for task, c in out.items()
+    }
 
 
 def _template_of(episode: EpisodeResult) -> str:
@@ -267,6 +288,7 @@ def results_json(result: EvalResult, settings: dict[str, Any]) -> dict[str, Any]
             if t.name in result.tasks
         },
         "templates": {t: r.to_dict() for t, r in sorted(result.templates.items())},
+        "failures": result.failures,
         "episodes": [e.to_dict(relative_to=result.out_dir) for e in result.episodes],
         "seconds": round(result.seconds, 3),
         "provenance": {
@@ -324,12 +346,21 @@ def build_report(result: EvalResult, settings: dict[str, Any]) -> Report:
             "wall), not a motor failure: compare it with the family's other templates."
         )
         rep.table(_rate_rows(dict(sorted(result.templates.items()))), columns=["template", *cols[1:]])
+    if result.failures:
+        rep.heading("Why episodes failed")
+        rep.paragraph(
+            "Where each failed episode stopped, from the simulator's state (embodia.sim.progress). "
+            "'wrong block' is the language wall (the instruction is not grounded); 'never reached', "
+            "'no grasp' and 'not lifted' are precision (vision and control near the object); 'dropped', "
+            "'not carried' and 'not set down' are the later phases of the motion."
+        )
+        rep.table(failure_rows(result), columns=["task", "failed", "where they stopped"])
     filmed = [e for e in result.episodes if e.video is not None]
     if filmed:
         rep.heading("Videos")
         rep.paragraph(f"Camera {result.suite.camera_key}; the first episodes of each task.")
         for e in filmed:
-            outcome = "success" if e.success else "failure"
+            outcome = "success" if e.success else f"failure ({e.failure})" if e.failure else "failure"
             rep.video(
                 e.video.relative_to(result.out_dir).as_posix(),
                 caption=f'"{e.instruction}" — seed {e.seed}, {outcome} after {e.steps} steps',
@@ -338,10 +369,21 @@ def build_report(result: EvalResult, settings: dict[str, Any]) -> Report:
     rep.key_values({k: v for k, v in settings.items() if v is not None})
     rep.heading("Episodes")
     rep.table(
-        [[e.task, e.instruction, e.seed, e.success, e.steps, e.chunks] for e in result.episodes],
-        columns=["task", "instruction", "seed", "success", "steps", "chunks"],
+        [
+            [e.task, e.instruction, e.seed, e.success, e.failure or "", e.steps, e.chunks]
+            for e in result.episodes
+        ],
+        columns=["task", "instruction", "seed", "success", "failure", "steps", "chunks"],
     )
     return rep
+
+
+def failure_rows(result: EvalResult) -> list[list[Any]]:
+    """[task, failed episodes, "no grasp 12, wrong block 3, ..."] per task with labelled failures."""
+    return [
+        [task, sum(counts.values()), ", ".join(f"{label} {n}" for label, n in counts.items())]
+        for task, counts in result.failures.items()
+    ]
 
 
 def _task_chart(result: EvalResult):
@@ -387,4 +429,17 @@ def summary_table(result: EvalResult) -> Table:
     table.add_row(
         "[bold]overall[/]", "", f"[bold]{_pct(result.overall)}[/]", _ci(result.overall), str(result.overall.n)
     )
+    return table
+
+
+def failure_table(result: EvalResult) -> Table | None:
+    """Where the failed episodes stopped, per task (None when the env reports nothing)."""
+    if not result.failures:
+        return None
+    table = Table(title="why episodes failed (embodia.sim.progress)")
+    table.add_column("task")
+    table.add_column("failed", justify="right")
+    table.add_column("where they stopped")
+    for task, failed, where in failure_rows(result):
+        table.add_row(escape(task), str(failed), escape(where))
     return table

@@ -229,8 +229,11 @@ class RobotTools:
             )
         else:
             how = "" if score >= 1.0 else f", judged as {task.instruction!r} (similarity {score:.2f})"
+            stopped = env.progress(success)["failure"]
             outcome = (
-                f"succeeded after {steps} steps" if success else f"not achieved within {steps} steps"
+                f"succeeded after {steps} steps"
+                if success
+                else f"not achieved within {steps} steps (stopped at: {stopped})"
             ) + how
         summary = f"{text!r}: {outcome}; {chunks} chunks" + (f"; video: {video}" if video else "")
         data = {
@@ -239,6 +242,9 @@ class RobotTools:
             "steps": steps,
             "chunks": chunks,
             "judged_as": task.instruction if judged else None,
+            # Where a failed attempt stopped ("no grasp", "wrong block", ...: embodia.sim.progress), so an
+            # agent can tell a miss it may retry from an instruction the policy did not understand.
+            "failure": env.progress(success)["failure"] if judged else None,
             "similarity": round(score, 3),
             "video": str(video) if video else None,
             "tool_xyz_m": _round(env.tool_position()),

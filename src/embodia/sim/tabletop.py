@@ -30,6 +30,7 @@ from gymnasium import spaces
 
 from embodia.robots.so101 import HOME_QPOS, PAN_AXIS_XY
 from embodia.robots.spec import OBS_STATE, SO101, TASK, image_key
+from embodia.sim.progress import TaskProgress
 from embodia.sim.scene import (
     BLOCK_HALF,
     BOWL_RADIUS,
@@ -125,6 +126,7 @@ class TabletopEnv(gym.Env):
         self.present: tuple[str, ...] = ()
         self.block_start: dict[str, np.ndarray] = {}
         self._check: SuccessCheck | None = None
+        self._progress: TaskProgress | None = None
         self._steps = 0
         self._seed: int | None = None
         self._expert = None
@@ -163,6 +165,7 @@ class TabletopEnv(gym.Env):
         self.block_start = {c: self.data.xpos[self._block_body[c]].copy() for c in COLORS}
         self.robot.start_episode()
         self._check = SuccessCheck(task)
+        self._progress = TaskProgress(task, self.present)
         self._steps = 0
         self._expert = None
         return self._observation(), self._info(False)
@@ -173,9 +176,14 @@ class TabletopEnv(gym.Env):
         self.robot.send_action(action)
         self.robot.advance()
         self._steps += 1
-        success = self._check.update(self.scene_state())
+        scene = self.scene_state()
+        success = self._check.update(scene)
+        self._progress.update(scene)
         truncated = self._steps >= self.max_episode_steps and not success
-        return self._observation(), float(success), success, truncated, self._info(success)
+        info = self._info(success)
+        if success or truncated:  # why it failed (or the milestones of a success): embodia eval counts them
+            info["progress"] = self.progress(success)
+        return self._observation(), float(success), success, truncated, info
 
     def begin_task(self, task: str | TaskInstance) -> TaskInstance:
         """Switch to a new instruction in the current scene, without a reset (an agent chains
@@ -188,9 +196,17 @@ class TabletopEnv(gym.Env):
         self.task = task
         self.block_start = {c: self.block_position(c) for c in COLORS}
         self._check = SuccessCheck(task)
+        self._progress = TaskProgress(task, self.present)
         self._steps = 0
         self._expert = None  # its plan was for the previous task
         return task
+
+    def progress(self, success: bool) -> dict[str, Any]:
+        """The current task's milestones so far and, if `success` is False, where it stopped
+        (embodia.sim.progress); the same dict `step` puts in `info["progress"]` when an episode ends."""
+        if self._progress is None:
+            raise RuntimeError("call reset() before progress()")
+        return self._progress.summary(success)
 
     def render(self):
         return self.robot.render("front")

@@ -1,0 +1,133 @@
+"""How far a tabletop episode got: the milestones of its task, and for a failure, one label saying where
+it stopped.
+
+A success rate says *that* a policy fails, not *why*. The why decides the fix: a policy that goes to the
+wrong block does not ground the instruction (more or more varied language data), one that reaches the
+right block and closes on air lacks precision (more demonstrations near the grasp, a tighter camera, a
+longer training), one that lifts and drops has a grip problem. The simulator knows where everything is,
+so it can tell them apart for free; `embodia eval` counts the labels per task.
+
+Milestones (each recorded at the first tick it holds; distances are from MuJoCo, not from images):
+
+    reached        the tool point came within 3 cm of the named block's centre, or the gripper touched it
+    other_reached  ... another block, first (for stack: not counting the block to stack on)
+    grasped        the gripper touched the named block while it was >= 1 cm above where it rested
+    lifted         (pick) the block was >= 5 cm above where it rested, the success height
+    over_goal      (place) the block's centre was over the bowl's inside; (stack) over the other block
+                   and above it
+    moved          (push, touch) the block slid >= 3 cm from where it rested
+
+Failure labels, the first that applies:
+
+    wrong block      never reached the named block but reached another one
+    never reached    never came within 3 cm of any block
+    no grasp         reached the block, never grasped it (pick, place, stack)
+    not lifted       grasped, never reached the 5 cm success height (pick)
+    dropped          reached the success height but did not hold it 0.5 s (pick)
+    not carried      grasped, never over the bowl / the other block (place, stack)
+    not set down     over the goal, never released there at rest (place, stack)
+    not pushed       reached, the block never slid 3 cm (push)
+    wrong direction  slid >= 8 cm but more than 45 degrees off the named direction (push)
+    pushed short     slid, but did not end >= 8 cm along the named direction, flat on the table (push)
+    knocked away     the block slid >= 3 cm: touch asks to leave it in place (touch)
+    not held         reached, did not stay within 3 cm for 0.5 s (touch)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from embodia.sim.tasks import DIRECTIONS, SceneState, TaskInstance
+
+REACH_RADIUS = 0.03  # the touch family's success radius
+GRASP_LIFT = 0.01
+PICK_HEIGHT = 0.05  # the pick family's success height
+MOVED = 0.03
+PUSH_DISTANCE = 0.08  # the push family's success distance
+
+# Every label `failure()` can return, in pipeline order (reports list them in this order).
+FAILURE_LABELS = (
+    "wrong block",
+    "never reached",
+    "no grasp",
+    "not lifted",
+    "dropped",
+    "not carried",
+    "not set down",
+    "not pushed",
+    "wrong direction",
+    "pushed short",
+    "knocked away",
+    "not held",
+)
+
+
+class TaskProgress:
+    """Milestones of one task, updated tick by tick from the same `SceneState` as the success check."""
+
+    def __init__(self, task: TaskInstance, present: tuple[str, ...]):
+        self.task = task
+        # Blocks that count as "another block": present, not the named one, not the one to stack on.
+        self.others = tuple(c for c in present if c not in (task.color, task.other))
+        self.stages: dict[str, int] = {}  # milestone -> first tick it held
+        self.final_slide = np.zeros(2)
+        self.ticks = 0
+
+    def update(self, s: SceneState) -> None:
+        t, self.ticks = self.task, self.ticks + 1
+        p, p0 = s.block_pos[t.color], s.block_start[t.color]
+        if self._near(s, t.color):
+            self._mark("reached")
+        if "reached" not in self.stages and any(self._near(s, c) for c in self.others):
+            self._mark("other_reached")
+        height = p[2] - p0[2]
+        if s.gripper_contact[t.color] and height >= GRASP_LIFT:
+            self._mark("grasped")
+        if t.family == "pick" and height >= PICK_HEIGHT:
+            self._mark("lifted")
+        if t.family == "place" and np.linalg.norm(p[:2] - s.bowl_pos[:2]) < s.bowl_inner_radius:
+            self._mark("over_goal")
+        if t.family == "stack":
+            q = s.block_pos[t.other]
+            if np.linalg.norm(p[:2] - q[:2]) < s.block_half and p[2] > q[2] + s.block_half:
+                self._mark("over_goal")
+        self.final_slide = p[:2] - p0[:2]
+        if t.family in ("push", "touch") and np.linalg.norm(self.final_slide) >= MOVED:
+            self._mark("moved")
+
+    @staticmethod
+    def _near(s: SceneState, color: str) -> bool:
+        # Contact counts too: a push is made with the jaw's side, whose tool point stays ~4 cm away.
+        return bool(
+            s.gripper_contact[color] or np.linalg.norm(s.tool_pos - s.block_pos[color]) < REACH_RADIUS
+        )
+
+    def _mark(self, stage: str) -> None:
+        self.stages.setdefault(stage, self.ticks)
+
+    def failure(self) -> str:
+        """Where a failed episode stopped (one of FAILURE_LABELS). Call it only for a failed episode."""
+        family, has = self.task.family, self.stages.__contains__
+        if not has("reached"):
+            return "wrong block" if has("other_reached") else "never reached"
+        if family == "touch":
+            return "knocked away" if has("moved") else "not held"
+        if family == "push":
+            slide = float(np.linalg.norm(self.final_slide))
+            if not has("moved"):
+                return "not pushed"
+            return "wrong direction" if slide >= PUSH_DISTANCE and self._off_direction() else "pushed short"
+        if not has("grasped"):
+            return "no grasp"
+        if family == "pick":
+            return "dropped" if has("lifted") else "not lifted"
+        return "not set down" if has("over_goal") else "not carried"
+
+    def _off_direction(self) -> bool:
+        d = self.final_slide / max(float(np.linalg.norm(self.final_slide)), 1e-9)
+        return float(np.dot(d, np.asarray(DIRECTIONS[self.task.direction]))) < np.cos(np.radians(45))
+
+    def summary(self, success: bool) -> dict:
+        """What `info["progress"]` carries at the end of an episode."""
+        order = sorted(self.stages, key=self.stages.__getitem__)
+        return {"stages": order, "failure": None if success else self.failure()}

@@ -1,0 +1,136 @@
+"""Where a tabletop episode stopped: milestones and failure labels from scripted scene sequences, and the
+env reporting them at the end of real episodes (the scripted expert's, an idle arm's)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embodia.sim.progress import FAILURE_LABELS, TaskProgress
+from embodia.sim.tabletop import TabletopEnv
+from embodia.sim.tasks import COLORS, FAMILIES, SceneState, make_task
+
+H = 0.0125  # block half-size
+START = {
+    "red": np.array([0.20, 0.00, H]),
+    "green": np.array([0.20, 0.10, H]),
+    "blue": np.array([0.28, -0.08, H]),
+    "purple": np.array([0.12, -0.10, H]),
+}
+BOWL = np.array([0.30, 0.08, 0.0])
+FAR = np.array([0.05, 0.0, 0.25])  # the tool, away from everything
+
+
+def scene(tool=FAR, contact=(), **moved) -> SceneState:
+    """A scene with the blocks at START except those given (colour=position)."""
+    pos = {c: np.asarray(moved.get(c, START[c]), float) for c in COLORS}
+    return SceneState(
+        block_pos=pos,
+        block_vel={c: np.zeros(3) for c in COLORS},
+        block_start=START,
+        gripper_contact={c: c in contact for c in COLORS},
+        tool_pos=np.asarray(tool, float),
+        bowl_pos=BOWL,
+        table_z=0.0,
+        block_half=H,
+        bowl_inner_radius=0.036,
+        bowl_rim_z=0.03,
+    )
+
+
+def run(task, *scenes) -> TaskProgress:
+    progress = TaskProgress(task, present=tuple(COLORS))
+    for s in scenes:
+        progress.update(s)
+    return progress
+
+
+RED = START["red"]
+UP = np.array([0.0, 0.0, 1.0])
+pick = make_task("pick", "red")
+place = make_task("place", "red")
+stack = make_task("stack", "red", other="green")
+touch = make_task("touch", "red")
+push_left = make_task("push", "red", direction="left")  # +y
+
+
+@pytest.mark.parametrize(
+    ("task", "scenes", "label"),
+    [
+        (pick, [scene()], "never reached"),
+        (pick, [scene(tool=START["green"])], "wrong block"),
+        (pick, [scene(tool=RED + 0.02 * UP, contact=("red",))], "no grasp"),  # touched, never lifted
+        (pick, [scene(tool=RED, contact=("red",), red=RED + 0.03 * UP)], "not lifted"),
+        (pick, [scene(tool=RED, contact=("red",), red=RED + 0.06 * UP), scene(tool=RED)], "dropped"),
+        (place, [scene(tool=RED, contact=("red",), red=RED + 0.03 * UP)], "not carried"),
+        (
+            place,
+            [scene(tool=RED, contact=("red",), red=RED + 0.03 * UP), scene(red=BOWL + 0.05 * UP)],
+            "not set down",
+        ),
+        (stack, [scene(tool=RED, contact=("red",), red=RED + 0.03 * UP)], "not carried"),
+        (
+            stack,
+            [scene(contact=("red",), red=RED + 0.03 * UP), scene(red=START["green"] + 0.04 * UP)],
+            "not set down",
+        ),
+        (push_left, [scene(tool=RED + [0, -0.04, 0], contact=("red",))], "not pushed"),
+        (push_left, [scene(contact=("red",), red=RED + [0, 0.05, 0])], "pushed short"),
+        (push_left, [scene(contact=("red",), red=RED + [0.1, 0.0, 0])], "wrong direction"),
+        (touch, [scene(tool=RED, contact=("red",), red=RED + [0.04, 0, 0])], "knocked away"),
+        (touch, [scene(tool=RED), scene()], "not held"),
+    ],
+)
+def test_each_failure_gets_the_label_of_where_it_stopped(task, scenes, label):
+    assert label in FAILURE_LABELS
+    assert run(task, *scenes).failure() == label
+
+
+def test_stack_does_not_count_its_base_block_as_the_wrong_block():
+    # Going to the green block first is part of neither task's success, but for "red on green" green is
+    # the goal, not a distractor.
+    assert run(stack, scene(tool=START["green"])).failure() == "never reached"
+    assert run(pick, scene(tool=START["green"])).failure() == "wrong block"
+
+
+def test_milestones_are_listed_in_the_order_they_happened():
+    p = run(
+        pick,
+        scene(tool=START["blue"]),  # another block first, then the right one: not "wrong block"
+        scene(tool=RED, contact=("red",)),
+        scene(tool=RED, contact=("red",), red=RED + 0.02 * UP),
+        scene(tool=RED, contact=("red",), red=RED + 0.06 * UP),
+    )
+    assert p.summary(success=True) == {
+        "stages": ["other_reached", "reached", "grasped", "lifted"],
+        "failure": None,
+    }
+    assert p.summary(success=False)["failure"] == "dropped"
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_the_env_reports_progress_when_an_episode_ends(family):
+    env = TabletopEnv(family=family, render=False)
+    try:
+        env.reset(seed=3)
+        info, steps = {}, 0
+        while True:
+            _, _, terminated, truncated, info = env.step(env.expert_action())
+            steps += 1
+            if terminated or truncated:
+                break
+            assert "progress" not in info  # only when the episode ends
+        assert terminated and info["progress"]["failure"] is None
+        assert info["progress"]["stages"][0] == "reached"
+        expected_last = {"pick": "lifted", "place": "over_goal", "stack": "over_goal", "push": "moved"}
+        assert info["progress"]["stages"][-1] == expected_last.get(family, "reached")
+
+        env.reset(seed=3)
+        hold = env.joint_positions()
+        while True:
+            _, _, terminated, truncated, info = env.step(hold)
+            if terminated or truncated:
+                break
+        assert truncated and info["progress"] == {"stages": [], "failure": "never reached"}
+    finally:
+        env.close()

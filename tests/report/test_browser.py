@@ -255,6 +255,10 @@ def test_eval_view_shows_success_table_and_rollouts(page, base_url, shots):
     text = table.inner_text()
     assert "touch" in text and "pick" in text and "65.8 %" in text  # Wilson upper bound for 0/2
     assert page.locator("table:has(caption:text('Success by group')) tbody tr").count() == 2
+    # The hold-still policy never reaches a block: the failure table and the captions say so.
+    failures = page.locator("table:has(caption:text('Why episodes failed'))").inner_text()
+    assert "never reached 2" in failures
+    assert "stopped at: never reached" in page.locator("figcaption").first.inner_text()
     videos = wait_videos(page, 2)
     assert all(v["src"].endswith(".mp4") for v in videos)
     page.screenshot(path=str(shots / "view_eval.png"), full_page=True)

@@ -371,7 +371,7 @@ def eval_summary(root: Path, folder: Path) -> dict[str, Any]:
             except ViewerError:
                 video = None  # missing or escaping: shown without a video
         episodes.append({k: e.get(k) for k in ("index", "task", "group", "instruction", "seed", "success",
-                                               "steps")} | {"video": video})  # fmt: skip
+                                               "steps", "failure")} | {"video": video})  # fmt: skip
     report = folder / "report.html"
     return {
         "path": rel_of(root, folder),
@@ -383,6 +383,7 @@ def eval_summary(root: Path, folder: Path) -> dict[str, Any]:
         "mean_task_success_rate": data.get("mean_task_success_rate"),
         "tasks": data.get("tasks", {}),
         "groups": data.get("groups", {}),
+        "failures": data.get("failures") if isinstance(data.get("failures"), dict) else {},
         "episodes": episodes,
         "report": rel_of(root, report) if report.is_file() else None,
     }  # fmt: skip

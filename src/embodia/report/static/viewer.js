@@ -323,13 +323,18 @@ async function viewEval(params) {
       Object.entries(ev.tasks).map(([name, r]) => rateRow(name, r, r.group)), {caption: "Success by task"}),
     table(["group", "successes", "episodes", "success", "95 % CI (Wilson)"],
       Object.entries(ev.groups).map(([name, r]) => rateRow(name, r)), {caption: "Success by group"}),
-    table(null, Object.entries(ev.settings).filter(([, v]) => v !== null).map(([k, v]) => [k, v]), {caption: "Settings"}),
   ];
+  const failures = Object.entries(ev.failures || {});
+  if (failures.length) parts.push(table(["task", "failed", "where they stopped"],
+    failures.map(([task, counts]) => [task, Object.values(counts).reduce((a, b) => a + b, 0),
+      Object.entries(counts).map(([label, n]) => `${label} ${n}`).join(", ")]),
+    {caption: "Why episodes failed"}));
+  parts.push(table(null, Object.entries(ev.settings).filter(([, v]) => v !== null).map(([k, v]) => [k, v]), {caption: "Settings"}));
   const filmed = ev.episodes.filter(e => e.video);
   parts.push(el("h2", {}, `Rollout videos (${filmed.length} of ${ev.episodes.length} episodes)`));
   parts.push(el("div", {class: "videos"}, filmed.map(e => el("figure", {},
     el("video", {src: fileUrl(e.video), controls: true, muted: true, loop: true, playsInline: true, preload: "auto"}),
-    el("figcaption", {}, badge(e.success ? "success" : "failed"), ` ${e.instruction} (seed ${e.seed}, ${e.steps} steps)`)))));
+    el("figcaption", {}, badge(e.success ? "success" : "failed"), ` ${e.instruction} (seed ${e.seed}, ${e.steps} steps${e.failure ? ", stopped at: " + e.failure : ""})`)))));
   $main.replaceChildren(...parts);
 }
 

@@ -56,6 +56,25 @@ def git_sha(cwd: Path | None = None) -> str | None:
     return f"{sha}-dirty" if dirty else sha
 
 
+def _process_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once at import (os.umask can only be read by setting it, which is not thread-safe later).
+_UMASK = _process_umask()
+
+
+def publish_mode(path: str | Path) -> None:
+    """Give a file the permissions an ordinary `open()` would have (0666 minus the umask).
+
+    `tempfile.mkstemp` (and safetensors) create files as 0600, so a dataset or checkpoint written
+    through a temporary file would be unreadable to the other users of a shared machine or a
+    `docker run --user` container."""
+    os.chmod(path, 0o666 & ~_UMASK)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temporary file and rename, so a crash never leaves a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,6 +84,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        publish_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

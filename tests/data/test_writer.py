@@ -263,3 +263,14 @@ def test_sigterm_commits_the_episodes_waiting_for_their_group(tmp_path):
     data = pq.read_table(root / "data/chunk-000/file-000.parquet")
     assert data.num_rows == n_frames
     assert len(decode_all(root / "videos/observation.images.front/chunk-000/file-000.mp4")) == n_frames
+
+
+def test_written_files_get_ordinary_permissions(recorded):
+    """Files go through temporary files (mkstemp: 0600); the published ones must read like ordinary
+    files (0666 minus the umask), or other users of a shared machine cannot read the dataset."""
+    root, _ = recorded
+    mask = os.umask(0)
+    os.umask(mask)
+    modes = {p.relative_to(root).as_posix(): p.stat().st_mode & 0o777 for p in root.rglob("*") if p.is_file()}
+    assert "data/chunk-000/file-000.parquet" in modes and "meta/info.json" in modes
+    assert set(modes.values()) == {0o666 & ~mask}, modes

@@ -54,6 +54,7 @@ from embodia.data.format import (
     write_json,
 )
 from embodia.data.video import append_episodes, encode_episode
+from embodia.runs import publish_mode
 
 TASK = "task"
 
@@ -101,6 +102,7 @@ def _write_parquet_atomic(table: pa.Table, path: Path) -> None:
     os.close(fd)
     try:
         pq.write_table(table, tmp)
+        publish_mode(tmp)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from embodia.runs import publish_mode
+
 FORMAT = "embodia-policy"
 FORMAT_VERSION = 1
 POLICY_FILES = ("config.json", "normalization.json", "model.safetensors")
@@ -51,6 +53,7 @@ def write_folder(path: str | Path, files: dict[str, Any]) -> Path:
         else:
             target.write_text(str(content))
     for f in tmp.iterdir():  # make the bytes durable before the rename publishes them
+        publish_mode(f)
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
     old = path.parent / f".{path.name}.old-{os.getpid()}"

@@ -75,3 +75,27 @@ def test_config_validation_and_round_trip():
         VLAConfig(head="diffusion")
     cfg = VLAConfig(**TINY)
     assert VLAConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_flow_noise_scale_sets_the_samplers_temperature():
+    model = VLA(VLAConfig(**TINY, flow_steps=3)).eval()
+    prefix = model.encode_prefix(*_inputs())
+    dims = torch.ones(3, 8, dtype=torch.bool)
+    with torch.no_grad():
+        free = [model.sample(prefix, dim_mask=dims) for _ in range(2)]
+        assert not torch.allclose(free[0], free[1])  # scale 1 (default): a fresh sample per call
+        model.cfg.flow_noise_scale = 0.0
+        cold = [model.sample(prefix, dim_mask=dims) for _ in range(2)]
+        assert torch.equal(cold[0], cold[1])  # scale 0: deterministic, from the noise's mean
+        # In between, the starting noise is the scaled draw: the same seed at scale 0.5 equals an explicit
+        # half-size noise.
+        model.cfg.flow_noise_scale = 0.5
+        torch.manual_seed(7)
+        half = model.sample(prefix, dim_mask=dims)
+        torch.manual_seed(7)
+        explicit = model.sample(prefix, dim_mask=dims, noise=0.5 * torch.randn(3, 8, 8))
+        assert torch.allclose(half, explicit)
+    with pytest.raises(ValueError, match="flow_noise_scale"):
+        VLAConfig(**TINY, flow_noise_scale=1.5)
+    older = {k: v for k, v in VLAConfig(**TINY).to_dict().items() if k != "flow_noise_scale"}
+    assert VLAConfig.from_dict(older).flow_noise_scale == 1.0  # checkpoints from before the setting

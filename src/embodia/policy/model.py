@@ -46,6 +46,9 @@ class VLAConfig:
     num_embodiments: int = 4
     head: str = "flow"  # "flow" or "l1"
     flow_steps: int = 10
+    # Scale of the starting noise at inference (the sampler's temperature): 1 samples the learned action
+    # distribution, below 1 concentrates on its likelier part, 0 is deterministic. Training ignores it.
+    flow_noise_scale: float = 1.0
     dropout: float = 0.0
     embodiments: list[str] = field(default_factory=lambda: ["so101", "so101_ee", "sawyer"])
     # Vision: "cnn" (the built-in FiLM CNN, trained from scratch) or "hf:<local folder>", a pretrained
@@ -61,6 +64,8 @@ class VLAConfig:
             raise ValueError(
                 f"n_action_steps must be in 1..chunk_size ({self.chunk_size}), got {self.n_action_steps}"
             )
+        if not 0.0 <= self.flow_noise_scale <= 1.0:
+            raise ValueError(f"flow_noise_scale must be in 0..1, got {self.flow_noise_scale}")
         if self.d_model % self.n_heads:
             raise ValueError("d_model must be divisible by n_heads")
         if self.backbone != "cnn":
@@ -408,7 +413,9 @@ def integrate(velocity, cfg: VLAConfig, shape, keep, noise=None, steps=None, gui
     if cfg.head == "l1":
         x = velocity(torch.zeros(shape, device=device), torch.zeros(b, device=device)) * keep
         return x if guide is None else x + guide.weights * (guide.actions - x)
-    noise = (torch.randn(shape, device=device) if noise is None else noise) * keep
+    if noise is None:
+        noise = torch.randn(shape, device=device) * cfg.flow_noise_scale
+    noise = noise * keep
     x = noise
     n = steps or cfg.flow_steps
     dt = 1.0 / n

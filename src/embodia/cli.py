@@ -259,6 +259,19 @@ def build_parser() -> argparse.ArgumentParser:
         "chunking's guidance), so re-planning corrects the plan instead of switching plans; needs "
         "--replan-every below the chunk size",
     )
+    ev.add_argument(
+        "--flow-steps",
+        type=_positive_int,
+        default=None,
+        help="Euler steps per chunk (default: the checkpoint's)",
+    )
+    ev.add_argument(
+        "--noise-scale",
+        type=_probability,
+        default=None,
+        help="the flow sampler's temperature, 0-1: 1 samples the learned distribution, 0 is deterministic "
+        "(default: the checkpoint's)",
+    )
     ev.add_argument("--videos", type=int, default=1, help="episodes filmed per task")
     ev.add_argument("--image-size", type=_positive_int, default=96)
     ev.add_argument("--max-steps", type=_positive_int, default=None, help="override the step limit")

@@ -258,6 +258,16 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _override_sampler(policy, args: argparse.Namespace) -> None:
+    """Apply --flow-steps / --noise-scale to a loaded policy (inference only; the weights are unchanged)."""
+    if (args.flow_steps is not None or args.noise_scale is not None) and policy.cfg.head != "flow":
+        raise ValueError("--flow-steps and --noise-scale apply to a flow-matching head; this policy uses L1")
+    if args.flow_steps is not None:
+        policy.cfg.flow_steps = args.flow_steps
+    if args.noise_scale is not None:
+        policy.cfg.flow_noise_scale = args.noise_scale
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a policy closed-loop on a suite: success per task with Wilson 95-percent intervals, videos, report."""
     from embodia.eval.run import evaluate, failure_table, summary_table
@@ -269,6 +279,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         from embodia.serve.client import RemotePolicy, ServerError
 
+        if args.flow_steps is not None or args.noise_scale is not None:
+            raise ValueError(
+                "--flow-steps and --noise-scale set a local checkpoint's sampler; a served policy samples "
+                "on the server: change the checkpoint it serves"
+            )
         try:
             policy = RemotePolicy(args.checkpoint, api_key=args.api_key or os.environ.get("EMBODIA_API_KEY"))
         except (ConnectionError, ServerError) as exc:
@@ -280,6 +295,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             console.print(f"[bold red]error:[/] cannot load policies in this version of embodia ({exc})")
             return 1
         policy = Policy.from_pretrained(args.checkpoint)
+        _override_sampler(policy, args)
     result = evaluate(
         policy,
         suite=args.suite,

@@ -6,6 +6,8 @@ import json
 import sys
 import types
 
+import pytest
+
 from embodia.cli import main
 
 
@@ -39,3 +41,41 @@ def test_cli_eval_bad_suite_is_a_clear_error(tmp_path, monkeypatch, capsys, hold
     assert main(["eval", "x", "--suite", "juggle", "--out", str(tmp_path / "ev")]) == 2
     assert "valid: 'tabletop'" in capsys.readouterr().out
     assert not (tmp_path / "ev").exists()  # nothing half-written
+
+
+def test_cli_eval_overrides_the_flow_sampler_and_records_it(tmp_path, monkeypatch, capsys, hold_policy):
+    policies = []
+
+    def load(path, head="flow"):
+        policy = hold_policy(chunk_size=4, n_action_steps=4)
+        policy.cfg = types.SimpleNamespace(head=head, flow_steps=3, flow_noise_scale=1.0)
+        policies.append(policy)
+        return policy
+
+    monkeypatch.setitem(
+        sys.modules,
+        "embodia.policy.policy",
+        types.SimpleNamespace(Policy=types.SimpleNamespace(from_pretrained=load)),
+    )
+    argv = ["eval", "ckpt", "--suite", "touch", "--episodes", "1", "--num-envs", "1", "--max-steps", "2"]
+    out = tmp_path / "ev"
+    assert (
+        main([*argv, "--videos", "0", "--flow-steps", "5", "--noise-scale", "0.25", "--out", str(out)]) == 0
+    )
+    assert (policies[0].cfg.flow_steps, policies[0].cfg.flow_noise_scale) == (5, 0.25)
+    data = json.loads((out / "results.json").read_text())
+    assert (data["flow_steps"], data["flow_noise_scale"]) == (5, 0.25)
+
+    with pytest.raises(SystemExit):  # argparse: outside 0..1
+        main([*argv, "--noise-scale", "1.5"])
+    assert "between 0 and 1" in capsys.readouterr().err
+    assert main(["eval", "http://127.0.0.1:9/", "--noise-scale", "0.5", "--out", str(tmp_path / "x")]) == 2
+    assert "samples on the server" in capsys.readouterr().out.replace("\n", " ")
+
+    monkeypatch.setitem(
+        sys.modules,
+        "embodia.policy.policy",
+        types.SimpleNamespace(Policy=types.SimpleNamespace(from_pretrained=lambda p: load(p, head="l1"))),
+    )
+    assert main([*argv, "--flow-steps", "2", "--out", str(tmp_path / "y")]) == 2
+    assert "flow-matching head" in capsys.readouterr().out

@@ -12,7 +12,8 @@ results.json (``"schema": "embodia.eval/1"``)::
 
     {"suite", "kind", "split", "episodes_per_task", "num_envs", "replan_every", "guided", "chunk_size",
      "n_action_steps", "image_size", "max_steps", "seed", "seed_base", "embodiment", "checkpoint_hash",
-     "policy_class", "overall": RATE, "mean_task_success_rate", "groups": {name: RATE},
+     "policy_class", "flow_steps", "flow_noise_scale" (local flow policies), "overall": RATE,
+     "mean_task_success_rate", "groups": {name: RATE},
      "tasks": {name: RATE + {"group"}}, "templates": {"<family> (<split>): <template>": RATE} (tabletop
      only), "failures": {task: {label: count}} (envs that report where an episode stopped: the
      tabletop, see embodia.sim.progress), "episodes": [{"index", "task", "group", "instruction", "seed",
@@ -150,6 +151,7 @@ def evaluate(
         "embodiment": embodiment,
         "checkpoint_hash": str(policy.checkpoint_hash),
         "policy_class": f"{type(policy).__module__}.{type(policy).__qualname__}",
+        **_sampler_settings(policy),
     }
     write_manifest(out, "eval", settings | {"out": str(out)}, seeds=sorted({e.seed for e in plan}))
 
@@ -188,6 +190,14 @@ def evaluate(
     atomic_write_text(result.results_path, json.dumps(results_json(result, settings), indent=2) + "\n")
     build_report(result, settings).save(result.report_path)
     return result
+
+
+def _sampler_settings(policy: ChunkPolicy) -> dict[str, Any]:
+    """A local flow policy's sampler (steps, temperature): they change its success, so results record them."""
+    cfg = getattr(policy, "cfg", None)
+    if getattr(cfg, "head", None) != "flow":
+        return {}
+    return {"flow_steps": int(cfg.flow_steps), "flow_noise_scale": float(cfg.flow_noise_scale)}
 
 
 def count_failures(episodes: list[EpisodeResult]) -> dict[str, dict[str, int]]:

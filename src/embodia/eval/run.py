@@ -365,6 +365,10 @@ def build_report(result: EvalResult, settings: dict[str, Any]) -> Report:
             "'not carried' and 'not set down' are the later phases of the motion."
         )
         rep.table(failure_rows(result), columns=["task", "failed", "where they stopped"])
+        from embodia.sim.progress import FAILURE_LABELS
+
+        seen = {label for counts in result.failures.values() for label in counts}
+        rep.key_values({label: meaning for label, meaning in FAILURE_LABELS.items() if label in seen})
     filmed = [e for e in result.episodes if e.video is not None]
     if filmed:
         rep.heading("Videos")

@@ -17,20 +17,7 @@ Milestones (each recorded at the first tick it holds; distances are from MuJoCo,
                    and above it
     moved          (push, touch) the block slid >= 3 cm from where it rested
 
-Failure labels, the first that applies:
-
-    wrong block      never reached the named block but reached another one
-    never reached    never came within 3 cm of any block
-    no grasp         reached the block, never grasped it (pick, place, stack)
-    not lifted       grasped, never reached the 5 cm success height (pick)
-    dropped          reached the success height but did not hold it 0.5 s (pick)
-    not carried      grasped, never over the bowl / the other block (place, stack)
-    not set down     over the goal, never released there at rest (place, stack)
-    not pushed       reached, the block never slid 3 cm (push)
-    wrong direction  slid >= 8 cm but more than 45 degrees off the named direction (push)
-    pushed short     slid, but did not end >= 8 cm along the named direction, flat on the table (push)
-    knocked away     the block slid >= 3 cm: touch asks to leave it in place (touch)
-    not held         reached, did not stay within 3 cm for 0.5 s (touch)
+Failed episodes get one label, the first of FAILURE_LABELS that applies (their meanings are below).
 """
 
 from __future__ import annotations
@@ -45,21 +32,22 @@ PICK_HEIGHT = 0.05  # the pick family's success height
 MOVED = 0.03
 PUSH_DISTANCE = 0.08  # the push family's success distance
 
-# Every label `failure()` can return, in pipeline order (reports list them in this order).
-FAILURE_LABELS = (
-    "wrong block",
-    "never reached",
-    "no grasp",
-    "not lifted",
-    "dropped",
-    "not carried",
-    "not set down",
-    "not pushed",
-    "wrong direction",
-    "pushed short",
-    "knocked away",
-    "not held",
-)
+# Every label `failure()` can return, in pipeline order (reports list them in this order), and what it
+# means. `embodia tasks --markdown` prints this table into docs/tasks.md.
+FAILURE_LABELS: dict[str, str] = {
+    "wrong block": "never reached the named block, but reached another one",
+    "never reached": "never came within 3 cm of any block",
+    "no grasp": "reached the block, never grasped it (pick, place, stack)",
+    "not lifted": "grasped, never reached the 5 cm success height (pick)",
+    "dropped": "reached the success height but did not hold it for 0.5 s (pick)",
+    "not carried": "grasped, never over the bowl / the other block (place, stack)",
+    "not set down": "over the goal, never released there at rest (place, stack)",
+    "not pushed": "reached, the block never slid 3 cm (push)",
+    "wrong direction": "slid >= 8 cm, but more than 45 degrees off the named direction (push)",
+    "pushed short": "slid, but did not end >= 8 cm along the named direction, flat on the table (push)",
+    "knocked away": "the block slid >= 3 cm: touch asks to leave it in place (touch)",
+    "not held": "reached, did not stay within 3 cm for 0.5 s (touch)",
+}
 
 
 class TaskProgress:
@@ -106,7 +94,7 @@ class TaskProgress:
         self.stages.setdefault(stage, self.ticks)
 
     def failure(self) -> str:
-        """Where a failed episode stopped (one of FAILURE_LABELS). Call it only for a failed episode."""
+        """Where a failed episode stopped (a key of FAILURE_LABELS). Call it only for a failed episode."""
         family, has = self.task.family, self.stages.__contains__
         if not has("reached"):
             return "wrong block" if has("other_reached") else "never reached"

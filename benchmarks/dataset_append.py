@@ -38,7 +38,8 @@ def main() -> None:
     tasks = [ds.tasks[int(t)] for t in data["task_index"]]
     videos = {k: ds.episode_frames(0, k) for k in ds.camera_keys}
     sizes = {
-        k: sum(f.stat().st_size for f in (ds.root / "videos" / k).rglob("*.mp4")) / 2**20 for k in ds.camera_keys
+        k: sum(f.stat().st_size for f in (ds.root / "videos" / k).rglob("*.mp4")) / 2**20
+        for k in ds.camera_keys
     }
     print(f"{ds.root}: {ds.num_episodes} episodes, {ds.num_frames} frames; video MB per camera {sizes}")
     print(f"appending {args.episodes} episodes of {len(tasks)} frames")

@@ -98,11 +98,20 @@ def main() -> None:
         result = evaluate(Policy.from_pretrained(final), suite=args.family, episodes=args.episodes,
                           num_envs=args.num_envs, out_dir=root / f"{name}-eval", videos_per_task=2)  # fmt: skip
         r = result.overall
+        stopped = ", ".join(f"{label} {n}" for label, n in result.failures.get(args.family, {}).items())
         rows.append(
-            (name, cfg.steps, f"{minutes:.1f}", f"{r.rate:.0%}", f"{r.ci_low:.0%}-{r.ci_high:.0%}", r.n)
+            (
+                name,
+                cfg.steps,
+                f"{minutes:.1f}",
+                f"{r.rate:.0%}",
+                f"{r.ci_low:.0%}-{r.ci_high:.0%}",
+                r.n,
+                stopped,
+            )
         )
     table = Table(title=f"few-shot on {args.family!r} from {args.dataset}")
-    for col in ("model", "steps", "train minutes", "success", "95 % CI", "episodes"):
+    for col in ("model", "steps", "train minutes", "success", "95 % CI", "episodes", "failures stopped at"):
         table.add_column(col)
     for row in rows:
         table.add_row(*map(str, row))

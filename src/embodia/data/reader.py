@@ -242,8 +242,9 @@ class LeRobotDataset:
                 group_start += n
             st = path.stat()
             key = (str(path), st.st_size, st.st_mtime_ns, tuple(groups), tuple(columns))
-            if self._last_read is not None and self._last_read[0] == key:
-                table = self._last_read[1]
+            last = self._last_read  # one read of the attribute: the viewer reads from several threads
+            if last is not None and last[0] == key:
+                table = last[1]
             else:
                 table = pf.read_row_groups(groups, columns=columns)
                 self._last_read = (key, table)

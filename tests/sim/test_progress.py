@@ -21,7 +21,7 @@ BOWL = np.array([0.30, 0.08, 0.0])
 FAR = np.array([0.05, 0.0, 0.25])  # the tool, away from everything
 
 
-def scene(tool=FAR, contact=(), **moved) -> SceneState:
+def scene(tool=FAR, contact=(), gripper=0.6, **moved) -> SceneState:
     """A scene with the blocks at START except those given (colour=position)."""
     pos = {c: np.asarray(moved.get(c, START[c]), float) for c in COLORS}
     return SceneState(
@@ -35,6 +35,7 @@ def scene(tool=FAR, contact=(), **moved) -> SceneState:
         block_half=H,
         bowl_inner_radius=0.036,
         bowl_rim_z=0.03,
+        gripper_joint=gripper,
     )
 
 
@@ -59,7 +60,13 @@ push_left = make_task("push", "red", direction="left")  # +y
     [
         (pick, [scene()], "never reached"),
         (pick, [scene(tool=START["green"])], "wrong block"),
-        (pick, [scene(tool=RED + 0.02 * UP, contact=("red",))], "no grasp"),  # touched, never lifted
+        (pick, [scene(tool=RED + 0.02 * UP, contact=("red",))], "no grasp attempt"),  # touched, jaw open
+        (pick, [scene(tool=RED + 0.02 * UP, gripper=0.1)], "missed grasp"),  # closed at it, never lifted
+        (
+            pick,
+            [scene(tool=RED + 0.05 * UP, gripper=0.1), scene(tool=RED)],
+            "no grasp attempt",
+        ),  # closed too far
         (pick, [scene(tool=RED, contact=("red",), red=RED + 0.03 * UP)], "not lifted"),
         (pick, [scene(tool=RED, contact=("red",), red=RED + 0.06 * UP), scene(tool=RED)], "dropped"),
         (place, [scene(tool=RED, contact=("red",), red=RED + 0.03 * UP)], "not carried"),
@@ -121,7 +128,10 @@ def test_the_env_reports_progress_when_an_episode_ends(family):
                 break
             assert "progress" not in info  # only when the episode ends
         assert terminated and info["progress"]["failure"] is None
-        assert info["progress"]["stages"][0] == "reached"
+        stages = info["progress"]["stages"]
+        assert stages[0] == "reached"
+        if family in ("pick", "place", "stack"):  # the expert closes the jaw at the block, then lifts it
+            assert stages[1:3] == ["closed_near", "grasped"]
         expected_last = {"pick": "lifted", "place": "over_goal", "stack": "over_goal", "push": "moved"}
         assert info["progress"]["stages"][-1] == expected_last.get(family, "reached")
 

@@ -59,7 +59,7 @@ class EpisodeResult:
     chunks: int  # predict_chunk calls that served this episode
     video: Path | None = None
     # Where the episode got to, for envs that say (the tabletop: embodia.sim.progress): the milestones
-    # reached in order, and for a failure one label ("no grasp", "wrong block", ...).
+    # reached in order, and for a failure one label ("missed grasp", "wrong block", ...).
     stages: tuple[str, ...] = ()
     failure: str | None = None
 

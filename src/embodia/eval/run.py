@@ -76,7 +76,7 @@ class EvalResult:
     # Tabletop only: success per instruction template ("tap the {color} cube"), so that a phrasing the
     # policy does not ground shows up by name instead of vanishing into its family's average.
     templates: dict[str, Rate] = field(default_factory=dict)
-    # Failed episodes per task by where they stopped ("no grasp": 12, ...), for envs that report it.
+    # Failed episodes per task by where they stopped ("missed grasp": 12, ...), for envs that report it.
     failures: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
@@ -358,14 +358,12 @@ def build_report(result: EvalResult, settings: dict[str, Any]) -> Report:
         rep.table(_rate_rows(dict(sorted(result.templates.items()))), columns=["template", *cols[1:]])
     if result.failures:
         rep.heading("Why episodes failed")
+        from embodia.sim.progress import FAILURE_GUIDE, FAILURE_LABELS
+
         rep.paragraph(
-            "Where each failed episode stopped, from the simulator's state (embodia.sim.progress). "
-            "'wrong block' is the language wall (the instruction is not grounded); 'never reached', "
-            "'no grasp' and 'not lifted' are precision (vision and control near the object); 'dropped', "
-            "'not carried' and 'not set down' are the later phases of the motion."
+            f"Where each failed episode stopped, from the simulator's state (embodia.sim.progress). {FAILURE_GUIDE}"
         )
         rep.table(failure_rows(result), columns=["task", "failed", "where they stopped"])
-        from embodia.sim.progress import FAILURE_LABELS
 
         seen = {label for counts in result.failures.values() for label in counts}
         rep.key_values({label: meaning for label, meaning in FAILURE_LABELS.items() if label in seen})
@@ -393,7 +391,7 @@ def build_report(result: EvalResult, settings: dict[str, Any]) -> Report:
 
 
 def failure_rows(result: EvalResult) -> list[list[Any]]:
-    """[task, failed episodes, "no grasp 12, wrong block 3, ..."] per task with labelled failures."""
+    """[task, failed episodes, "missed grasp 12, wrong block 3, ..."] per task with labelled failures."""
     return [
         [task, sum(counts.values()), ", ".join(f"{label} {n}" for label, n in counts.items())]
         for task, counts in result.failures.items()

@@ -242,7 +242,7 @@ class RobotTools:
             "steps": steps,
             "chunks": chunks,
             "judged_as": task.instruction if judged else None,
-            # Where a failed attempt stopped ("no grasp", "wrong block", ...: embodia.sim.progress), so an
+            # Where a failed attempt stopped ("missed grasp", "wrong block", ...: embodia.sim.progress), so an
             # agent can tell a miss it may retry from an instruction the policy did not understand.
             "failure": env.progress(success)["failure"] if judged else None,
             "similarity": round(score, 3),

@@ -11,6 +11,8 @@ Milestones (each recorded at the first tick it holds; distances are from MuJoCo,
 
     reached        the tool point came within 3 cm of the named block's centre, or the gripper touched it
     other_reached  ... another block, first (for stack: not counting the block to stack on)
+    closed_near    (pick, place, stack) the gripper closed while the tool point was within 3 cm of the
+                   named block (joint below 0.35 rad: open is 0.6, holding a block ~0.25, empty -0.17)
     grasped        the gripper touched the named block while it was >= 1 cm above where it rested
     lifted         (pick) the block was >= 5 cm above where it rested, the success height
     over_goal      (place) the block's centre was over the bowl's inside; (stack) over the other block
@@ -30,6 +32,7 @@ REACH_RADIUS = 0.03  # the touch family's success radius
 GRASP_LIFT = 0.01
 PICK_HEIGHT = 0.05  # the pick family's success height
 MOVED = 0.03
+GRIPPER_CLOSING = 0.35  # SO-101 gripper joint, radians: below it the jaw is closing or closed
 PUSH_DISTANCE = 0.08  # the push family's success distance
 
 # Every label `failure()` can return, in pipeline order (reports list them in this order), and what it
@@ -37,7 +40,8 @@ PUSH_DISTANCE = 0.08  # the push family's success distance
 FAILURE_LABELS: dict[str, str] = {
     "wrong block": "never reached the named block, but reached another one",
     "never reached": "never came within 3 cm of any block",
-    "no grasp": "reached the block, never grasped it (pick, place, stack)",
+    "no grasp attempt": "reached the block, never closed the gripper at it (pick, place, stack)",
+    "missed grasp": "closed the gripper at the block (tool within 3 cm) but never lifted it (pick, place, stack)",
     "not lifted": "grasped, never reached the 5 cm success height (pick)",
     "dropped": "reached the success height but did not hold it for 0.5 s (pick)",
     "not carried": "grasped, never over the bowl / the other block (place, stack)",
@@ -48,6 +52,14 @@ FAILURE_LABELS: dict[str, str] = {
     "knocked away": "the block slid >= 3 cm: touch asks to leave it in place (touch)",
     "not held": "reached, did not stay within 3 cm for 0.5 s (touch)",
 }
+
+
+# How to read the labels, for reports and docs.
+FAILURE_GUIDE = (
+    "'wrong block' is the language wall (the instruction is not grounded); 'never reached', 'no grasp "
+    "attempt', 'missed grasp' and 'not lifted' are precision near the object (vision and control); the "
+    "others are later phases of the motion."
+)
 
 
 class TaskProgress:
@@ -68,6 +80,10 @@ class TaskProgress:
             self._mark("reached")
         if "reached" not in self.stages and any(self._near(s, c) for c in self.others):
             self._mark("other_reached")
+        closing = s.gripper_joint is not None and s.gripper_joint < GRIPPER_CLOSING
+        grasping_task = t.family in ("pick", "place", "stack")
+        if grasping_task and closing and np.linalg.norm(s.tool_pos - p) < REACH_RADIUS:
+            self._mark("closed_near")
         height = p[2] - p0[2]
         if s.gripper_contact[t.color] and height >= GRASP_LIFT:
             self._mark("grasped")
@@ -106,7 +122,7 @@ class TaskProgress:
                 return "not pushed"
             return "wrong direction" if slide >= PUSH_DISTANCE and self._off_direction() else "pushed short"
         if not has("grasped"):
-            return "no grasp"
+            return "missed grasp" if has("closed_near") else "no grasp attempt"
         if family == "pick":
             return "dropped" if has("lifted") else "not lifted"
         return "not set down" if has("over_goal") else "not carried"

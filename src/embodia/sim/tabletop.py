@@ -275,6 +275,7 @@ class TabletopEnv(gym.Env):
             block_half=BLOCK_HALF,
             bowl_inner_radius=BOWL_RADIUS - BLOCK_HALF * 0.5,
             bowl_rim_z=BOWL_WALL_HEIGHT,
+            gripper_joint=float(self.robot.joint_positions()[SO101.gripper.state_index]),
         )
 
     # ------------------------------------------------------------------ internals

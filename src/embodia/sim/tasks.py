@@ -273,16 +273,14 @@ def tasks_markdown() -> str:
         train = "<br>".join(f"`{t}`" for t in f.train_templates)
         held = "<br>".join(f"`{t}`" for t in f.heldout_templates)
         lines.append(f"| {f.name} | {train} | {held} | {f.max_steps} | {f.success} |")
-    from embodia.sim.progress import FAILURE_LABELS  # progress builds on this module
+    from embodia.sim.progress import FAILURE_GUIDE, FAILURE_LABELS  # progress builds on this module
 
     lines += [
         "",
         "## Why an episode failed",
         "",
         "`embodia eval` labels every failed episode with where it stopped, from the simulator's state "
-        "(`src/embodia/sim/progress.py`), and counts the labels per task. 'wrong block' is the language "
-        "wall; 'never reached', 'no grasp' and 'not lifted' are precision near the object; the rest are "
-        "later phases of the motion.",
+        f"(`src/embodia/sim/progress.py`), and counts the labels per task. {FAILURE_GUIDE}",
         "",
         "| label | meaning |",
         "|---|---|",
@@ -347,6 +345,7 @@ class SceneState:
     block_half: float
     bowl_inner_radius: float
     bowl_rim_z: float
+    gripper_joint: float | None = None  # the gripper's joint position, radians (None: not known)
 
 
 class SuccessCheck:

@@ -40,6 +40,10 @@ def _positive_float(text: str) -> float:
     return _number(text, float, lambda v: v > 0, "a positive number")
 
 
+def _number_at_least_zero(text: str) -> float:
+    return _number(text, float, lambda v: v >= 0, "a number >= 0")
+
+
 def _probability(text: str) -> float:
     return _number(text, float, lambda v: 0 <= v <= 1, "a probability between 0 and 1")
 
@@ -258,6 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="inpaint each re-planned chunk toward the unexecuted rest of the previous one (real-time "
         "chunking's guidance), so re-planning corrects the plan instead of switching plans; needs "
         "--replan-every below the chunk size",
+    )
+    ev.add_argument(
+        "--ensemble",
+        type=_number_at_least_zero,
+        default=None,
+        metavar="COEFF",
+        help="re-plan every step and execute ACT's temporal ensemble of the overlapping chunks, weights "
+        "exp(-COEFF * age) from the oldest (ACT uses 0.01)",
     )
     ev.add_argument(
         "--flow-steps",

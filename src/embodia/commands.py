@@ -304,6 +304,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         split=args.split,
         replan_every=args.replan_every,
         guided=args.guided,
+        ensemble=args.ensemble,
         videos_per_task=args.videos,
         out_dir=args.out,
         seed=args.seed,

@@ -65,6 +65,10 @@ def test_cli_eval_overrides_the_flow_sampler_and_records_it(tmp_path, monkeypatc
     assert (policies[0].cfg.flow_steps, policies[0].cfg.flow_noise_scale) == (5, 0.25)
     data = json.loads((out / "results.json").read_text())
     assert (data["flow_steps"], data["flow_noise_scale"]) == (5, 0.25)
+    assert (data["ensemble"], data["replan_every"]) == (None, 4)
+    assert main([*argv, "--videos", "0", "--ensemble", "0.01", "--out", str(tmp_path / "ens")]) == 0
+    data = json.loads((tmp_path / "ens" / "results.json").read_text())
+    assert (data["ensemble"], data["replan_every"]) == (0.01, 1)
 
     with pytest.raises(SystemExit):  # argparse: outside 0..1
         main([*argv, "--noise-scale", "1.5"])

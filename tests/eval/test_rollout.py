@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from embodia.eval.rollout import EVAL_SEED_BASE, plan_episodes, run_rollouts
+from embodia.eval.rollout import EVAL_SEED_BASE, TemporalEnsemble, plan_episodes, run_rollouts
 from embodia.eval.run import evaluate
 from embodia.eval.suites import resolve_suite
 from embodia.sim.tabletop import TabletopEnv
@@ -260,3 +260,33 @@ def test_the_same_evaluation_draws_the_same_policy_noise(tmp_path):
         )  # fmt: skip
         runs.append(policy.draws)
     assert len(runs[0]) == 4 and runs[0] == runs[1]
+
+
+def test_temporal_ensemble_averages_what_each_chunk_predicted_for_the_step():
+    chunks = [np.arange(4, dtype=np.float32)[:, None] + 10 * n for n in range(6)]  # chunk n: 10n, 10n+1, ...
+    ens = TemporalEnsemble(0.0)
+    # Step t is covered by chunks max(0, t - 3)..t, chunk n predicting 10n + (t - n) for it.
+    for t, chunk in enumerate(chunks):
+        expected = np.mean([10 * n + (t - n) for n in range(max(0, t - 3), t + 1)])
+        assert ens.add(chunk)[0] == pytest.approx(expected)
+    weighted = TemporalEnsemble(1.0)
+    weighted.add(np.zeros((4, 1)))
+    # Two chunks cover step 1: the older (weight 1) says 0, the newer (weight e^-1) says 1.
+    assert weighted.add(np.ones((4, 1)))[0] == pytest.approx(np.exp(-1) / (1 + np.exp(-1)))
+    with pytest.raises(ValueError, match=">= 0"):
+        TemporalEnsemble(-0.5)
+
+
+def test_ensembled_evaluation_replans_every_step_and_executes_the_mean(tmp_path):
+    policy = _GuidablePolicy()
+    res = evaluate(
+        policy, "touch", episodes=1, num_envs=1, ensemble=0.0, videos_per_task=0,
+        out_dir=tmp_path, max_steps=5, in_process=True, **SMALL,
+    )  # fmt: skip
+    assert res.episodes[0].chunks == 5 and policy.pending == [None] * 5  # every step, unguided
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert (data["ensemble"], data["replan_every"]) == (0.0, 1)
+    with pytest.raises(ValueError, match="replan_every 1"):
+        evaluate(policy, "touch", episodes=1, ensemble=0.01, replan_every=4, **SMALL)
+    with pytest.raises(ValueError, match="choose one"):
+        evaluate(policy, "touch", episodes=1, ensemble=0.01, replan_every=1, guided=True, **SMALL)

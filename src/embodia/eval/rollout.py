@@ -91,9 +91,36 @@ class _Live:
     instruction: str
     queue: deque = field(default_factory=deque)
     rest: np.ndarray | None = None  # the last chunk's actions after the k executed ones (guided re-planning)
+    ensemble: TemporalEnsemble | None = None
     steps: int = 0
     chunks: int = 0
     frames: list[np.ndarray] | None = None
+
+
+class TemporalEnsemble:
+    """ACT's temporal ensembling: re-plan every step and execute, for step t, the weighted mean of what
+    every chunk still covering t predicted for it, weight exp(-coeff * i) with i = 0 the oldest chunk.
+
+    Re-planning every step makes the policy react to what it sees near the object, and averaging the
+    overlapping chunks keeps it from switching between samples of a multimodal action distribution
+    (which executing a fresh chunk every few steps does). coeff = 0 weights all chunks equally; larger
+    values favour the older ones (ACT's default is 0.01).
+    """
+
+    def __init__(self, coeff: float):
+        if not coeff >= 0:
+            raise ValueError(f"the ensembling coefficient must be >= 0, got {coeff}")
+        self.coeff = float(coeff)
+        self._chunks: deque[tuple[np.ndarray, int]] = deque()  # (chunk, index of the current step in it)
+
+    def add(self, chunk: np.ndarray) -> np.ndarray:
+        """Take the chunk predicted at this step; return the action to execute now."""
+        advanced = ((c, i + 1) for c, i in self._chunks)
+        self._chunks = deque((c, i) for c, i in advanced if i < len(c))
+        self._chunks.append((np.asarray(chunk, np.float64), 0))
+        weights = np.exp(-self.coeff * np.arange(len(self._chunks)))
+        actions = np.stack([c[i] for c, i in self._chunks])
+        return (weights @ actions / weights.sum()).astype(np.float32)
 
 
 def plan_episodes(suite: Suite, episodes: int, seed: int = 0, videos_per_task: int = 1) -> list[EpisodeSpec]:
@@ -147,6 +174,7 @@ def run_rollouts(
     *,
     replan_every: int | None = None,
     guided: bool = False,
+    ensemble: float | None = None,
     camera_key: str,
     fps: int,
     video_dir: Path | None = None,
@@ -162,10 +190,15 @@ def run_rollouts(
     (`predict_chunk(..., pending=rest, delay=0)`, real-time chunking's guidance with no delay), so that
     re-planning corrects the current plan instead of switching to an unrelated sample of a multimodal
     action distribution.
+
+    `ensemble`: re-plan every step and execute the temporally ensembled action (`TemporalEnsemble`, this
+    value its coefficient); needs replan_every 1 and no guidance.
     """
     k = check_policy(policy, replan_every)
     if guided:
         check_guidable(policy, k)
+    if ensemble is not None:
+        check_ensemble(ensemble, k, guided)
     if any(s.record_video for s in plan) and video_dir is None:
         raise ValueError("the plan films episodes but no video_dir was given")
     (action_space,) = runner.get_attr("action_space", indices=[0])
@@ -182,7 +215,9 @@ def run_rollouts(
         )
         for i, spec, (obs, _info) in zip(idx, specs, replies, strict=True):
             frames = [_frame(obs, camera_key)] if spec.record_video else None
-            active[i] = _Live(spec, obs, str(obs.get(TASK, "")), frames=frames)
+            live = _Live(spec, obs, str(obs.get(TASK, "")), frames=frames)
+            live.ensemble = TemporalEnsemble(ensemble) if ensemble is not None else None
+            active[i] = live
 
     def finish(live: _Live, success: bool, progress: Any) -> None:
         video = None
@@ -219,9 +254,13 @@ def run_rollouts(
             rests = np.stack([active[i].rest for i in group]) if use_rest else None
             chunks = _predict(policy, [active[i].obs for i in group], k, action_dim, rests)
             for row, i in enumerate(group):
-                active[i].queue.extend(chunks[row, :k])
-                active[i].rest = chunks[row, k:].copy()
-                active[i].chunks += 1
+                live = active[i]
+                if live.ensemble is not None:
+                    live.queue.append(live.ensemble.add(chunks[row]))
+                else:
+                    live.queue.extend(chunks[row, :k])
+                live.rest = chunks[row, k:].copy()
+                live.chunks += 1
         actions = [active[i].queue.popleft() for i in idx]
         replies = runner.step(actions, indices=idx)
         freed = []
@@ -252,6 +291,16 @@ def _progress_fields(progress: Any, success: bool) -> dict[str, Any]:
         "stages": tuple(str(x) for x in stages) if isinstance(stages, list | tuple) else (),
         "failure": str(failure) if failure is not None and not success else None,
     }
+
+
+def check_ensemble(ensemble: float, k: int, guided: bool) -> None:
+    """Temporal ensembling averages a new chunk every step: it needs replan_every 1, and replaces guidance."""
+    if not ensemble >= 0:
+        raise ValueError(f"the ensembling coefficient must be >= 0, got {ensemble}")
+    if k != 1:
+        raise ValueError(f"temporal ensembling re-plans every step: use replan_every 1, got {k}")
+    if guided:
+        raise ValueError("temporal ensembling and guided re-planning are alternatives: choose one")
 
 
 def check_guidable(policy: Any, k: int) -> None:

@@ -10,9 +10,9 @@ Output folder (default ``./embodia_runs/eval/<time>-<suite>/``)::
 
 results.json (``"schema": "embodia.eval/1"``)::
 
-    {"suite", "kind", "split", "episodes_per_task", "num_envs", "replan_every", "guided", "chunk_size",
-     "n_action_steps", "image_size", "max_steps", "seed", "seed_base", "embodiment", "checkpoint_hash",
-     "policy_class", "flow_steps", "flow_noise_scale" (local flow policies), "overall": RATE,
+    {"suite", "kind", "split", "episodes_per_task", "num_envs", "replan_every", "guided", "ensemble",
+     "chunk_size", "n_action_steps", "image_size", "max_steps", "seed", "seed_base", "embodiment",
+     "checkpoint_hash", "policy_class", "flow_steps", "flow_noise_scale" (local flow policies), "overall": RATE,
      "mean_task_success_rate", "groups": {name: RATE},
      "tasks": {name: RATE + {"group"}}, "templates": {"<family> (<split>): <template>": RATE} (tabletop
      only), "failures": {task: {label: count}} (envs that report where an episode stopped: the
@@ -42,6 +42,7 @@ from embodia.eval.rollout import (
     EVAL_SEED_BASE,
     EpisodeResult,
     EpisodeSpec,
+    check_ensemble,
     check_guidable,
     check_policy,
     plan_episodes,
@@ -98,6 +99,7 @@ def evaluate(
     image_size: int = 96,
     max_steps: int | None = None,
     guided: bool = False,
+    ensemble: float | None = None,
     in_process: bool = False,
     show_progress: bool = True,
 ) -> EvalResult:
@@ -114,14 +116,20 @@ def evaluate(
         max_steps: override the env's step limit (quick checks); default the task's own limit.
         guided: inpaint each re-planned chunk toward the previous chunk's unexecuted actions (see
             `run_rollouts`); needs replan_every < chunk_size.
+        ensemble: re-plan every step and execute ACT's temporally ensembled action, this value its
+            coefficient (see `TemporalEnsemble`); replan_every defaults to 1 then and must be 1.
         in_process: run the envs in this process (debugging, tests) instead of subprocesses.
 
     A policy serving several embodiments (an `embodiments` collection) is evaluated as the one the
     suite runs (e.g. "sawyer" for Meta-World) whatever its default; the default is restored after.
     """
+    if ensemble is not None and replan_every is None:
+        replan_every = 1
     k = check_policy(policy, replan_every)
     if guided:
         check_guidable(policy, k)
+    if ensemble is not None:
+        check_ensemble(ensemble, k, guided)
     if num_envs <= 0:
         raise ValueError(f"num_envs must be positive, got {num_envs}")
     if image_size <= 0 or image_size % 2:
@@ -142,6 +150,7 @@ def evaluate(
         "num_envs": num_envs,
         "replan_every": k,
         "guided": guided,
+        "ensemble": ensemble,
         "chunk_size": int(policy.chunk_size),
         "n_action_steps": int(policy.n_action_steps),
         "image_size": image_size,
@@ -162,7 +171,17 @@ def evaluate(
         seed_policy_noise(EVAL_SEED_BASE + seed)  # the same evaluation repeats episode for episode
         t0 = time.perf_counter()
         episodes_done = _run_with_progress(
-            policy, spec, plan, factory, min(num_envs, len(plan)), k, guided, out, in_process, show_progress
+            policy,
+            spec,
+            plan,
+            factory,
+            min(num_envs, len(plan)),
+            k,
+            guided,
+            ensemble,
+            out,
+            in_process,
+            show_progress,
         )
         seconds = time.perf_counter() - t0
     finally:
@@ -248,6 +267,7 @@ def _run_with_progress(
     n_envs: int,
     k: int,
     guided: bool,
+    ensemble: float | None,
     out: Path,
     in_process: bool,
     show_progress: bool,
@@ -278,6 +298,7 @@ def _run_with_progress(
             plan,
             replan_every=k,
             guided=guided,
+            ensemble=ensemble,
             camera_key=spec.camera_key,
             fps=spec.fps,
             video_dir=out / "videos",
@@ -330,6 +351,8 @@ def build_report(result: EvalResult, settings: dict[str, Any]) -> Report:
     cols = ["", "successes", "episodes", "success", "95 % CI (Wilson)"]
     split = f", {settings['split']} instructions" if settings.get("split") else ""
     guided = ", each re-plan guided by the previous chunk's rest" if settings.get("guided") else ""
+    if settings.get("ensemble") is not None:
+        guided = f", overlapping chunks temporally ensembled (coefficient {settings['ensemble']})"
     rep = Report(f"embodia eval: {result.suite.spec}{split}", subtitle=f"checkpoint {result.checkpoint_hash}")
     mean = "" if result.mean_task_rate is None else f" Mean of per-task rates: {result.mean_task_rate:.1%}."
     rep.paragraph(

@@ -215,9 +215,8 @@ def run_rollouts(
         )
         for i, spec, (obs, _info) in zip(idx, specs, replies, strict=True):
             frames = [_frame(obs, camera_key)] if spec.record_video else None
-            live = _Live(spec, obs, str(obs.get(TASK, "")), frames=frames)
-            live.ensemble = TemporalEnsemble(ensemble) if ensemble is not None else None
-            active[i] = live
+            smoother = TemporalEnsemble(ensemble) if ensemble is not None else None
+            active[i] = _Live(spec, obs, str(obs.get(TASK, "")), frames=frames, ensemble=smoother)
 
     def finish(live: _Live, success: bool, progress: Any) -> None:
         video = None

@@ -380,14 +380,13 @@ def build_report(result: EvalResult, settings: dict[str, Any]) -> Report:
         )
         rep.table(_rate_rows(dict(sorted(result.templates.items()))), columns=["template", *cols[1:]])
     if result.failures:
-        rep.heading("Why episodes failed")
         from embodia.sim.progress import FAILURE_GUIDE, FAILURE_LABELS
 
+        rep.heading("Why episodes failed")
         rep.paragraph(
             f"Where each failed episode stopped, from the simulator's state (embodia.sim.progress). {FAILURE_GUIDE}"
         )
         rep.table(failure_rows(result), columns=["task", "failed", "where they stopped"])
-
         seen = {label for counts in result.failures.values() for label in counts}
         rep.key_values({label: meaning for label, meaning in FAILURE_LABELS.items() if label in seen})
     filmed = [e for e in result.episodes if e.video is not None]

@@ -294,8 +294,7 @@ def _progress_fields(progress: Any, success: bool) -> dict[str, Any]:
 
 def check_ensemble(ensemble: float, k: int, guided: bool) -> None:
     """Temporal ensembling averages a new chunk every step: it needs replan_every 1, and replaces guidance."""
-    if not ensemble >= 0:
-        raise ValueError(f"the ensembling coefficient must be >= 0, got {ensemble}")
+    TemporalEnsemble(ensemble)  # checks the coefficient
     if k != 1:
         raise ValueError(f"temporal ensembling re-plans every step: use replan_every 1, got {k}")
     if guided:

@@ -222,6 +222,9 @@ class RobotTools:
         self.instruction = text
         video = self._write_video(frames, task.family if judged else "free") if self.video else None
 
+        # Where a failed attempt stopped ("missed grasp", "wrong block", ...: embodia.sim.progress), so an
+        # agent can tell a miss it may retry from an instruction the policy did not understand.
+        stopped = env.progress(success)["failure"] if judged else None
         if not judged:
             outcome = (
                 f"ran {steps} steps; success cannot be judged: no catalogue task is close to this "
@@ -229,7 +232,6 @@ class RobotTools:
             )
         else:
             how = "" if score >= 1.0 else f", judged as {task.instruction!r} (similarity {score:.2f})"
-            stopped = env.progress(success)["failure"]
             outcome = (
                 f"succeeded after {steps} steps"
                 if success
@@ -242,9 +244,7 @@ class RobotTools:
             "steps": steps,
             "chunks": chunks,
             "judged_as": task.instruction if judged else None,
-            # Where a failed attempt stopped ("missed grasp", "wrong block", ...: embodia.sim.progress), so an
-            # agent can tell a miss it may retry from an instruction the policy did not understand.
-            "failure": env.progress(success)["failure"] if judged else None,
+            "failure": stopped,
             "similarity": round(score, 3),
             "video": str(video) if video else None,
             "tool_xyz_m": _round(env.tool_position()),

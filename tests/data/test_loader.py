@@ -75,3 +75,34 @@ def test_cache_is_invalidated_when_the_dataset_changes(tmp_path):
     assert after != before
     TrainingDataset(copy, cache_dir=tmp_path / "cache")
     assert (tmp_path / "cache" / after).is_dir()
+    # The stale version is gone; another dataset's cache and a cache of unknown origin are kept.
+    assert not (tmp_path / "cache" / before).exists()
+
+
+def test_only_stale_versions_of_a_dataset_folder_are_pruned(tmp_path):
+    cache = tmp_path / "cache"
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    shutil.copytree(FIXTURE, a)
+    shutil.copytree(FIXTURE, b)  # an identical copy (mtimes kept): it shares a's cache
+    shutil.copytree(FIXTURE, c)
+    (c / "meta/info.json").write_text((c / "meta/info.json").read_text() + "\n")  # another dataset
+    (cache / "legacy").mkdir(parents=True)  # built before caches recorded their source
+    for root in (a, b, c):
+        TrainingDataset(root, cache_dir=cache)
+    shared, fc = dataset_fingerprint(a), dataset_fingerprint(c)
+    assert shared == dataset_fingerprint(b) and shared != fc
+    assert {p.name for p in cache.iterdir()} == {"legacy", shared, fc}
+
+    # a changes: the shared cache still serves b, so it stays.
+    (a / "meta/info.json").write_text((a / "meta/info.json").read_text() + " \n")
+    ds = TrainingDataset(a, cache_dir=cache)
+    fa = dataset_fingerprint(a)
+    assert ds.frames and ds.frames[next(iter(ds.frames))].shape[0] == ds.ds.num_frames
+    assert {p.name for p in cache.iterdir()} == {"legacy", shared, fc, fa}
+
+    # b changes too: nothing serves the shared cache any more, so it goes; c's and legacy stay.
+    (b / "meta/info.json").write_text((b / "meta/info.json").read_text() + "  \n")
+    TrainingDataset(b, cache_dir=cache)
+    assert {p.name for p in cache.iterdir()} == {"legacy", fc, fa, dataset_fingerprint(b)}
+    TrainingDataset(a, cache_dir=cache)  # loading again removes nothing
+    assert (cache / fa).is_dir()

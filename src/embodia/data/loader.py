@@ -3,7 +3,10 @@
 Each camera's video is decoded once, episode by episode, into a memory-mapped uint8 array on disk
 (`<cache>/<fingerprint>/<camera>.u8`, frames in dataset index order). The fingerprint hashes the
 dataset's metadata and the sizes/mtimes of its files, so editing or re-recording the dataset builds a
-new cache instead of serving stale frames. After that a sample is a few array slices.
+new cache instead of serving stale frames. Each cache folder records which dataset folder it came from
+(`source.json`), so building a new one removes the caches of that folder's earlier versions: re-recording
+a 150 k-frame dataset would otherwise leave ~8 GB behind each time. After that a sample is a few array
+slices.
 
 A sample follows LeRobot's delta-timestamp semantics for the action chunk: the actions at frames
 t, t+1, ..., t+H-1 of the same episode; indices past the episode's end are clamped to its last frame
@@ -18,11 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import Dataset
 
@@ -48,8 +53,11 @@ class FrameCache:
         self.ds = ds
         self.dir = Path(cache_dir or DEFAULT_CACHE) / dataset_fingerprint(ds.root)
         self.arrays: dict[str, np.memmap] = {}
+        self.removed: list[Path] = []  # stale caches of the same dataset folder, removed on first use
         for key in ds.camera_keys:
             self.arrays[key] = self._load_or_build(key)
+        if self.arrays:
+            self.removed = self._claim()
 
     def _load_or_build(self, key: str) -> np.memmap:
         h, w, c = self.ds.features[key]["shape"]
@@ -77,6 +85,55 @@ class FrameCache:
             os.replace(tmp, path)
             done.write_text(json.dumps({"shape": shape}))
         return np.load(path, mmap_mode="r")
+
+    def _claim(self) -> list[Path]:
+        """Record this dataset folder in the cache's `source.json` (identical copies share one cache, so
+        it is a list) and, the first time, prune the caches of this folder's earlier versions."""
+        root = str(Path(self.ds.root).resolve())
+        roots = _cache_roots(self.dir)
+        if root in roots:
+            return []
+        _write_roots(self.dir, roots + [root])
+        removed = prune_stale_caches(self.dir, root)
+        if removed:
+            Console(stderr=True).print(
+                f"frame cache: removed {len(removed)} stale cache(s) of {root} (the dataset changed since)"
+            )
+        return removed
+
+
+def _cache_roots(cache: Path) -> list[str]:
+    try:
+        return list(json.loads((cache / "source.json").read_text())["roots"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []  # none recorded (built by an older version) or unreadable
+
+
+def _write_roots(cache: Path, roots: list[str]) -> None:
+    tmp = cache / ".source.json.tmp"
+    tmp.write_text(json.dumps({"roots": roots}))
+    os.replace(tmp, cache / "source.json")
+
+
+def prune_stale_caches(current: Path, root: str) -> list[Path]:
+    """Forget `root` in the other cache folders beside `current`: it has changed since (its fingerprint
+    is now `current`'s), so they can no longer serve it. A folder left serving no dataset folder whose
+    files still match it is removed. Folders without a `source.json` (built by older versions) are left
+    alone, their origin unknown. A process still reading a removed cache keeps its memory maps."""
+    removed = []
+    for other in current.parent.iterdir():
+        roots = _cache_roots(other) if other != current and other.is_dir() else []
+        if root not in roots:
+            continue
+        alive = [
+            r for r in roots if r != root and Path(r).is_dir() and dataset_fingerprint(Path(r)) == other.name
+        ]
+        if alive:
+            _write_roots(other, alive)
+        else:
+            shutil.rmtree(other, ignore_errors=True)
+            removed.append(other)
+    return removed
 
 
 class TrainingDataset(Dataset):

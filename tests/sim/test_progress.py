@@ -60,7 +60,14 @@ push_left = make_task("push", "red", direction="left")  # +y
     [
         (pick, [scene()], "never reached"),
         (pick, [scene(tool=START["green"])], "wrong block"),
-        (pick, [scene(tool=RED + 0.02 * UP, contact=("red",))], "no grasp attempt"),  # touched, jaw open
+        (pick, [scene(tool=RED + 0.01 * UP, contact=("red",))], "no grasp attempt"),  # touched, jaw open
+        # A jaw rests on the top face (tool 2 cm above the centre, touching), then closes there.
+        (
+            pick,
+            [scene(tool=RED + 0.02 * UP, contact=("red",)), scene(tool=RED + 0.02 * UP, gripper=0.1)],
+            "landed on block",
+        ),
+        (stack, [scene(tool=RED + 0.02 * UP, contact=("red",))], "landed on block"),
         (pick, [scene(tool=RED + 0.02 * UP, gripper=0.1)], "missed grasp"),  # closed at it, never lifted
         (
             pick,

@@ -11,6 +11,8 @@ Milestones (each recorded at the first tick it holds; distances are from MuJoCo,
 
     reached        the tool point came within 3 cm of the named block's centre, or the gripper touched it
     other_reached  ... another block, first (for stack: not counting the block to stack on)
+    landed_on      (pick, place, stack) the gripper touched the named block while the tool point was still
+                   >= 1.75 cm above its centre, the block not yet lifted: a jaw came down on its top face
     closed_near    (pick, place, stack) the gripper closed while the tool point was within 3 cm of the
                    named block (joint below 0.35 rad: open is 0.6, holding a block ~0.25, empty -0.17)
     grasped        the gripper touched the named block while it was >= 1 cm above where it rested
@@ -32,6 +34,9 @@ REACH_RADIUS = 0.03  # the touch family's success radius
 GRASP_LIFT = 0.01
 PICK_HEIGHT = 0.05  # the pick family's success height
 MOVED = 0.03
+# The tool point sits between the fingertips, so touching the block with it this far above the centre
+# (the top face is at +1.25 cm) means a jaw rests on the top face. The expert's grasps touch at ~0 cm.
+LANDED_ABOVE = 0.0175
 GRIPPER_CLOSING = 0.35  # SO-101 gripper joint, radians: below it the jaw is closing or closed
 PUSH_DISTANCE = 0.08  # the push family's success distance
 
@@ -40,6 +45,8 @@ PUSH_DISTANCE = 0.08  # the push family's success distance
 FAILURE_LABELS: dict[str, str] = {
     "wrong block": "never reached the named block, but reached another one",
     "never reached": "never came within 3 cm of any block",
+    "landed on block": "a jaw came down on top of the block and it was never grasped: the approach was off "
+    "sideways or the jaws were turned (pick, place, stack)",
     "no grasp attempt": "reached the block, never closed the gripper at it (pick, place, stack)",
     "missed grasp": "closed the gripper at the block (tool within 3 cm) but never lifted it (pick, place, stack)",
     "not lifted": "grasped, never reached the 5 cm success height (pick)",
@@ -57,8 +64,8 @@ FAILURE_LABELS: dict[str, str] = {
 # How to read the labels, for reports and docs.
 FAILURE_GUIDE = (
     "'wrong block' is the language wall (the instruction is not grounded); 'never reached', 'no grasp "
-    "attempt', 'missed grasp' and 'not lifted' are precision near the object (vision and control); the "
-    "others are later phases of the motion."
+    "attempt', 'landed on block', 'missed grasp' and 'not lifted' are precision near the object (vision "
+    "and control); the others are later phases of the motion."
 )
 
 
@@ -82,9 +89,12 @@ class TaskProgress:
             self._mark("other_reached")
         closing = s.gripper_joint is not None and s.gripper_joint < GRIPPER_CLOSING
         grasping_task = t.family in ("pick", "place", "stack")
+        height = p[2] - p0[2]
+        touching_above = s.gripper_contact[t.color] and s.tool_pos[2] - p[2] >= LANDED_ABOVE
+        if grasping_task and touching_above and height < GRASP_LIFT:
+            self._mark("landed_on")
         if grasping_task and closing and np.linalg.norm(s.tool_pos - p) < REACH_RADIUS:
             self._mark("closed_near")
-        height = p[2] - p0[2]
         if s.gripper_contact[t.color] and height >= GRASP_LIFT:
             self._mark("grasped")
         if t.family == "pick" and height >= PICK_HEIGHT:
@@ -122,6 +132,8 @@ class TaskProgress:
                 return "not pushed"
             return "wrong direction" if slide >= PUSH_DISTANCE and self._off_direction() else "pushed short"
         if not has("grasped"):
+            if has("landed_on"):
+                return "landed on block"
             return "missed grasp" if has("closed_near") else "no grasp attempt"
         if family == "pick":
             return "dropped" if has("lifted") else "not lifted"

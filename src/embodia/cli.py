@@ -118,6 +118,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="recovery data: std of a smooth perturbation of the executed arm action, in action units "
         "(SO-101: radians, e.g. 0.02); the dataset keeps the expert's clean action (default 0: off)",
     )
+    rec.add_argument(
+        "--approach-error",
+        type=float,
+        default=0.0,
+        metavar="M",
+        help="recovery data for grasps (tabletop): each approach is executed up to M metres sideways "
+        "(e.g. 0.02) with the wrist turned up to --approach-roll degrees, the error shrinking to nothing "
+        "as the tool comes down; the dataset keeps the expert's clean action (default 0: off)",
+    )
+    rec.add_argument(
+        "--approach-roll",
+        type=float,
+        default=25.0,
+        metavar="DEG",
+        help="with --approach-error: the largest wrist-roll error, degrees (default 25)",
+    )
     rec.set_defaults(func=cmd_record)
 
     tr = sub.add_parser("train", help=cmd_train.__doc__)

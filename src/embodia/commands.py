@@ -166,6 +166,8 @@ def cmd_record(args: argparse.Namespace) -> int:
         split=args.split,
         video=args.video,
         action_noise=args.action_noise,
+        approach_error=args.approach_error,
+        approach_roll=args.approach_roll,
         commit_every=args.commit_every,
     )
     if args.resume and args.out is None:

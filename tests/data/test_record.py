@@ -48,25 +48,6 @@ def test_action_noise_perturbs_the_executed_action_and_records_the_experts(tmp_p
     assert gripper_gap < 0.2 * drift
 
 
-def test_action_noise_comes_in_reproducible_bursts_and_spares_the_gripper():
-    import numpy as np
-
-    from embodia.data.record import ActionNoise
-
-    def run(seed: int) -> np.ndarray:
-        noise = ActionNoise(0.02, action_dim=6, gripper_index=5, fps=30)
-        noise.reset(0, seed)
-        return np.stack([noise(0, np.zeros(6)) for _ in range(30 * 600)])
-
-    z = run(1)
-    np.testing.assert_array_equal(z, run(1))
-    assert not np.array_equal(z, run(2))
-    assert np.all(z[:, 5] == 0)
-    quiet = np.abs(z[:, :5]).max(axis=1) < 1e-3
-    assert 0.4 < quiet.mean() < 0.95  # off between bursts (the arm returns to the expert's path)
-    assert 0.005 < np.abs(z[~quiet, :5]).std() < 0.02  # bursts reach about half the stationary std
-
-
 def test_negative_action_noise_is_a_clear_error():
     with pytest.raises(ValueError, match="action_noise must be a finite number >= 0"):
         RecordConfig(action_noise=-1.0)

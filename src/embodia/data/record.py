@@ -9,10 +9,10 @@ episode and labels each frame with `next.success` and `next.done`.
 The seeds already tried are written to `meta/embodia_record.json` before each commit, so `--resume`
 continues with fresh seeds and never records the same scene twice.
 
-`action_noise` records recovery data (DART, Laskey et al. 2017): the robot executes the expert's action
-plus a smooth random perturbation while the dataset keeps the expert's clean action. The arm drifts off
-the expert's path and the labels say how to get back: the situations a learned policy meets once its
-own small errors compound, which clean demonstrations never show it.
+`action_noise` and `approach_error` record recovery data (DART, Laskey et al. 2017; `data.perturb`): the
+robot executes a perturbed action while the dataset keeps the expert's clean one, so the labels say how
+to get back to the expert's path: the situations a learned policy meets once its own small errors
+compound, which clean demonstrations never show it.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from embodia.data.format import VIDEO_PRESETS, DatasetError, features_for, read_json, write_json
+from embodia.data.perturb import ActionNoise, ApproachError, Perturbations
 from embodia.data.writer import DatasetWriter
 from embodia.robots.spec import ACTION, SAWYER, SO101, EmbodimentSpec
 from embodia.sim.vector import VectorRunner
@@ -56,6 +57,11 @@ class RecordConfig:
     # Std of the perturbation added to the executed arm action, in action units (SO-101: radians); the
     # gripper is never perturbed (a twitching jaw drops blocks rather than teaching recovery). 0 = off.
     action_noise: float = 0.0
+    # A sideways error of each grasp's approach, uniform up to this many metres, with a wrist-roll error
+    # uniform up to `approach_roll` degrees, shrinking to nothing as the tool comes down to the block
+    # (`data.perturb.ApproachError`; SO-101 tabletop only). 0 = off.
+    approach_error: float = 0.0
+    approach_roll: float = 25.0
     # Episodes committed to disk together (see DatasetWriter): each commit rewrites the growing video
     # files, so one per episode made long recordings quadratic. A crash loses at most this many
     # episodes; `--resume` continues with fresh seeds.
@@ -64,6 +70,10 @@ class RecordConfig:
     def __post_init__(self) -> None:
         if not (self.action_noise >= 0 and np.isfinite(self.action_noise)):
             raise ValueError(f"action_noise must be a finite number >= 0, got {self.action_noise}")
+        if not (0 <= self.approach_error <= 0.05):
+            raise ValueError(f"approach_error is metres in [0, 0.05], got {self.approach_error}")
+        if not (0 <= self.approach_roll <= 45):
+            raise ValueError(f"approach_roll is degrees in [0, 45], got {self.approach_roll}")
         if self.commit_every < 1:
             raise ValueError(f"commit_every must be >= 1, got {self.commit_every}")
 
@@ -77,39 +87,6 @@ class RecordResult:
     frames: int
     seconds: float
     per_task: dict[str, list[int]] = field(default_factory=dict)  # instruction -> [saved, attempted]
-
-
-# The perturbation comes in bursts. Per-tick independent noise on a position target is mostly filtered
-# out by the joint controllers, so within a burst it drifts (correlation time ~0.3 s); between bursts it
-# decays within ~0.3 s and the arm returns to the expert's path. Constant noise would be on at the
-# moment the jaws close.
-NOISE_TIME_S, RETURN_TIME_S, BURST_ON_S, BURST_OFF_S = 0.3, 0.1, 0.5, 1.5
-
-
-class ActionNoise:
-    """A bursty Ornstein-Uhlenbeck perturbation per env on every dim but the gripper: stationary std
-    `std` if a burst lasted forever; the 0.5 s bursts reach about half of it. Seeded by the episode's
-    seed, so a recording is reproducible."""
-
-    def __init__(self, std: float, action_dim: int, gripper_index: int, fps: float):
-        self.std = std
-        self.rho = float(np.exp(-1.0 / (NOISE_TIME_S * fps)))
-        self.rho_off = float(np.exp(-1.0 / (RETURN_TIME_S * fps)))
-        self.p_on, self.p_off = 1.0 / (BURST_OFF_S * fps), 1.0 / (BURST_ON_S * fps)
-        self.mask = np.ones(action_dim)
-        self.mask[gripper_index] = 0.0
-        self._state: dict[int, tuple[np.random.Generator, np.ndarray, bool]] = {}
-
-    def reset(self, env: int, seed: int) -> None:
-        self._state[env] = (np.random.default_rng([seed, 7]), np.zeros(len(self.mask)), False)
-
-    def __call__(self, env: int, action: np.ndarray) -> np.ndarray:
-        rng, z, on = self._state[env]
-        on = (rng.random() >= self.p_off) if on else (rng.random() < self.p_on)
-        kick = np.sqrt(1 - self.rho**2) * self.std * rng.normal(size=len(z)) * self.mask
-        z = self.rho * z + kick if on else self.rho_off * z
-        self._state[env] = (rng, z, on)
-        return np.asarray(action, np.float64) + z
 
 
 def _worlds(cfg: RecordConfig) -> tuple[EmbodimentSpec, list[tuple[Callable, dict | None]]]:
@@ -146,6 +123,11 @@ def record(
     if cfg.image_size % 2:
         raise ValueError(f"image_size must be even (yuv420p video), got {cfg.image_size}")
     spec, worlds = _worlds(cfg)
+    if cfg.approach_error > 0 and spec.name != SO101.name:
+        raise ValueError(
+            f"approach_error perturbs the SO-101's grasp approaches; this recording is {spec.name} "
+            "(use action_noise for recovery data there)"
+        )
     extra = SUCCESS_FEATURES if cfg.keep_failures else None
     if cfg.video not in VIDEO_PRESETS:
         raise ValueError(f"unknown video encoding {cfg.video!r}; valid: {sorted(VIDEO_PRESETS)}")
@@ -181,10 +163,13 @@ def record(
     with progress if own_progress else nullcontext(), writer:  # leaving commits what is saved
         for factory, jobs in _batches(worlds, plan):
             n = min(cfg.num_envs, len(jobs))
-            noise = (
+            noise = Perturbations(
+                ApproachError(spec, cfg.approach_error, cfg.approach_roll)
+                if cfg.approach_error > 0
+                else None,
                 ActionNoise(cfg.action_noise, len(spec.action_names), spec.gripper.action_index, spec.fps)
                 if cfg.action_noise > 0
-                else None
+                else None,
             )
             with VectorRunner([factory for _ in range(n)]) as runner:
                 for episode in _run_episodes(runner, jobs, cfg.keep_failures, noise):
@@ -231,10 +216,10 @@ def _run_episodes(
     runner: VectorRunner,
     jobs: list[tuple[int, dict | None]],
     label_frames: bool,
-    noise: ActionNoise | None = None,
+    noise: Perturbations | None = None,
 ) -> Iterator[dict]:
     """Run the expert on every (seed, reset options); yield each finished episode. Frames hold the
-    expert's action; the env executes it plus `noise` when given."""
+    expert's action; the env executes `noise(env, action)` when given."""
     pending = list(jobs)
     active: dict[int, dict[str, Any]] = {}
 
@@ -242,15 +227,15 @@ def _run_episodes(
         seed, options = pending.pop(0)
         ((obs, _),) = runner.reset([seed], options=[options], indices=[i])
         active[i] = {"seed": seed, "obs": obs, "frames": []}
-        if noise is not None:
-            noise.reset(i, seed)
+        if noise:
+            noise.reset(i, seed, options)
 
     for i in range(min(runner.num_envs, len(pending))):
         start(i)
     while active:
         idx = list(active)
         actions = runner.call("expert_action", indices=idx)
-        executed = actions if noise is None else [noise(i, a) for i, a in zip(idx, actions, strict=True)]
+        executed = [noise(i, a) for i, a in zip(idx, actions, strict=True)] if noise else actions
         results = runner.step(executed, indices=idx)
         for i, action, (obs, _, terminated, truncated, info) in zip(idx, actions, results, strict=True):
             ep = active[i]

@@ -1,0 +1,119 @@
+"""Recovery-data perturbations: bursty action noise, and the structured approach error that moves each
+grasp's approach sideways and turns the wrist, fading out as the tool comes down to the block."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embodia.data.perturb import ActionNoise, ApproachError, Perturbations
+from embodia.data.record import RecordConfig, record
+from embodia.robots.kinematics import SO101Kinematics, approach_pitch
+from embodia.robots.so101 import GRASP_SITE
+from embodia.robots.spec import SAWYER, SO101
+from embodia.sim.tabletop import TabletopEnv
+
+
+def test_action_noise_comes_in_reproducible_bursts_and_spares_the_gripper():
+    def run(seed: int) -> np.ndarray:
+        noise = ActionNoise(0.02, action_dim=6, gripper_index=5, fps=30)
+        noise.reset(0, seed)
+        return np.stack([noise(0, np.zeros(6)) for _ in range(30 * 600)])
+
+    z = run(1)
+    np.testing.assert_array_equal(z, run(1))
+    assert not np.array_equal(z, run(2))
+    assert np.all(z[:, 5] == 0)
+    quiet = np.abs(z[:, :5]).max(axis=1) < 1e-3
+    assert 0.4 < quiet.mean() < 0.95  # off between bursts (the arm returns to the expert's path)
+    assert 0.005 < np.abs(z[~quiet, :5]).std() < 0.02  # bursts reach about half the stationary std
+
+
+def _expert_episode(family: str, seed: int, perturb) -> tuple[list, list, dict]:
+    """Run the expert with `perturb` on what is executed: (labels, executed, final info)."""
+    env = TabletopEnv(family=family, render=False)
+    try:
+        env.reset(seed=seed)
+        perturb.reset(0, seed, {"family": family})
+        labels, executed = [], []
+        while True:
+            a = env.expert_action()
+            e = perturb(0, a)
+            labels.append(np.asarray(a, float))
+            executed.append(np.asarray(e, float))
+            _, _, terminated, truncated, info = env.step(e)
+            if terminated or truncated:
+                return labels, executed, info
+    finally:
+        env.close()
+
+
+def test_approach_error_moves_the_approach_and_is_gone_when_the_jaw_closes():
+    err = ApproachError(SO101, lateral_m=0.02, roll_deg=25)
+    labels, executed, info = _expert_episode("pick", 4, err)
+    assert info["success"]  # the expert still grasps: its labels bring the arm back on the way down
+    st = err._state[0]
+    assert 0 < np.linalg.norm(st["offset"]) <= 0.02 and 0 < abs(st["roll"]) <= np.radians(25)
+
+    kin = SO101Kinematics(site=GRASP_SITE)
+    diff = np.array(executed) - np.array(labels)
+    assert np.all(diff[:, 5] == 0)  # the gripper is never perturbed
+    close = next(t for t, a in enumerate(labels) if a[5] < 0.2)  # the expert starts closing the jaw
+    # High up, the whole error: the tool is `offset` away horizontally, at the same height and approach
+    # pitch, with the wrist turned by `roll`.
+    high = [t for t in range(15, close) if kin.fk(labels[t])[2] > 0.05]
+    assert high
+    for t in high[-3:]:
+        (p_label, r_label), (p_exec, r_exec) = kin.fk_pose(labels[t]), kin.fk_pose(executed[t])
+        np.testing.assert_allclose(p_exec - p_label, [*st["offset"], 0.0], atol=1e-3)
+        assert approach_pitch(r_exec) == pytest.approx(approach_pitch(r_label), abs=0.01)
+        assert diff[t, 4] == pytest.approx(st["roll"])
+    # At the block, none: the jaw closes where the expert put it, and stays unperturbed after.
+    assert np.all(diff[close:] == 0)
+    low = [t for t in range(close) if kin.fk(labels[t])[2] < 0.02]
+    assert low and np.all(diff[low] == 0)
+
+
+def test_approach_error_is_reproducible_and_leaves_jaw_closed_families_alone():
+    a = _expert_episode("pick", 7, ApproachError(SO101, 0.02, 25))[1]
+    b = _expert_episode("pick", 7, ApproachError(SO101, 0.02, 25))[1]
+    np.testing.assert_array_equal(np.array(a), np.array(b))
+    for family in ("push", "touch"):  # no grasp approach to perturb
+        labels, executed, _ = _expert_episode(family, 7, ApproachError(SO101, 0.02, 25))
+        np.testing.assert_array_equal(np.array(executed), np.array(labels))
+
+
+def test_perturbations_chain_in_order_and_an_empty_chain_is_off():
+    assert not Perturbations(None, None)
+    chain = Perturbations(ApproachError(SO101, 0.02, 25), ActionNoise(0.05, 6, 5, 30))
+    assert chain
+    chain.reset(0, 1, {"family": "pick"})
+    out = chain(0, np.array([0.0, -1.0, 1.0, 0.5, 0.0, 0.6]))
+    assert out.shape == (6,) and out[5] == 0.6
+
+
+def test_approach_error_is_recorded_as_clean_labels_with_moved_states(tmp_path):
+    from embodia.data.reader import LeRobotDataset
+
+    base = dict(tasks="pick", episodes=1, num_envs=1, image_size=32, keep_failures=True, seed=3)
+    record(RecordConfig(**base), tmp_path / "clean")
+    record(RecordConfig(**base, approach_error=0.02), tmp_path / "moved")
+    clean = LeRobotDataset.open(tmp_path / "clean").episode_data(0)
+    moved = LeRobotDataset.open(tmp_path / "moved").episode_data(0)
+    n = 30  # the first second: the approach, before any block is touched
+    np.testing.assert_array_equal(moved["action"][:n], clean["action"][:n])
+    assert (
+        np.abs(moved["observation.state"][:n, [0, 4]] - clean["observation.state"][:n, [0, 4]]).max() > 0.02
+    )
+
+
+def test_bad_approach_settings_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="approach_error is metres"):
+        RecordConfig(approach_error=0.2)
+    with pytest.raises(ValueError, match="approach_roll is degrees"):
+        RecordConfig(approach_error=0.01, approach_roll=90)
+    with pytest.raises(ValueError, match="SO-101"):
+        record(RecordConfig(tasks="metaworld:reach", episodes=1, approach_error=0.01), tmp_path / "mw")
+    assert not (tmp_path / "mw").exists()
+    with pytest.raises(ValueError, match="SO-101"):
+        ApproachError(SAWYER, 0.01, 10)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from embodia.robots.kinematics import SO101Kinematics, approach_pitch
+from embodia.robots.so101 import GRASP_SITE
 from embodia.robots.spec import EmbodimentSpec
 
 # ActionNoise: the perturbation comes in bursts. Per-tick independent noise on a position target is
@@ -70,9 +72,6 @@ class ApproachError:
     until the expert first closes the jaw. SO-101 joint actions only."""
 
     def __init__(self, spec: EmbodimentSpec, lateral_m: float, roll_deg: float):
-        from embodia.robots.kinematics import SO101Kinematics
-        from embodia.robots.so101 import GRASP_SITE
-
         if spec.name != "so101":
             raise ValueError(f"approach errors perturb SO-101 joint actions; this recording is {spec.name}")
         self.lateral_m, self.roll = lateral_m, np.radians(roll_deg)
@@ -122,8 +121,6 @@ class ApproachError:
 
     def _pose(self, q: np.ndarray) -> np.ndarray:
         """(x, y, z, approach pitch) of the tool."""
-        from embodia.robots.kinematics import approach_pitch
-
         pos, rot = self.kin.fk_pose(q)
         return np.array([pos[0], pos[1], pos[2], approach_pitch(rot)])
 

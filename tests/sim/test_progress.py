@@ -21,7 +21,7 @@ BOWL = np.array([0.30, 0.08, 0.0])
 FAR = np.array([0.05, 0.0, 0.25])  # the tool, away from everything
 
 
-def scene(tool=FAR, contact=(), gripper=0.6, **moved) -> SceneState:
+def scene(tool=FAR, contact=(), gripper=0.6, block_yaw=None, jaw_yaw=None, **moved) -> SceneState:
     """A scene with the blocks at START except those given (colour=position)."""
     pos = {c: np.asarray(moved.get(c, START[c]), float) for c in COLORS}
     return SceneState(
@@ -36,6 +36,8 @@ def scene(tool=FAR, contact=(), gripper=0.6, **moved) -> SceneState:
         bowl_inner_radius=0.036,
         bowl_rim_z=0.03,
         gripper_joint=gripper,
+        block_yaw=block_yaw,
+        jaw_yaw=jaw_yaw,
     )
 
 
@@ -107,6 +109,20 @@ def test_stack_does_not_count_its_base_block_as_the_wrong_block():
     assert run(pick, scene(tool=START["green"])).failure() == "wrong block"
 
 
+def test_the_first_grasp_attempt_is_measured():
+    yaws = {c: 0.0 for c in COLORS} | {"red": np.radians(80)}  # 10 degrees from a face (90-periodic)
+    p = run(
+        pick,
+        scene(tool=RED + [0.0, 0.0, 0.08], gripper=0.1, block_yaw=yaws, jaw_yaw=0.0),  # too far: not one
+        scene(tool=RED + [0.012, 0.005, 0.02], gripper=0.3, block_yaw=yaws, jaw_yaw=0.0),
+        scene(tool=RED, gripper=0.1, block_yaw=yaws, jaw_yaw=np.radians(80)),  # a later attempt: not kept
+    )
+    assert p.summary(success=False)["grasp"] == {"offset_cm": 1.3, "height_cm": 2.0, "jaw_deg": 10.0}
+    # Without yaws (an env that does not know them) the jaw angle is left out.
+    q = run(place, scene(tool=RED + [0.0, 0.01, 0.0], gripper=0.1))
+    assert q.summary(success=False)["grasp"] == {"offset_cm": 1.0, "height_cm": 0.0}
+
+
 def test_milestones_are_listed_in_the_order_they_happened():
     p = run(
         pick,
@@ -118,6 +134,7 @@ def test_milestones_are_listed_in_the_order_they_happened():
     assert p.summary(success=True) == {
         "stages": ["other_reached", "reached", "grasped", "lifted"],
         "failure": None,
+        "grasp": None,  # the jaw never closed: no grasp attempt to measure
     }
     assert p.summary(success=False)["failure"] == "dropped"
 
@@ -139,6 +156,10 @@ def test_the_env_reports_progress_when_an_episode_ends(family):
         assert stages[0] == "reached"
         if family in ("pick", "place", "stack"):  # the expert closes the jaw at the block, then lifts it
             assert stages[1:3] == ["closed_near", "grasped"]
+            grasp = info["progress"]["grasp"]  # lined up with the block: centred, jaws square to its faces
+            assert grasp["offset_cm"] < 1.0 and abs(grasp["height_cm"]) < 1.0 and grasp["jaw_deg"] < 3.0
+        else:
+            assert "grasp" not in info["progress"]
         expected_last = {"pick": "lifted", "place": "over_goal", "stack": "over_goal", "push": "moved"}
         assert info["progress"]["stages"][-1] == expected_last.get(family, "reached")
 
@@ -148,6 +169,9 @@ def test_the_env_reports_progress_when_an_episode_ends(family):
             _, _, terminated, truncated, info = env.step(hold)
             if terminated or truncated:
                 break
-        assert truncated and info["progress"] == {"stages": [], "failure": "never reached"}
+        assert (
+            truncated and info["progress"]["stages"] == [] and info["progress"]["failure"] == "never reached"
+        )
+        assert info["progress"].get("grasp") is None
     finally:
         env.close()

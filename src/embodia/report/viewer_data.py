@@ -384,9 +384,25 @@ def eval_summary(root: Path, folder: Path) -> dict[str, Any]:
         "tasks": data.get("tasks", {}),
         "groups": data.get("groups", {}),
         "failures": data.get("failures") if isinstance(data.get("failures"), dict) else {},
+        "grasps": _grasp_texts(data.get("grasps")),
         "episodes": episodes,
         "report": rel_of(root, report) if report.is_file() else None,
     }  # fmt: skip
+
+
+def _grasp_texts(grasps: Any) -> dict[str, str]:
+    """Task -> the eval's one-line summary of its first grasp attempts; {} for results without them."""
+    from embodia.eval.run import grasp_text
+
+    if not isinstance(grasps, dict):
+        return {}
+    out = {}
+    for task, medians in grasps.items():
+        try:
+            out[str(task)] = grasp_text(medians)
+        except (AttributeError, KeyError, TypeError, ValueError):
+            continue  # a hand-edited or foreign results.json: show the rest
+    return out
 
 
 def _inside(root: Path, path: Path) -> Path:

@@ -89,6 +89,11 @@ class SimSO101:
     def tool_position(self) -> np.ndarray:
         return self.data.site_xpos[self._tool_site].copy()
 
+    def jaw_yaw(self) -> float:
+        """Horizontal direction of the axis the jaws close along (the tool frame's z axis), radians."""
+        z = self.data.site_xmat[self._tool_site].reshape(3, 3)[:, 2]
+        return float(np.arctan2(z[1], z[0]))
+
     def render(self, camera: str) -> np.ndarray:
         renderer = self._ensure_renderer()
         renderer.update_scene(self.data, camera=camera)

@@ -276,6 +276,8 @@ class TabletopEnv(gym.Env):
             bowl_inner_radius=BOWL_RADIUS - BLOCK_HALF * 0.5,
             bowl_rim_z=BOWL_WALL_HEIGHT,
             gripper_joint=float(self.robot.joint_positions()[SO101.gripper.state_index]),
+            block_yaw={c: self.block_yaw(c) for c in COLORS},
+            jaw_yaw=self.robot.jaw_yaw(),
         )
 
     # ------------------------------------------------------------------ internals

@@ -346,6 +346,10 @@ class SceneState:
     bowl_inner_radius: float
     bowl_rim_z: float
     gripper_joint: float | None = None  # the gripper's joint position, radians (None: not known)
+    # Yaw of each block and of the jaws' closing axis, radians (None: not known), for how well a grasp
+    # lines up with the block's faces.
+    block_yaw: dict[str, float] | None = None
+    jaw_yaw: float | None = None
 
 
 class SuccessCheck:

@@ -118,6 +118,10 @@ def test_the_first_grasp_attempt_is_measured():
         scene(tool=RED, gripper=0.1, block_yaw=yaws, jaw_yaw=np.radians(80)),  # a later attempt: not kept
     )
     assert p.summary(success=False)["grasp"] == {"offset_cm": 1.3, "height_cm": 2.0, "jaw_deg": 10.0}
+    # A block held across its diagonal keeps the jaw wider (~0.4 rad): still a closing jaw.
+    diagonal = run(pick, scene(tool=RED, gripper=0.42, contact=("red",)))
+    assert diagonal.summary(success=False)["grasp"] == {"offset_cm": 0.0, "height_cm": 0.0}
+    assert "closed_near" in diagonal.stages
     # Without yaws (an env that does not know them) the jaw angle is left out.
     q = run(place, scene(tool=RED + [0.0, 0.01, 0.0], gripper=0.1))
     assert q.summary(success=False)["grasp"] == {"offset_cm": 1.0, "height_cm": 0.0}

@@ -59,12 +59,13 @@ def test_hold_still_policy_end_to_end(tmp_path, hold_policy):
     )
     assert set(data["episodes"][0]) == {
         "index", "task", "group", "instruction", "seed", "success", "steps", "chunks", "video", "stages",
-        "failure", "grasp",
+        "failure", "measures",
     }  # fmt: skip
     # The arm held still, so every episode stopped before reaching its block, and the env says so.
     assert [(e["stages"], e["failure"]) for e in data["episodes"]] == [([], "never reached")] * 4
     assert data["failures"] == {"pick": {"never reached": 2}, "touch": {"never reached": 2}}
-    assert [e["grasp"] for e in data["episodes"]] == [None] * 4 and data["grasps"] == {}  # no jaw closed
+    # Nothing to measure: the jaw never closed near a block (pick), touch has no measure.
+    assert [e["measures"] for e in data["episodes"]] == [{}] * 4 and data["measures"] == {}
     assert data["provenance"]["versions"]["mujoco"] == "3.3.0" and "git_sha" in data["provenance"]
     assert json.loads((tmp_path / "manifest.json").read_text())["command"] == "eval"
 

@@ -96,7 +96,7 @@ def test_eval_gives_success_tables_and_videos(client):
     assert set(ev["tasks"]) == {"touch", "pick"} and set(ev["groups"]) == {"touch", "pick"}
     assert ev["overall"]["n"] == 4 and len(ev["overall"]["ci95"]) == 2
     assert ev["failures"] == {"touch": {"never reached": 2}, "pick": {"never reached": 2}}
-    assert ev["grasps"] == {}  # the arm never closed its jaw near a block
+    assert ev["measures"] == {}  # the arm never closed its jaw near a block
     assert {e["failure"] for e in ev["episodes"]} == {"never reached"}
     filmed = [e["video"] for e in ev["episodes"] if e["video"]]
     assert len(filmed) == 2 and all(v.startswith("embodia_runs/eval/e1/videos/") for v in filmed)

@@ -117,14 +117,23 @@ def test_the_first_grasp_attempt_is_measured():
         scene(tool=RED + [0.012, 0.005, 0.02], gripper=0.3, block_yaw=yaws, jaw_yaw=0.0),
         scene(tool=RED, gripper=0.1, block_yaw=yaws, jaw_yaw=np.radians(80)),  # a later attempt: not kept
     )
-    assert p.summary(success=False)["grasp"] == {"offset_cm": 1.3, "height_cm": 2.0, "jaw_deg": 10.0}
+    assert p.summary(success=False)["measures"] == {
+        "grasp": {"offset_cm": 1.3, "height_cm": 2.0, "jaw_deg": 10.0}
+    }
     # A block held across its diagonal keeps the jaw wider (~0.4 rad): still a closing jaw.
     diagonal = run(pick, scene(tool=RED, gripper=0.42, contact=("red",)))
-    assert diagonal.summary(success=False)["grasp"] == {"offset_cm": 0.0, "height_cm": 0.0}
+    assert diagonal.measures() == {"grasp": {"offset_cm": 0.0, "height_cm": 0.0}}
     assert "closed_near" in diagonal.stages
     # Without yaws (an env that does not know them) the jaw angle is left out.
     q = run(place, scene(tool=RED + [0.0, 0.01, 0.0], gripper=0.1))
-    assert q.summary(success=False)["grasp"] == {"offset_cm": 1.0, "height_cm": 0.0}
+    assert q.measures() == {"grasp": {"offset_cm": 1.0, "height_cm": 0.0}}
+
+
+def test_a_push_is_measured_by_its_slide_and_angle():
+    short = run(push_left, scene(contact=("red",), red=RED + [0.03, 0.04, 0]))  # +y is left
+    assert short.measures() == {"push": {"slid_cm": 5.0, "off_deg": 36.9}}
+    nudge = run(push_left, scene(contact=("red",), red=RED + [0.0, -0.01, 0]))
+    assert nudge.measures() == {"push": {"slid_cm": 1.0}}  # too small a slide to have a direction
 
 
 def test_milestones_are_listed_in_the_order_they_happened():
@@ -138,7 +147,7 @@ def test_milestones_are_listed_in_the_order_they_happened():
     assert p.summary(success=True) == {
         "stages": ["other_reached", "reached", "grasped", "lifted"],
         "failure": None,
-        "grasp": None,  # the jaw never closed: no grasp attempt to measure
+        "measures": {},  # the jaw never closed: no grasp attempt to measure
     }
     assert p.summary(success=False)["failure"] == "dropped"
 
@@ -160,10 +169,13 @@ def test_the_env_reports_progress_when_an_episode_ends(family):
         assert stages[0] == "reached"
         if family in ("pick", "place", "stack"):  # the expert closes the jaw at the block, then lifts it
             assert stages[1:3] == ["closed_near", "grasped"]
-            grasp = info["progress"]["grasp"]  # lined up with the block: centred, jaws square to its faces
+            grasp = info["progress"]["measures"]["grasp"]  # centred, the jaws square to the block's faces
             assert grasp["offset_cm"] < 1.0 and abs(grasp["height_cm"]) < 1.0 and grasp["jaw_deg"] < 3.0
+        elif family == "push":  # the block ended >= 8 cm the named direction, within 45 degrees
+            push = info["progress"]["measures"]["push"]
+            assert push["slid_cm"] >= 8.0 and push["off_deg"] <= 45.0
         else:
-            assert "grasp" not in info["progress"]
+            assert info["progress"]["measures"] == {}
         expected_last = {"pick": "lifted", "place": "over_goal", "stack": "over_goal", "push": "moved"}
         assert info["progress"]["stages"][-1] == expected_last.get(family, "reached")
 
@@ -176,6 +188,6 @@ def test_the_env_reports_progress_when_an_episode_ends(family):
         assert (
             truncated and info["progress"]["stages"] == [] and info["progress"]["failure"] == "never reached"
         )
-        assert info["progress"].get("grasp") is None
+        assert info["progress"]["measures"].get("grasp") is None
     finally:
         env.close()

@@ -62,8 +62,8 @@ class EpisodeResult:
     # reached in order, and for a failure one label ("missed grasp", "wrong block", ...).
     stages: tuple[str, ...] = ()
     failure: str | None = None
-    # The first grasp attempt, measured ({"offset_cm", "height_cm", "jaw_deg"}; grasping tasks only).
-    grasp: dict[str, float] | None = None
+    # How far off it was, by kind ({"grasp": {"offset_cm", ...}, "push": {...}}: embodia.sim.progress).
+    measures: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self, relative_to: Path | None = None) -> dict[str, Any]:
         video = None
@@ -81,7 +81,7 @@ class EpisodeResult:
             "video": video,
             "stages": list(self.stages),
             "failure": self.failure,
-            "grasp": self.grasp,
+            "measures": self.measures,
         }
 
 
@@ -289,13 +289,17 @@ def _progress_fields(progress: Any, success: bool) -> dict[str, Any]:
         return {}
     stages = progress.get("stages")
     failure = progress.get("failure")
-    grasp = progress.get("grasp")
+    measures = progress.get("measures")
     return {
         "stages": tuple(str(x) for x in stages) if isinstance(stages, list | tuple) else (),
         "failure": str(failure) if failure is not None and not success else None,
-        "grasp": {str(k): float(v) for k, v in grasp.items() if isinstance(v, int | float)}
-        if isinstance(grasp, dict)
-        else None,
+        "measures": {
+            str(kind): {str(k): float(v) for k, v in row.items() if isinstance(v, int | float)}
+            for kind, row in measures.items()
+            if isinstance(row, dict)
+        }
+        if isinstance(measures, dict)
+        else {},
     }
 
 

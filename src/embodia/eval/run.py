@@ -16,10 +16,10 @@ results.json (``"schema": "embodia.eval/1"``)::
      "mean_task_success_rate", "groups": {name: RATE},
      "tasks": {name: RATE + {"group"}}, "templates": {"<family> (<split>): <template>": RATE} (tabletop
      only), "failures": {task: {label: count}} (envs that report where an episode stopped: the
-     tabletop, see embodia.sim.progress), "grasps": {task: {"succeeded"|"failed": {"attempts",
-     "offset_cm", "height_cm", "jaw_deg"}}} (medians of the first grasp attempts, tabletop grasping tasks),
+     tabletop, see embodia.sim.progress), "measures": {task: {kind: {"succeeded"|"failed": {"episodes",
+     <measure>: median}}}} (how far off episodes were: kind "grasp" or "push", see embodia.sim.progress),
      "episodes": [{"index", "task", "group", "instruction", "seed", "success", "steps", "chunks", "video",
-     "stages", "failure", "grasp"}], "seconds", "provenance": {"git_sha",
+     "stages", "failure", "measures"}], "seconds", "provenance": {"git_sha",
      "versions", "python", "platform", "created_utc"}}
     RATE = {"successes", "n", "success_rate", "ci95": [low, high]}
 """
@@ -82,8 +82,8 @@ class EvalResult:
     templates: dict[str, Rate] = field(default_factory=dict)
     # Failed episodes per task by where they stopped ("missed grasp": 12, ...), for envs that report it.
     failures: dict[str, dict[str, int]] = field(default_factory=dict)
-    # How the first grasp attempts lined up, per task and outcome (medians; see grasp_medians).
-    grasps: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    # How far off episodes were, per task, kind of measure and outcome (medians; see measure_medians).
+    measures: dict[str, dict[str, dict[str, dict[str, float]]]] = field(default_factory=dict)
 
     @property
     def videos(self) -> list[Path]:
@@ -210,7 +210,7 @@ def evaluate(
         checkpoint_hash=str(policy.checkpoint_hash),
         templates=templates,
         failures=count_failures(episodes_done),
-        grasps=grasp_medians(episodes_done),
+        measures=measure_medians(episodes_done),
     )
     atomic_write_text(result.results_path, json.dumps(results_json(result, settings), indent=2) + "\n")
     build_report(result, settings).save(result.report_path)
@@ -242,35 +242,37 @@ def count_failures(episodes: list[EpisodeResult]) -> dict[str, dict[str, int]]:
     }
 
 
-def grasp_medians(episodes: list[EpisodeResult]) -> dict[str, dict[str, dict[str, float]]]:
-    """Per task, for the episodes that succeeded and those that failed: how many made a grasp attempt
-    and the medians of its measures (horizontal offset and height of the tool from the block's centre,
-    cm; the jaws' turn from the block's faces, degrees). Failed attempts far off where successful ones
-    are close say the approach is imprecise, not the grip."""
-    out: dict[str, dict[str, dict[str, float]]] = {}
+def measure_medians(episodes: list[EpisodeResult]) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """Per task and kind of measure ("grasp", "push"), for the episodes that succeeded and those that
+    failed: how many were measured and the median of each measure. Failed grasps far off where the
+    successful ones are close say the approach is imprecise, not the grip."""
+    out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     for task in dict.fromkeys(e.task for e in episodes):
-        for outcome, success in (("succeeded", True), ("failed", False)):
-            attempts = [e.grasp for e in episodes if e.task == task and e.success == success and e.grasp]
-            if not attempts:
-                continue
-            row: dict[str, float] = {"attempts": len(attempts)}
-            for key in ("offset_cm", "height_cm", "jaw_deg"):
-                values = [a[key] for a in attempts if key in a]
-                if values:
-                    row[key] = round(float(statistics.median(values)), 2)
-            out.setdefault(task, {})[outcome] = row
+        mine = [e for e in episodes if e.task == task]
+        for kind in dict.fromkeys(k for e in mine for k in e.measures):
+            for outcome, success in (("succeeded", True), ("failed", False)):
+                rows = [e.measures[kind] for e in mine if e.success == success and kind in e.measures]
+                if not rows:
+                    continue
+                med: dict[str, float] = {"episodes": len(rows)}
+                for key in dict.fromkeys(k for r in rows for k in r):
+                    med[key] = round(float(statistics.median(r[key] for r in rows if key in r)), 2)
+                out.setdefault(task, {}).setdefault(kind, {})[outcome] = med
     return out
 
 
-def grasp_text(medians: dict[str, dict[str, float]]) -> str:
-    """'succeeded 14: 1.0 cm off, 15.6 deg; failed 13: 1.6 cm off, 18.6 deg'."""
+def measure_text(by_kind: dict[str, dict[str, dict[str, float]]]) -> str:
+    """'grasp: succeeded 28: 0.6 cm off, jaws 21 deg; failed 22: 1.8 cm off, jaws 29 deg'."""
+    from embodia.sim.progress import describe_measure
+
     parts = []
-    for outcome, row in medians.items():
-        text = f"{outcome} {int(row['attempts'])}: {row['offset_cm']:.1f} cm off"
-        if "jaw_deg" in row:
-            text += f", jaws {row['jaw_deg']:.0f} deg"
-        parts.append(text)
-    return "; ".join(parts)
+    for kind, by_outcome in by_kind.items():
+        outcomes = "; ".join(
+            f"{outcome} {int(row['episodes'])}: {describe_measure(kind, row)}"
+            for outcome, row in by_outcome.items()
+        )
+        parts.append(f"{kind}: {outcomes}")
+    return " | ".join(parts)
 
 
 def _template_of(episode: EpisodeResult) -> str:
@@ -357,7 +359,7 @@ def results_json(result: EvalResult, settings: dict[str, Any]) -> dict[str, Any]
         },
         "templates": {t: r.to_dict() for t, r in sorted(result.templates.items())},
         "failures": result.failures,
-        "grasps": result.grasps,
+        "measures": result.measures,
         "episodes": [e.to_dict(relative_to=result.out_dir) for e in result.episodes],
         "seconds": round(result.seconds, 3),
         "provenance": {
@@ -424,7 +426,7 @@ def build_report(result: EvalResult, settings: dict[str, Any]) -> Report:
         rep.paragraph(
             f"Where each failed episode stopped, from the simulator's state (embodia.sim.progress). {FAILURE_GUIDE}"
         )
-        rep.table(failure_rows(result), columns=["task", "failed", "where they stopped", GRASP_COLUMN])
+        rep.table(failure_rows(result), columns=["task", "failed", "where they stopped", MEASURE_COLUMN])
         seen = {label for counts in result.failures.values() for label in counts}
         rep.key_values({label: meaning for label, meaning in FAILURE_LABELS.items() if label in seen})
     filmed = [e for e in result.episodes if e.video is not None]
@@ -450,18 +452,18 @@ def build_report(result: EvalResult, settings: dict[str, Any]) -> Report:
     return rep
 
 
-GRASP_COLUMN = "first grasp attempt (medians)"
+MEASURE_COLUMN = "how far off (medians)"
 
 
 def failure_rows(result: EvalResult) -> list[list[Any]]:
-    """[task, failed episodes, "missed grasp 12, wrong block 3, ...", grasp medians] per task with
+    """[task, failed episodes, "missed grasp 12, wrong block 3, ...", measure medians] per task with
     labelled failures."""
     return [
         [
             task,
             sum(counts.values()),
             ", ".join(f"{label} {n}" for label, n in counts.items()),
-            grasp_text(result.grasps.get(task, {})),
+            measure_text(result.measures.get(task, {})),
         ]
         for task, counts in result.failures.items()
     ]
@@ -521,7 +523,7 @@ def failure_table(result: EvalResult) -> Table | None:
     table.add_column("task")
     table.add_column("failed", justify="right")
     table.add_column("where they stopped")
-    table.add_column(GRASP_COLUMN)
-    for task, failed, where, grasp in failure_rows(result):
-        table.add_row(escape(task), str(failed), escape(where), escape(grasp))
+    table.add_column(MEASURE_COLUMN)
+    for task, failed, where, measured in failure_rows(result):
+        table.add_row(escape(task), str(failed), escape(where), escape(measured))
     return table

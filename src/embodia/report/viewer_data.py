@@ -384,22 +384,22 @@ def eval_summary(root: Path, folder: Path) -> dict[str, Any]:
         "tasks": data.get("tasks", {}),
         "groups": data.get("groups", {}),
         "failures": data.get("failures") if isinstance(data.get("failures"), dict) else {},
-        "grasps": _grasp_texts(data.get("grasps")),
+        "measures": _measure_texts(data.get("measures")),
         "episodes": episodes,
         "report": rel_of(root, report) if report.is_file() else None,
     }  # fmt: skip
 
 
-def _grasp_texts(grasps: Any) -> dict[str, str]:
-    """Task -> the eval's one-line summary of its first grasp attempts; {} for results without them."""
-    from embodia.eval.run import grasp_text
+def _measure_texts(measures: Any) -> dict[str, str]:
+    """Task -> the eval's one-line summary of how far off its episodes were; {} for results without."""
+    from embodia.eval.run import measure_text
 
-    if not isinstance(grasps, dict):
+    if not isinstance(measures, dict):
         return {}
     out = {}
-    for task, medians in grasps.items():
+    for task, by_kind in measures.items():
         try:
-            out[str(task)] = grasp_text(medians)
+            out[str(task)] = measure_text(by_kind)
         except (AttributeError, KeyError, TypeError, ValueError):
             continue  # a hand-edited or foreign results.json: show the rest
     return out

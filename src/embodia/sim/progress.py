@@ -24,11 +24,16 @@ Milestones (each recorded at the first tick it holds; distances are from MuJoCo,
 
 Failed episodes get one label, the first of FAILURE_LABELS that applies (their meanings are below).
 
-For the grasping families the first grasp attempt is measured too: the first tick the jaw is closing
-within 5 cm of the named block, how far the tool point is from the block's centre horizontally and in
-height, and how far the jaws' closing axis is turned from the block's faces (0-45 degrees). The scripted
-expert closes 0.2 cm from the centre (never over 0.35) with the jaws within 1 degree of square; a policy
-whose failures are 'landed on block' shows ~2 cm and ~30 degrees there, which says what to fix.
+Measures say how far off an episode was (`summary()["measures"]`, medians per task in `embodia eval`):
+
+    grasp   (pick, place, stack) the first grasp attempt, the first tick the jaw is closing within 5 cm
+            of the named block: the tool point's horizontal offset from the block's centre (offset_cm)
+            and height above it (height_cm), and the turn of the jaws' closing axis from the block's
+            faces (jaw_deg, 0-45). The scripted expert closes 0.2 cm from the centre (never over 0.35)
+            with the jaws within 1 degree of square; a policy whose failures are 'landed on block'
+            shows ~2 cm and ~30 degrees there, which says what to fix.
+    push    (push) where the block ended: how far it slid (slid_cm; success needs 8) and the angle of
+            the slide from the named direction (off_deg; success allows 45).
 """
 
 from __future__ import annotations
@@ -174,10 +179,32 @@ class TaskProgress:
         d = self.final_slide / max(float(np.linalg.norm(self.final_slide)), 1e-9)
         return float(np.dot(d, np.asarray(DIRECTIONS[self.task.direction]))) < np.cos(np.radians(45))
 
+    def measures(self) -> dict[str, dict[str, float]]:
+        """How far off the episode was (see the module docstring); kinds that do not apply are left out."""
+        out: dict[str, dict[str, float]] = {}
+        if self.attempt is not None:
+            out["grasp"] = self.attempt
+        if self.task.family == "push":
+            slid = float(np.linalg.norm(self.final_slide))
+            push = {"slid_cm": round(slid * 100, 2)}
+            if slid >= MOVED:  # the direction of a mere nudge means nothing
+                cos = float(self.final_slide @ np.asarray(DIRECTIONS[self.task.direction], float)) / slid
+                push["off_deg"] = round(float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))), 1)
+            out["push"] = push
+        return out
+
     def summary(self, success: bool) -> dict:
         """What `info["progress"]` carries at the end of an episode."""
         order = sorted(self.stages, key=self.stages.__getitem__)
-        out = {"stages": order, "failure": None if success else self.failure()}
-        if self.task.family in GRASP_FAMILIES:
-            out["grasp"] = self.attempt  # None: the jaw never closed near the block
-        return out
+        return {"stages": order, "failure": None if success else self.failure(), "measures": self.measures()}
+
+
+def describe_measure(kind: str, row: dict[str, float]) -> str:
+    """One measure (or a median of them) in words: "1.8 cm off, jaws 29 deg", "slid 5.1 cm, 12 deg off"."""
+    if kind == "grasp":
+        text = f"{row['offset_cm']:.1f} cm off"
+        return text + (f", jaws {row['jaw_deg']:.0f} deg" if "jaw_deg" in row else "")
+    if kind == "push":
+        text = f"slid {row['slid_cm']:.1f} cm"
+        return text + (f", {row['off_deg']:.0f} deg off" if "off_deg" in row else "")
+    return ", ".join(f"{k} {v:g}" for k, v in row.items())

@@ -325,10 +325,10 @@ async function viewEval(params) {
       Object.entries(ev.groups).map(([name, r]) => rateRow(name, r)), {caption: "Success by group"}),
   ];
   const failures = Object.entries(ev.failures || {});
-  const grasps = ev.grasps || {};
-  if (failures.length) parts.push(table(["task", "failed", "where they stopped", "first grasp attempt (medians)"],
+  const measures = ev.measures || {};
+  if (failures.length) parts.push(table(["task", "failed", "where they stopped", "how far off (medians)"],
     failures.map(([task, counts]) => [task, Object.values(counts).reduce((a, b) => a + b, 0),
-      Object.entries(counts).map(([label, n]) => `${label} ${n}`).join(", "), grasps[task] || ""]),
+      Object.entries(counts).map(([label, n]) => `${label} ${n}`).join(", "), measures[task] || ""]),
     {caption: "Why episodes failed"}));
   parts.push(table(null, Object.entries(ev.settings).filter(([, v]) => v !== null).map(([k, v]) => [k, v]), {caption: "Settings"}));
   const filmed = ev.episodes.filter(e => e.video);

@@ -420,12 +420,14 @@ def build_report(result: EvalResult, settings: dict[str, Any]) -> Report:
         )
         rep.table(_rate_rows(dict(sorted(result.templates.items()))), columns=["template", *cols[1:]])
     if result.failures:
-        from embodia.sim.progress import FAILURE_GUIDE, FAILURE_LABELS
+        from embodia.sim.progress import FAILURE_GUIDE, FAILURE_LABELS, MEASURE_GUIDE
 
         rep.heading("Why episodes failed")
         rep.paragraph(
             f"Where each failed episode stopped, from the simulator's state (embodia.sim.progress). {FAILURE_GUIDE}"
         )
+        if result.measures:
+            rep.paragraph(MEASURE_GUIDE)
         rep.table(failure_rows(result), columns=["task", "failed", "where they stopped", MEASURE_COLUMN])
         seen = {label for counts in result.failures.values() for label in counts}
         rep.key_values({label: meaning for label, meaning in FAILURE_LABELS.items() if label in seen})

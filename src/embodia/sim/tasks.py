@@ -273,7 +273,7 @@ def tasks_markdown() -> str:
         train = "<br>".join(f"`{t}`" for t in f.train_templates)
         held = "<br>".join(f"`{t}`" for t in f.heldout_templates)
         lines.append(f"| {f.name} | {train} | {held} | {f.max_steps} | {f.success} |")
-    from embodia.sim.progress import FAILURE_GUIDE, FAILURE_LABELS  # progress builds on this module
+    from embodia.sim.progress import FAILURE_GUIDE, FAILURE_LABELS, MEASURE_GUIDE  # builds on this module
 
     lines += [
         "",
@@ -285,6 +285,8 @@ def tasks_markdown() -> str:
         "| label | meaning |",
         "|---|---|",
         *(f"| {label} | {meaning} |" for label, meaning in FAILURE_LABELS.items()),
+        "",
+        f"Beside the labels, `embodia eval` measures how far off each episode was. {MEASURE_GUIDE}",
     ]
     return "\n".join(lines) + "\n"
 

@@ -85,11 +85,17 @@ def test_approach_error_is_reproducible_and_leaves_jaw_closed_families_alone():
 
 def test_perturbations_chain_in_order_and_an_empty_chain_is_off():
     assert not Perturbations(None, None)
+    action = np.array([0.0, -1.0, 1.0, 0.5, 0.0, 0.6])  # high above the table, jaw open
     chain = Perturbations(ApproachError(SO101, 0.02, 25), ActionNoise(0.05, 6, 5, 30))
     assert chain
     chain.reset(0, 1, {"family": "pick"})
-    out = chain(0, np.array([0.0, -1.0, 1.0, 0.5, 0.0, 0.6]))
-    assert out.shape == (6,) and out[5] == 0.6
+    approach, noise = ApproachError(SO101, 0.02, 25), ActionNoise(0.05, 6, 5, 30)
+    approach.reset(0, 1, {"family": "pick"})
+    noise.reset(0, 1)
+    for _ in range(20):  # the approach error first, then the noise on top of it
+        out = chain(0, action)
+        np.testing.assert_array_equal(out, noise(0, approach(0, action)))
+    assert out[5] == 0.6 and not np.array_equal(out, action)
 
 
 def test_approach_error_is_recorded_as_clean_labels_with_moved_states(tmp_path):

@@ -53,11 +53,10 @@ class FrameCache:
         self.ds = ds
         self.dir = Path(cache_dir or DEFAULT_CACHE) / dataset_fingerprint(ds.root)
         self.arrays: dict[str, np.memmap] = {}
-        self.removed: list[Path] = []  # stale caches of the same dataset folder, removed on first use
         for key in ds.camera_keys:
             self.arrays[key] = self._load_or_build(key)
         if self.arrays:
-            self.removed = self._claim()
+            self._claim()
 
     def _load_or_build(self, key: str) -> np.memmap:
         h, w, c = self.ds.features[key]["shape"]
@@ -86,20 +85,19 @@ class FrameCache:
             done.write_text(json.dumps({"shape": shape}))
         return np.load(path, mmap_mode="r")
 
-    def _claim(self) -> list[Path]:
+    def _claim(self) -> None:
         """Record this dataset folder in the cache's `source.json` (identical copies share one cache, so
         it is a list) and, the first time, prune the caches of this folder's earlier versions."""
         root = str(Path(self.ds.root).resolve())
         roots = _cache_roots(self.dir)
         if root in roots:
-            return []
+            return
         _write_roots(self.dir, roots + [root])
         removed = prune_stale_caches(self.dir, root)
         if removed:
             Console(stderr=True).print(
                 f"frame cache: removed {len(removed)} stale cache(s) of {root} (the dataset changed since)"
             )
-        return removed
 
 
 def _cache_roots(cache: Path) -> list[str]:

@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         metavar="M",
-        help="recovery data for grasps (tabletop): each approach is executed up to M metres sideways "
+        help="recovery data (tabletop): each grasp's or push's approach is executed up to M metres sideways "
         "(e.g. 0.02) with the wrist turned up to --approach-roll degrees, the error shrinking to nothing "
         "as the tool comes down; the dataset keeps the expert's clean action (default 0: off)",
     )
@@ -132,7 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=25.0,
         metavar="DEG",
-        help="with --approach-error: the largest wrist-roll error, degrees (default 25)",
+        help="with --approach-error or --carry-error: the largest wrist-roll error, degrees (default 25)",
+    )
+    rec.add_argument(
+        "--carry-error",
+        type=float,
+        default=0.0,
+        metavar="M",
+        help="recovery data for stack and place (tabletop): a held block is carried up to M metres off "
+        "(e.g. 0.02), the error gone before it is set down; the dataset keeps the expert's action",
     )
     rec.set_defaults(func=cmd_record)
 

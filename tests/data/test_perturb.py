@@ -1,5 +1,6 @@
 """Recovery-data perturbations: bursty action noise, and the structured approach error that moves each
-grasp's approach sideways and turns the wrist, fading out as the tool comes down to the block."""
+grasp's or push's approach sideways and turns the wrist, fading out as the tool comes down to the block
+(and, optionally, the carry of a held block, fading out before it is set down)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from embodia.data.perturb import ActionNoise, ApproachError, Perturbations
 from embodia.data.record import RecordConfig, record
 from embodia.robots.kinematics import SO101Kinematics, approach_pitch
-from embodia.robots.so101 import GRASP_SITE
+from embodia.robots.so101 import GRASP_SITE, GRIPPER_SITE
 from embodia.robots.spec import SAWYER, SO101
 from embodia.sim.tabletop import TabletopEnv
 
@@ -74,13 +75,55 @@ def test_approach_error_moves_the_approach_and_is_gone_when_the_jaw_closes():
     assert low and np.all(diff[low] == 0)
 
 
-def test_approach_error_is_reproducible_and_leaves_jaw_closed_families_alone():
+def test_approach_error_is_reproducible_and_leaves_touches_alone():
     a = _expert_episode("pick", 7, ApproachError(SO101, 0.02, 25))[1]
     b = _expert_episode("pick", 7, ApproachError(SO101, 0.02, 25))[1]
     np.testing.assert_array_equal(np.array(a), np.array(b))
-    for family in ("push", "touch"):  # no grasp approach to perturb
-        labels, executed, _ = _expert_episode(family, 7, ApproachError(SO101, 0.02, 25))
-        np.testing.assert_array_equal(np.array(executed), np.array(labels))
+    labels, executed, _ = _expert_episode("touch", 7, ApproachError(SO101, 0.02, 25, carry_m=0.02))
+    np.testing.assert_array_equal(np.array(executed), np.array(labels))
+    # A pick has no carry to a target: the carry error leaves it alone after the close.
+    labels, executed, _ = _expert_episode("pick", 7, ApproachError(SO101, 0.02, 25, carry_m=0.02))
+    close = next(t for t, a in enumerate(labels) if a[5] < 0.2)
+    np.testing.assert_array_equal(np.array(executed[close:]), np.array(labels[close:]))
+
+
+def test_approach_error_moves_a_push_start_and_leaves_the_push_clean():
+    err = ApproachError(SO101, lateral_m=0.02, roll_deg=25)
+    labels, executed, info = _expert_episode("push", 4, err)
+    assert info["success"]
+    st = err._state[0]
+    tip = SO101Kinematics(site=GRIPPER_SITE)
+    z = np.array([tip.fk(q)[2] for q in labels])
+    down = int(np.argmax(z < 0.02))  # the fingertips come down beside the block
+    assert 0 < down
+    high = [t for t in range(15, down) if z[t] > 0.05]
+    assert high
+    for t in high[-3:]:
+        np.testing.assert_allclose(
+            tip.fk(executed[t]) - tip.fk(labels[t]), [*st["offset"], 0.0], atol=1e-3
+        )
+    np.testing.assert_array_equal(np.array(executed[down:]), np.array(labels[down:]))
+
+
+def test_carry_error_moves_the_carried_block_and_is_gone_before_it_is_set_down():
+    err = ApproachError(SO101, lateral_m=0.0, roll_deg=25, carry_m=0.02)
+    labels, executed, info = _expert_episode("stack", 5, err)
+    assert info["success"]  # the expert still stacks: its labels bring the block back over the target
+    st = err._state[0]
+    assert 0 < np.linalg.norm(st["carry"]) <= 0.02 and 0 < abs(st["carry_roll"]) <= np.radians(25)
+    kin = SO101Kinematics(site=GRASP_SITE)
+    diff = np.array(executed) - np.array(labels)
+    close = next(t for t, a in enumerate(labels) if a[5] < 0.2)
+    release = next(t for t in range(close, len(labels)) if labels[t][5] > 0.2)
+    assert np.all(diff[:close] == 0)  # no approach error asked for
+    carried = [t for t in range(close, release) if kin.fk(labels[t])[2] > 0.085]
+    assert len(carried) > 10
+    for t in carried[-3:]:
+        np.testing.assert_allclose(kin.fk(executed[t]) - kin.fk(labels[t]), [*st["carry"], 0.0], atol=1e-3)
+        assert diff[t, 4] == pytest.approx(st["carry_roll"])
+    # Lowered onto the other block, and after the release: exactly the expert.
+    set_down = [t for t in range(close + 1, len(labels)) if kin.fk(labels[t])[2] < 0.06]
+    assert set_down and np.all(diff[set_down] == 0) and np.all(diff[release:] == 0)
 
 
 def test_perturbations_chain_in_order_and_an_empty_chain_is_off():
@@ -116,10 +159,14 @@ def test_approach_error_is_recorded_as_clean_labels_with_moved_states(tmp_path):
 def test_bad_approach_settings_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="approach_error is metres"):
         RecordConfig(approach_error=0.2)
+    with pytest.raises(ValueError, match="carry_error is metres"):
+        RecordConfig(carry_error=-0.01)
     with pytest.raises(ValueError, match="approach_roll is degrees"):
         RecordConfig(approach_error=0.01, approach_roll=90)
     with pytest.raises(ValueError, match="SO-101"):
         record(RecordConfig(tasks="metaworld:reach", episodes=1, approach_error=0.01), tmp_path / "mw")
+    with pytest.raises(ValueError, match="SO-101"):
+        record(RecordConfig(tasks="metaworld:reach", episodes=1, carry_error=0.01), tmp_path / "mw")
     assert not (tmp_path / "mw").exists()
     with pytest.raises(ValueError, match="SO-101"):
         ApproachError(SAWYER, 0.01, 10)

@@ -12,7 +12,9 @@ Two perturbations, usable together; each is called per env and tick as `p(env, a
   face; the failed first grasp attempts were a median 1.8 cm from the block's centre with the jaws turned
   29 degrees from its faces (successful ones 0.6 cm; the expert 0.2 cm and under 1 degree). The executed
   arm hovers beside the block with the wrist turned and converges onto the expert's path as the tool
-  descends, so the labels show how to correct the approach on the way down.
+  descends, so the labels show how to correct the approach on the way down. The same error moves a
+  push's start beside the block and turns its blade; optionally a second one moves the carry of a held
+  block to where it is set down (stack: 8 of 36 failures of that base dropped or never carried it).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from embodia.robots.kinematics import SO101Kinematics, approach_pitch
-from embodia.robots.so101 import GRASP_SITE
+from embodia.robots.so101 import GRASP_SITE, GRIPPER_SITE
 from embodia.robots.spec import EmbodimentSpec
 
 # ActionNoise: the perturbation comes in bursts. Per-tick independent noise on a position target is
@@ -57,25 +59,36 @@ class ActionNoise:
 
 
 # ApproachError: the error is whole while the tool is above FULL_ABOVE_M (table frame; the expert hovers
-# at 6-9 cm) and gone below GONE_BELOW_M (a grasped cube's centre is at 1.25 cm), so it shrinks over the
-# lower half of the descent. It fades in over the first RAMP_S so the arm does not jump at the start.
+# at 5-9 cm) and gone below GONE_BELOW_M (a grasped cube's centre is at 1.25 cm), so it shrinks over the
+# lower half of the descent. It fades in over RAMP_S so the arm does not jump.
 FULL_ABOVE_M, GONE_BELOW_M, RAMP_S = 0.05, 0.02, 0.5
+# The carry error (stack and place) is whole at the carry height (the expert carries at 9-11 cm) and gone
+# below CARRY_GONE_M, above both release heights (a stacked block is let go with the tool at ~4.2 cm, a
+# placed one at 5.5 cm), so the executed arm is back on the expert's path before it sets the block down.
+CARRY_FULL_M, CARRY_GONE_M = 0.08, 0.06
 GRASP_FAMILIES = ("pick", "place", "stack")
+CARRY_FAMILIES = ("place", "stack")
 _ARM = ("shoulder_pan.pos", "shoulder_lift.pos", "elbow_flex.pos", "wrist_flex.pos")
 _JAC_STEP = 1e-4  # radians, for the finite-difference Jacobian
 
 
 class ApproachError:
-    """Per episode: a horizontal error of the approach, in a random direction with a length uniform in
-    [0, `lateral_m`] metres, and a wrist-roll error uniform in [-`roll_deg`, `roll_deg`] degrees. The
-    tool keeps its height and approach pitch (one Newton step on the pan, shoulder, elbow and wrist
-    flex). Only in episodes of the grasping families (reset options `{"family": ...}`), and there only
-    until the expert first closes the jaw. SO-101 joint actions only."""
+    """Per episode, a horizontal error in a random direction with a length uniform in [0, `lateral_m`]
+    metres and a wrist-roll error uniform in [-`roll_deg`, `roll_deg`] degrees, in up to two phases:
 
-    def __init__(self, spec: EmbodimentSpec, lateral_m: float, roll_deg: float):
+    - the approach: in grasping episodes until the expert first closes the jaw; in pushes (the pusher's
+      start beside the block, and the blade's turn) until the fingertip first comes down to the table.
+    - with `carry_m` > 0, the carry of stack and place episodes: a second, independent error of up to
+      `carry_m` metres from when the held block is lifted until the tool comes down to set it down.
+
+    The tool keeps its height and pitch (one Newton step on the pan, shoulder, elbow and wrist flex).
+    The family comes from the reset options (`{"family": ...}`); touches are left alone. SO-101 joint
+    actions only."""
+
+    def __init__(self, spec: EmbodimentSpec, lateral_m: float, roll_deg: float, carry_m: float = 0.0):
         if spec.name != "so101":
             raise ValueError(f"approach errors perturb SO-101 joint actions; this recording is {spec.name}")
-        self.lateral_m, self.roll = lateral_m, np.radians(roll_deg)
+        self.lateral_m, self.carry_m, self.roll = lateral_m, carry_m, np.radians(roll_deg)
         names = list(spec.action_names)
         self.arm = [names.index(n) for n in _ARM]
         self.wrist_roll = names.index("wrist_roll.pos")
@@ -83,46 +96,76 @@ class ApproachError:
         self.half_open = 0.5 * (spec.gripper.action_open + spec.gripper.action_closed)
         self.ramp_ticks = max(1, int(RAMP_S * spec.fps))
         self.kin = SO101Kinematics(site=GRASP_SITE)
+        self.kin_tip = SO101Kinematics(site=GRIPPER_SITE)  # pushes: the fingertips lead
         self._state: dict[int, dict] = {}
+
+    def _sample(self, rng: np.random.Generator, length_m: float) -> tuple[np.ndarray, float]:
+        angle, length = rng.uniform(0, 2 * np.pi), rng.uniform(0, length_m)
+        return length * np.array([np.cos(angle), np.sin(angle)]), float(rng.uniform(-self.roll, self.roll))
 
     def reset(self, env: int, seed: int, options: dict | None = None) -> None:
         rng = np.random.default_rng([seed, 11])
-        angle, length = rng.uniform(0, 2 * np.pi), rng.uniform(0, self.lateral_m)
-        offset = length * np.array([np.cos(angle), np.sin(angle)])
-        roll = rng.uniform(-self.roll, self.roll)
-        # Pushes and touches close the jaw while moving off: no grasp approach to perturb.
-        grasp = (options or {}).get("family") in GRASP_FAMILIES
-        self._state[env] = {"offset": offset, "roll": roll, "tick": 0, "closed": not grasp}
+        family = (options or {}).get("family")
+        offset, roll = self._sample(rng, self.lateral_m)  # drawn first: the same as before carry errors
+        carry, carry_roll = self._sample(rng, self.carry_m)
+        if self.lateral_m == 0:  # a carry error alone: the approach stays the expert's, wrist included
+            roll = 0.0
+        phase = "approach" if family in (*GRASP_FAMILIES, "push") else "done"
+        self._state[env] = {
+            "family": family, "phase": phase, "offset": offset, "roll": roll, "ramp": 0,
+            "carry": carry, "carry_roll": carry_roll,
+        }  # fmt: skip
 
     def __call__(self, env: int, action: np.ndarray) -> np.ndarray:
         action = np.asarray(action, np.float64)
         st = self._state[env]
-        st["tick"] += 1
-        st["closed"] = st["closed"] or action[self.gripper] < self.half_open
-        if st["closed"]:
+        closing = action[self.gripper] < self.half_open
+        push = st["family"] == "push"
+        if st["phase"] == "approach" and closing and not push:
+            carry = self.carry_m > 0 and st["family"] in CARRY_FAMILIES
+            st["phase"], st["ramp"] = ("carry" if carry else "done"), 0
+        elif st["phase"] == "carry" and not closing:  # the jaw opens: the block is set down
+            st["phase"] = "done"
+        if st["phase"] == "done":
             return action
-        goal = self._pose(action)
-        # The share of the episode's error this tick carries: whole high up, none near the block.
-        height = float(np.clip((goal[2] - GONE_BELOW_M) / (FULL_ABOVE_M - GONE_BELOW_M), 0.0, 1.0))
-        w = height * min(1.0, st["tick"] / self.ramp_ticks)
+        pose = self._tip_pose if push else self._pose
+        goal = pose(action)
+        if st["phase"] == "approach":
+            height = (goal[2] - GONE_BELOW_M) / (FULL_ABOVE_M - GONE_BELOW_M)
+            offset, roll = st["offset"], st["roll"]
+        else:
+            height = (goal[2] - CARRY_GONE_M) / (CARRY_FULL_M - CARRY_GONE_M)
+            offset, roll = st["carry"], st["carry_roll"]
+        height = float(np.clip(height, 0.0, 1.0))
+        if push and height == 0.0 and st["ramp"] > 0:  # the fingertips came down: the push itself is clean
+            st["phase"] = "done"
+            return action
+        if height > 0.0:
+            st["ramp"] += 1
+        w = height * min(1.0, st["ramp"] / self.ramp_ticks)
         if w == 0.0:
             return action
         out = action.copy()
-        out[self.wrist_roll] += w * st["roll"]
-        goal[:2] += w * st["offset"]
+        out[self.wrist_roll] += w * roll
+        goal[:2] += w * offset
         # Turning the wrist moves the tool too (it is off the roll axis); the step below corrects that.
-        now = self._pose(out)
+        now = pose(out)
         jac = np.empty((4, len(self.arm)))
         for k, j in enumerate(self.arm):
             probe = out.copy()
             probe[j] += _JAC_STEP
-            jac[:, k] = (self._pose(probe) - now) / _JAC_STEP
+            jac[:, k] = (pose(probe) - now) / _JAC_STEP
         out[self.arm] += np.linalg.lstsq(jac, goal - now, rcond=None)[0]
         return out
 
     def _pose(self, q: np.ndarray) -> np.ndarray:
-        """(x, y, z, approach pitch) of the tool."""
+        """(x, y, z, approach pitch) of the grasp point."""
         pos, rot = self.kin.fk_pose(q)
+        return np.array([pos[0], pos[1], pos[2], approach_pitch(rot)])
+
+    def _tip_pose(self, q: np.ndarray) -> np.ndarray:
+        """(x, y, z, approach pitch) of the fingertips."""
+        pos, rot = self.kin_tip.fk_pose(q)
         return np.array([pos[0], pos[1], pos[2], approach_pitch(rot)])
 
 

@@ -57,11 +57,13 @@ class RecordConfig:
     # Std of the perturbation added to the executed arm action, in action units (SO-101: radians); the
     # gripper is never perturbed (a twitching jaw drops blocks rather than teaching recovery). 0 = off.
     action_noise: float = 0.0
-    # A sideways error of each grasp's approach, uniform up to this many metres, with a wrist-roll error
-    # uniform up to `approach_roll` degrees, shrinking to nothing as the tool comes down to the block
-    # (`data.perturb.ApproachError`; SO-101 tabletop only). 0 = off.
+    # A sideways error of each grasp's or push's approach, uniform up to this many metres, with a
+    # wrist-roll error uniform up to `approach_roll` degrees, shrinking to nothing as the tool comes down
+    # to the block (`data.perturb.ApproachError`; SO-101 tabletop only). 0 = off.
     approach_error: float = 0.0
     approach_roll: float = 25.0
+    # The same for the carry of a held block in stack and place episodes, gone before it is set down.
+    carry_error: float = 0.0
     # Episodes committed to disk together (see DatasetWriter): each commit rewrites the growing video
     # files, so one per episode made long recordings quadratic. A crash loses at most this many
     # episodes; `--resume` continues with fresh seeds.
@@ -72,6 +74,8 @@ class RecordConfig:
             raise ValueError(f"action_noise must be a finite number >= 0, got {self.action_noise}")
         if not (0 <= self.approach_error <= 0.05):
             raise ValueError(f"approach_error is metres in [0, 0.05], got {self.approach_error}")
+        if not (0 <= self.carry_error <= 0.05):
+            raise ValueError(f"carry_error is metres in [0, 0.05], got {self.carry_error}")
         if not (0 <= self.approach_roll <= 45):
             raise ValueError(f"approach_roll is degrees in [0, 45], got {self.approach_roll}")
         if self.commit_every < 1:
@@ -123,9 +127,9 @@ def record(
     if cfg.image_size % 2:
         raise ValueError(f"image_size must be even (yuv420p video), got {cfg.image_size}")
     spec, worlds = _worlds(cfg)
-    if cfg.approach_error > 0 and spec.name != SO101.name:
+    if (cfg.approach_error > 0 or cfg.carry_error > 0) and spec.name != SO101.name:
         raise ValueError(
-            f"approach_error perturbs the SO-101's grasp approaches; this recording is {spec.name} "
+            f"approach_error and carry_error perturb the SO-101's tabletop motions; this recording is {spec.name} "
             "(use action_noise for recovery data there)"
         )
     extra = SUCCESS_FEATURES if cfg.keep_failures else None
@@ -164,8 +168,8 @@ def record(
         for factory, jobs in _batches(worlds, plan):
             n = min(cfg.num_envs, len(jobs))
             noise = Perturbations(
-                ApproachError(spec, cfg.approach_error, cfg.approach_roll)
-                if cfg.approach_error > 0
+                ApproachError(spec, cfg.approach_error, cfg.approach_roll, cfg.carry_error)
+                if cfg.approach_error > 0 or cfg.carry_error > 0
                 else None,
                 ActionNoise(cfg.action_noise, len(spec.action_names), spec.gripper.action_index, spec.fps)
                 if cfg.action_noise > 0

@@ -41,7 +41,7 @@ def test_run_free_text_instruction(tmp_path, monkeypatch, capsys, tiny_policy_di
 def test_bad_cli_input_is_a_clear_error(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["demo", "--family", "juggle"]) == 2
-    assert "valid task families" in capsys.readouterr().out
+    assert "valid task families" in " ".join(capsys.readouterr().out.split())  # rich wraps lines
     assert not (tmp_path / "embodia_runs").exists()  # nothing half-written
 
 
@@ -51,7 +51,7 @@ def test_train_weights_must_match_the_datasets(tmp_path, monkeypatch, capsys):
         main(["train", "a", "b", "--weights", "1,zero"])
     assert "comma-separated positive numbers" in capsys.readouterr().err
     assert main(["train", "a", "b", "--weights", "1,2,3"]) == 2
-    assert "3 entries for 2 datasets" in capsys.readouterr().out
+    assert "3 entries for 2 datasets" in " ".join(capsys.readouterr().out.split())  # rich wraps lines
     assert not (tmp_path / "embodia_runs").exists()
     with pytest.raises(SystemExit):
         main(["train", "a", "--paraphrase", "2"])

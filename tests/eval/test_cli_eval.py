@@ -39,7 +39,7 @@ def test_cli_eval_bad_suite_is_a_clear_error(tmp_path, monkeypatch, capsys, hold
     )
     monkeypatch.setitem(sys.modules, "embodia.policy.policy", policy_module)
     assert main(["eval", "x", "--suite", "juggle", "--out", str(tmp_path / "ev")]) == 2
-    assert "valid: 'tabletop'" in capsys.readouterr().out
+    assert "valid: 'tabletop'" in " ".join(capsys.readouterr().out.split())  # rich wraps lines
     assert not (tmp_path / "ev").exists()  # nothing half-written
 
 
@@ -82,4 +82,4 @@ def test_cli_eval_overrides_the_flow_sampler_and_records_it(tmp_path, monkeypatc
         types.SimpleNamespace(Policy=types.SimpleNamespace(from_pretrained=lambda p: load(p, head="l1"))),
     )
     assert main([*argv, "--flow-steps", "2", "--out", str(tmp_path / "y")]) == 2
-    assert "flow-matching head" in capsys.readouterr().out
+    assert "flow-matching head" in " ".join(capsys.readouterr().out.split())  # rich wraps lines

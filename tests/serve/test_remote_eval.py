@@ -63,4 +63,4 @@ def test_cli_eval_unreachable_server_is_a_clear_error(capsys):
     from embodia.cli import main
 
     assert main(["eval", "ws://127.0.0.1:9", "--suite", "touch"]) == 2
-    assert "cannot reach the policy server" in capsys.readouterr().out
+    assert "cannot reach the policy server" in " ".join(capsys.readouterr().out.split())  # rich wraps lines

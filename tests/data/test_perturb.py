@@ -95,13 +95,11 @@ def test_approach_error_moves_a_push_start_and_leaves_the_push_clean():
     tip = SO101Kinematics(site=GRIPPER_SITE)
     z = np.array([tip.fk(q)[2] for q in labels])
     down = int(np.argmax(z < 0.02))  # the fingertips come down beside the block
-    assert 0 < down
+    assert down > 0
     high = [t for t in range(15, down) if z[t] > 0.05]
     assert high
     for t in high[-3:]:
-        np.testing.assert_allclose(
-            tip.fk(executed[t]) - tip.fk(labels[t]), [*st["offset"], 0.0], atol=1e-3
-        )
+        np.testing.assert_allclose(tip.fk(executed[t]) - tip.fk(labels[t]), [*st["offset"], 0.0], atol=1e-3)
     np.testing.assert_array_equal(np.array(executed[down:]), np.array(labels[down:]))
 
 

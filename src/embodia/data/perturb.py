@@ -128,8 +128,8 @@ class ApproachError:
             st["phase"] = "done"
         if st["phase"] == "done":
             return action
-        pose = self._tip_pose if push else self._pose
-        goal = pose(action)
+        kin = self.kin_tip if push else self.kin
+        goal = _tool_pose(kin, action)
         if st["phase"] == "approach":
             height = (goal[2] - GONE_BELOW_M) / (FULL_ABOVE_M - GONE_BELOW_M)
             offset, roll = st["offset"], st["roll"]
@@ -149,24 +149,20 @@ class ApproachError:
         out[self.wrist_roll] += w * roll
         goal[:2] += w * offset
         # Turning the wrist moves the tool too (it is off the roll axis); the step below corrects that.
-        now = pose(out)
+        now = _tool_pose(kin, out)
         jac = np.empty((4, len(self.arm)))
         for k, j in enumerate(self.arm):
             probe = out.copy()
             probe[j] += _JAC_STEP
-            jac[:, k] = (pose(probe) - now) / _JAC_STEP
+            jac[:, k] = (_tool_pose(kin, probe) - now) / _JAC_STEP
         out[self.arm] += np.linalg.lstsq(jac, goal - now, rcond=None)[0]
         return out
 
-    def _pose(self, q: np.ndarray) -> np.ndarray:
-        """(x, y, z, approach pitch) of the grasp point."""
-        pos, rot = self.kin.fk_pose(q)
-        return np.array([pos[0], pos[1], pos[2], approach_pitch(rot)])
 
-    def _tip_pose(self, q: np.ndarray) -> np.ndarray:
-        """(x, y, z, approach pitch) of the fingertips."""
-        pos, rot = self.kin_tip.fk_pose(q)
-        return np.array([pos[0], pos[1], pos[2], approach_pitch(rot)])
+def _tool_pose(kin: SO101Kinematics, q: np.ndarray) -> np.ndarray:
+    """(x, y, z, approach pitch) of the kinematics' site."""
+    pos, rot = kin.fk_pose(q)
+    return np.array([pos[0], pos[1], pos[2], approach_pitch(rot)])
 
 
 class Perturbations:

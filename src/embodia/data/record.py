@@ -129,8 +129,8 @@ def record(
     spec, worlds = _worlds(cfg)
     if (cfg.approach_error > 0 or cfg.carry_error > 0) and spec.name != SO101.name:
         raise ValueError(
-            f"approach_error and carry_error perturb the SO-101's tabletop motions; this recording is {spec.name} "
-            "(use action_noise for recovery data there)"
+            "approach_error and carry_error perturb the SO-101's tabletop motions; this recording is "
+            f"{spec.name} (use action_noise for recovery data there)"
         )
     extra = SUCCESS_FEATURES if cfg.keep_failures else None
     if cfg.video not in VIDEO_PRESETS:

@@ -142,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="recovery data for stack and place (tabletop): a held block is carried up to M metres off "
         "(e.g. 0.02), the error gone before it is set down; the dataset keeps the expert's action",
     )
+    rec.add_argument(
+        "--stroke-error",
+        type=float,
+        default=0.0,
+        metavar="M",
+        help="recovery data for push (tabletop): the stroke is executed up to M metres off the expert's "
+        "line (e.g. 0.02: beside it, behind or ahead); the expert follows the block and pushes on if it "
+        "fell short; the dataset keeps the expert's action",
+    )
     rec.set_defaults(func=cmd_record)
 
     tr = sub.add_parser("train", help=cmd_train.__doc__)

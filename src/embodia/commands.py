@@ -169,6 +169,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         approach_error=args.approach_error,
         approach_roll=args.approach_roll,
         carry_error=args.carry_error,
+        stroke_error=args.stroke_error,
         commit_every=args.commit_every,
     )
     if args.resume and args.out is None:

@@ -13,6 +13,7 @@ from embodia.robots.kinematics import SO101Kinematics, approach_pitch
 from embodia.robots.so101 import GRASP_SITE, GRIPPER_SITE
 from embodia.robots.spec import SAWYER, SO101
 from embodia.sim.tabletop import TabletopEnv
+from embodia.sim.tasks import DIRECTIONS
 
 
 def test_action_noise_comes_in_reproducible_bursts_and_spares_the_gripper():
@@ -159,12 +160,57 @@ def test_bad_approach_settings_are_clear_errors(tmp_path):
         RecordConfig(approach_error=0.2)
     with pytest.raises(ValueError, match="carry_error is metres"):
         RecordConfig(carry_error=-0.01)
+    with pytest.raises(ValueError, match="stroke_error is metres"):
+        RecordConfig(stroke_error=0.08)
     with pytest.raises(ValueError, match="approach_roll is degrees"):
         RecordConfig(approach_error=0.01, approach_roll=90)
     with pytest.raises(ValueError, match="SO-101"):
         record(RecordConfig(tasks="metaworld:reach", episodes=1, approach_error=0.01), tmp_path / "mw")
     with pytest.raises(ValueError, match="SO-101"):
         record(RecordConfig(tasks="metaworld:reach", episodes=1, carry_error=0.01), tmp_path / "mw")
+    with pytest.raises(ValueError, match="SO-101"):
+        record(RecordConfig(tasks="metaworld:reach", episodes=1, stroke_error=0.01), tmp_path / "mw")
     assert not (tmp_path / "mw").exists()
     with pytest.raises(ValueError, match="SO-101"):
         ApproachError(SAWYER, 0.01, 10)
+
+
+def test_stroke_error_moves_the_pusher_on_the_table_and_is_gone_on_the_way_up():
+    err = ApproachError(SO101, lateral_m=0.0, roll_deg=0.0, stroke_m=0.02)
+    labels, executed, info = _expert_episode("push", 4, err)
+    assert info["success"]
+    offset = err._state[0]["stroke"]
+    assert 0 < np.linalg.norm(offset) <= 0.02
+    tip = SO101Kinematics(site=GRIPPER_SITE)
+    z = np.array([tip.fk(q)[2] for q in labels])
+    down = int(np.argmax(z < 0.02))
+    assert down > 0
+    # With no approach error the approach is the expert's.
+    np.testing.assert_allclose(np.array(executed[:down]), np.array(labels[:down]), atol=1e-9)
+    # On the table, once faded in, the fingertips are `offset` off the expert's, at the same height.
+    on_table = [t for t in range(down + err.ramp_ticks, len(labels)) if z[t] < 0.02]
+    assert len(on_table) > 10
+    for t in on_table:
+        np.testing.assert_allclose(tip.fk(executed[t]) - tip.fk(labels[t]), [*offset, 0.0], atol=1.5e-3)
+
+
+def test_a_push_whose_stroke_lags_is_pushed_on_by_the_expert():
+    """The expert reads where the block is: a stroke executed 4 cm behind its plan leaves the block short,
+    and the labels push on past the planned stroke instead of lifting off."""
+    tip = SO101Kinematics(site=GRIPPER_SITE)
+
+    class Lagging(ApproachError):
+        def reset(self, env: int, seed: int, options: dict | None = None) -> None:
+            super().reset(env, seed, options)
+            self._state[env]["stroke"] = -lag * direction
+
+    reached = {}
+    for lag in (0.0, 0.04):
+        world = TabletopEnv(family="push", render=False)
+        world.reset(seed=6)
+        direction = np.asarray(DIRECTIONS[world.task.direction])
+        world.close()
+        labels, _, info = _expert_episode("push", 6, Lagging(SO101, 0.0, 0.0, stroke_m=0.01))
+        assert info["success"]
+        reached[lag] = max(float(direction @ tip.fk(q)[:2]) for q in labels)
+    assert reached[0.04] > reached[0.0] + 0.02

@@ -14,7 +14,10 @@ Two perturbations, usable together; each is called per env and tick as `p(env, a
   arm hovers beside the block with the wrist turned and converges onto the expert's path as the tool
   descends, so the labels show how to correct the approach on the way down. The same error moves a
   push's start beside the block and turns its blade; optionally a second one moves the carry of a held
-  block to where it is set down (stack: 8 of 36 failures of that base dropped or never carried it).
+  block to where it is set down (stack: 8 of 36 failures of that base dropped or never carried it),
+  and a third one moves a push's stroke off the expert's line (push: 10 of 17 failures of the next base
+  "pushed short", the block sliding a median 5.1 cm, 37 degrees off). The push expert follows the block
+  sideways and pushes on while it is short of the plan, so those labels say how to get back behind it.
 """
 
 from __future__ import annotations
@@ -66,6 +69,9 @@ FULL_ABOVE_M, GONE_BELOW_M, RAMP_S = 0.05, 0.02, 0.5
 # below CARRY_GONE_M, above both release heights (a stacked block is let go with the tool at ~4.2 cm, a
 # placed one at 5.5 cm), so the executed arm is back on the expert's path before it sets the block down.
 CARRY_FULL_M, CARRY_GONE_M = 0.08, 0.06
+# The stroke error (push) is whole while the fingertips are on the table (a push runs at 0.8-1.1 cm) and
+# gone by STROKE_GONE_M on the way up, so the lift after the push does not jump.
+STROKE_FULL_M, STROKE_GONE_M = 0.02, 0.04
 GRASP_FAMILIES = ("pick", "place", "stack")
 CARRY_FAMILIES = ("place", "stack")
 _ARM = ("shoulder_pan.pos", "shoulder_lift.pos", "elbow_flex.pos", "wrist_flex.pos")
@@ -80,15 +86,25 @@ class ApproachError:
       start beside the block, and the blade's turn) until the fingertip first comes down to the table.
     - with `carry_m` > 0, the carry of stack and place episodes: a second, independent error of up to
       `carry_m` metres from when the held block is lifted until the tool comes down to set it down.
+    - with `stroke_m` > 0, a push's stroke: a third error of up to `stroke_m` metres (no roll) while
+      the fingertips are on the table, fading in over RAMP_S and out as they lift off.
 
     The tool keeps its height and pitch (one Newton step on the pan, shoulder, elbow and wrist flex).
     The family comes from the reset options (`{"family": ...}`); touches are left alone. SO-101 joint
     actions only."""
 
-    def __init__(self, spec: EmbodimentSpec, lateral_m: float, roll_deg: float, carry_m: float = 0.0):
+    def __init__(
+        self,
+        spec: EmbodimentSpec,
+        lateral_m: float,
+        roll_deg: float,
+        carry_m: float = 0.0,
+        stroke_m: float = 0.0,
+    ):
         if spec.name != "so101":
             raise ValueError(f"approach errors perturb SO-101 joint actions; this recording is {spec.name}")
-        self.lateral_m, self.carry_m, self.roll = lateral_m, carry_m, np.radians(roll_deg)
+        self.lateral_m, self.carry_m, self.stroke_m = lateral_m, carry_m, stroke_m
+        self.roll = np.radians(roll_deg)
         names = list(spec.action_names)
         self.arm = [names.index(n) for n in _ARM]
         self.wrist_roll = names.index("wrist_roll.pos")
@@ -108,12 +124,13 @@ class ApproachError:
         family = (options or {}).get("family")
         offset, roll = self._sample(rng, self.lateral_m)  # drawn first: the same as before carry errors
         carry, carry_roll = self._sample(rng, self.carry_m)
+        stroke, _ = self._sample(rng, self.stroke_m)  # drawn last: earlier draws stay as they were
         if self.lateral_m == 0:  # a carry error alone: the approach stays the expert's, wrist included
             roll = 0.0
         phase = "approach" if family in (*GRASP_FAMILIES, "push") else "done"
         self._state[env] = {
             "family": family, "phase": phase, "offset": offset, "roll": roll, "ramp": 0,
-            "carry": carry, "carry_roll": carry_roll,
+            "carry": carry, "carry_roll": carry_roll, "stroke": stroke,
         }  # fmt: skip
 
     def __call__(self, env: int, action: np.ndarray) -> np.ndarray:
@@ -130,16 +147,23 @@ class ApproachError:
             return action
         kin = self.kin_tip if push else self.kin
         goal = _tool_pose(kin, action)
+        if st["phase"] == "approach" and push and goal[2] <= GONE_BELOW_M and st["ramp"] > 0:
+            # The fingertips came down: the approach error is gone; the stroke's own error, if any, starts.
+            st["phase"], st["ramp"] = ("stroke" if self.stroke_m > 0 else "done"), 0
+        elif st["phase"] == "stroke" and goal[2] > STROKE_GONE_M:  # lifting off after the push
+            st["phase"] = "done"
+        if st["phase"] == "done":
+            return action
         if st["phase"] == "approach":
             height = (goal[2] - GONE_BELOW_M) / (FULL_ABOVE_M - GONE_BELOW_M)
             offset, roll = st["offset"], st["roll"]
-        else:
+        elif st["phase"] == "carry":
             height = (goal[2] - CARRY_GONE_M) / (CARRY_FULL_M - CARRY_GONE_M)
             offset, roll = st["carry"], st["carry_roll"]
+        else:  # the stroke: whole on the table, fading on the way up
+            height = (STROKE_GONE_M - goal[2]) / (STROKE_GONE_M - STROKE_FULL_M)
+            offset, roll = st["stroke"], 0.0
         height = float(np.clip(height, 0.0, 1.0))
-        if push and height == 0.0 and st["ramp"] > 0:  # the fingertips came down: the push itself is clean
-            st["phase"] = "done"
-            return action
         if height > 0.0:
             st["ramp"] += 1
         w = height * min(1.0, st["ramp"] / self.ramp_ticks)

@@ -64,6 +64,10 @@ class RecordConfig:
     approach_roll: float = 25.0
     # The same for the carry of a held block in stack and place episodes, gone before it is set down.
     carry_error: float = 0.0
+    # The same for a push's stroke while the fingertips are on the table: the pusher is executed off the
+    # expert's line (beside it, behind or ahead), and the expert follows the block and pushes on if it
+    # fell short.
+    stroke_error: float = 0.0
     # Episodes committed to disk together (see DatasetWriter): each commit rewrites the growing video
     # files, so one per episode made long recordings quadratic. A crash loses at most this many
     # episodes; `--resume` continues with fresh seeds.
@@ -74,8 +78,9 @@ class RecordConfig:
             raise ValueError(f"action_noise must be a finite number >= 0, got {self.action_noise}")
         if not (0 <= self.approach_error <= 0.05):
             raise ValueError(f"approach_error is metres in [0, 0.05], got {self.approach_error}")
-        if not (0 <= self.carry_error <= 0.05):
-            raise ValueError(f"carry_error is metres in [0, 0.05], got {self.carry_error}")
+        for name in ("carry_error", "stroke_error"):
+            if not (0 <= getattr(self, name) <= 0.05):
+                raise ValueError(f"{name} is metres in [0, 0.05], got {getattr(self, name)}")
         if not (0 <= self.approach_roll <= 45):
             raise ValueError(f"approach_roll is degrees in [0, 45], got {self.approach_roll}")
         if self.commit_every < 1:
@@ -127,9 +132,10 @@ def record(
     if cfg.image_size % 2:
         raise ValueError(f"image_size must be even (yuv420p video), got {cfg.image_size}")
     spec, worlds = _worlds(cfg)
-    if (cfg.approach_error > 0 or cfg.carry_error > 0) and spec.name != SO101.name:
+    structured = cfg.approach_error > 0 or cfg.carry_error > 0 or cfg.stroke_error > 0
+    if structured and spec.name != SO101.name:
         raise ValueError(
-            "approach_error and carry_error perturb the SO-101's tabletop motions; this recording is "
+            "approach_error, carry_error and stroke_error perturb the SO-101's tabletop motions; this recording is "
             f"{spec.name} (use action_noise for recovery data there)"
         )
     extra = SUCCESS_FEATURES if cfg.keep_failures else None
@@ -168,8 +174,8 @@ def record(
         for factory, jobs in _batches(worlds, plan):
             n = min(cfg.num_envs, len(jobs))
             noise = Perturbations(
-                ApproachError(spec, cfg.approach_error, cfg.approach_roll, cfg.carry_error)
-                if cfg.approach_error > 0 or cfg.carry_error > 0
+                ApproachError(spec, cfg.approach_error, cfg.approach_roll, cfg.carry_error, cfg.stroke_error)
+                if structured
                 else None,
                 ActionNoise(cfg.action_noise, len(spec.action_names), spec.gripper.action_index, spec.fps)
                 if cfg.action_noise > 0

@@ -29,6 +29,7 @@ CLOSED = SO101.gripper.action_closed
 PITCHES = (np.pi / 2, np.radians(75), np.radians(60), np.radians(45))
 BOWL_OUTER = BOWL_RADIUS + 0.006
 _MAX_PUSH_REACH = 0.33  # fingertips on the table, pitch >= 45 degrees
+PUSH_EXTRA_STEPS = 3  # stroke segments a push may add when its block is short of the plan
 
 
 @functools.cache
@@ -344,7 +345,7 @@ class TabletopExpert:
         def start_above():
             p = env.block_position(color)
             plan["dir"] = self._push_direction(color, direction, back, distance)
-            plan["start"] = p - back * plan["dir"]
+            plan["start"], plan["block"] = p - back * plan["dir"], p
             s = plan["start"]
             return Goal(np.array([s[0], s[1], 0.07]), CLOSED, self._ticks(22, 30), tip=True, **blade())
 
@@ -356,7 +357,19 @@ class TabletopExpert:
 
         def make_step(k: int):
             def seg():
-                p = plan["start"] + plan["dir"] * distance * (k + 1) / steps
+                d = plan["dir"]
+                # Follow the block sideways (a block pushed off-centre drifts and turns), so a pusher that
+                # is off the line is shown how to get back behind the block's centre.
+                side = np.array([-d[1], d[0], 0.0])
+                drift = float(np.clip(side @ (env.block_position(color) - plan["block"]), -0.015, 0.015))
+                p = plan["start"] + d * distance * (k + 1) / steps + drift * side
+                if k >= steps:
+                    # Past the planned stroke: push on only while the block is short of where the plan
+                    # would have left it and the fingertips can still reach.
+                    travel = float(d @ (env.block_position(color) - plan["block"]))
+                    reach = float(np.linalg.norm(p[:2] - PAN_AXIS_XY))
+                    if travel >= distance - back or reach > _MAX_PUSH_REACH:
+                        return Goal(p, CLOSED, 1, joints=self._last.copy())
                 return Goal(np.array([p[0], p[1], z_push]), CLOSED, self._ticks(8, 11), tip=True, **blade())
 
             return seg
@@ -365,7 +378,10 @@ class TabletopExpert:
             p = self.kin_tip.fk(self._last)
             return Goal(np.array([p[0], p[1], 0.08]), CLOSED, self._ticks(12, 18), tip=True)
 
-        return [start_above, start_down, *[make_step(k) for k in range(steps)], up, self._hold(15)]
+        # The segments after the planned stroke only act when the block fell short of it (an executed
+        # stroke that lagged the plan: recovery data); in a clean push they are single held ticks.
+        stroke = [make_step(k) for k in range(steps + PUSH_EXTRA_STEPS)]
+        return [start_above, start_down, *stroke, up, self._hold(15)]
 
     def _push_direction(self, color: str, named: np.ndarray, back: float, distance: float) -> np.ndarray:
         """Push along the named direction, or up to 30 degrees off it when the bowl (which does not move)

@@ -135,8 +135,8 @@ def record(
     structured = cfg.approach_error > 0 or cfg.carry_error > 0 or cfg.stroke_error > 0
     if structured and spec.name != SO101.name:
         raise ValueError(
-            "approach_error, carry_error and stroke_error perturb the SO-101's tabletop motions; this recording is "
-            f"{spec.name} (use action_noise for recovery data there)"
+            "approach_error, carry_error and stroke_error perturb the SO-101's tabletop motions; this "
+            f"recording is {spec.name} (use action_noise for recovery data there)"
         )
     extra = SUCCESS_FEATURES if cfg.keep_failures else None
     if cfg.video not in VIDEO_PRESETS:

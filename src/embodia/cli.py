@@ -190,6 +190,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="swap each sample's instruction for another phrasing of the same tabletop task with "
         "probability P (0-1; default: the preset's, 0), so the policy follows meaning, not exact strings",
     )
+    tr.add_argument(
+        "--paraphrase-carriers",
+        action="store_true",
+        help="with --paraphrase: also swap in phrasings wrapped in carrier words ('please ...', '... now')",
+    )
+    tr.add_argument(
+        "--word-dropout",
+        type=_probability,
+        metavar="P",
+        help="hide each word of an instruction from the policy with probability P during training (e.g. "
+        "0.15), so no single word carries the task: helps with verbs it has never seen",
+    )
     tr.add_argument("--init-from", help="checkpoint folder to fine-tune")
     tr.add_argument("--freeze-encoders", action="store_true", help="with --init-from: keep vision/language")
     tr.add_argument("--no-augment", action="store_true")

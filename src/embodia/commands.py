@@ -386,6 +386,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["time_budget_s"] = 60.0 * args.minutes
     if args.paraphrase is not None:
         overrides["paraphrase"] = args.paraphrase
+    if args.paraphrase_carriers:
+        overrides["paraphrase_carriers"] = True
+    if args.word_dropout is not None:
+        overrides["word_dropout"] = args.word_dropout
     if args.no_augment:
         overrides["augment"] = False
     if args.resume:

@@ -75,6 +75,21 @@ def test_augment_templates_share_no_word_with_heldout_templates():
             assert not (_words([tpl]) & heldout_only), (fam.name, tpl, _words([tpl]) & heldout_only)
 
 
+def test_carrier_words_share_no_word_with_heldout_templates_and_wrap_every_phrasing():
+    from embodia.sim.tasks import CARRIER_PREFIXES, CARRIER_SUFFIXES, paraphrases
+
+    train_words = set().union(*(_words(f.train_templates) for f in FAMILIES.values()))
+    heldout_only = set().union(*(_words(f.heldout_templates) for f in FAMILIES.values())) - train_words
+    carrier_words = {w.strip(",") for c in CARRIER_PREFIXES + CARRIER_SUFFIXES for w in c.split()}
+    assert carrier_words and not carrier_words & heldout_only
+    text = "push the red block to the left"
+    plain, wrapped = paraphrases(text), paraphrases(text, carriers=True)
+    n = len(CARRIER_PREFIXES) * len(CARRIER_SUFFIXES)
+    assert len(wrapped) == (len(plain) + 1) * n - 1  # every phrasing (the text's own too) in every carrier
+    assert set(plain) < set(wrapped) and "please push the red block to the left now" in wrapped
+    assert all("red" in a and "left" in a for a in wrapped)
+
+
 def test_paraphrases_keep_the_task_and_never_use_heldout_phrasings():
     from embodia.sim.tasks import paraphrases
 

@@ -342,6 +342,40 @@ def test_swap_phrasings_draws_other_phrasings_of_the_same_task_at_the_given_rate
         TrainConfig(paraphrase=1.5)
 
 
+def test_word_dropout_hides_only_word_tokens_at_the_given_rate():
+    from embodia.train.loop import drop_words, step_generator
+
+    lengths = torch.tensor([2, 5, 12] * 2000)  # real tokens per instruction ([CLS] ... [SEP])
+    mask = torch.arange(16)[None, :] < lengths[:, None]
+    out = drop_words(mask, 0.25, step_generator(0, 3, 0))
+    assert not (out & ~mask).any()  # padding never becomes real
+    assert out[:, 0].all() and out[torch.arange(len(lengths)), lengths - 1].all()  # [CLS], [SEP] kept
+    assert torch.equal(out[lengths == 2], mask[lengths == 2])  # nothing between them: nothing to drop
+    words = mask.sum() - 2 * len(lengths)
+    assert (mask.sum() - out.sum()).item() / words.item() == pytest.approx(0.25, abs=0.02)
+    assert torch.equal(out, drop_words(mask, 0.25, step_generator(0, 3, 0)))  # pure function of the step
+    with pytest.raises(ValueError, match="word_dropout"):
+        TrainConfig(word_dropout=1.0)
+
+
+def test_training_with_carriers_and_word_dropout_changes_the_weights(tmp_path):
+    from embodia.policy.language import InstructionEncoder
+    from embodia.train.loop import build_sources
+
+    cfg = tiny(tmp_path, steps=4, save_every=2, paraphrase=0.5, paraphrase_carriers=True, word_dropout=0.2)
+    sources, _ = build_sources(cfg, cfg.model, InstructionEncoder())
+    src = sources[0]
+    for t in src.data.ds.tasks:
+        assert any(a.startswith("please ") for a in src.alternatives[t])
+        assert all(a in src.language.index for a in src.alternatives[t])
+    final = train(cfg, tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert saved["paraphrase_carriers"] is True and saved["word_dropout"] == 0.2
+    plain = train(tiny(tmp_path, steps=4, save_every=2, paraphrase=0.5), tmp_path / "plain")
+    w_new, w_plain = weights(final), weights(plain)
+    assert any(not torch.equal(w_new[k], w_plain[k]) for k in w_new)
+
+
 def test_training_with_paraphrases_encodes_them_and_trains(tmp_path):
     from embodia.policy.language import InstructionEncoder
     from embodia.train.loop import build_sources

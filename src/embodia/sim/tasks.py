@@ -291,18 +291,31 @@ def tasks_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-def paraphrases(text: str) -> list[str]:
+# Words people wrap around a command that say nothing about the task ("please ...", "... now"). With
+# `carriers=True` every phrasing is also trained inside them, so the policy sees each task in many
+# sentence contexts. MiniLM's token states are contextual: a word the policy has never seen (a held-out
+# verb) changes the state of every token beside it, and context variety teaches the policy to read the
+# task through that change rather than key on one exact sentence. Like the augment templates, these share
+# no word with any held-out template (a test checks), and none of them names a task, object or direction.
+CARRIER_PREFIXES = ("", "please ", "now ", "robot, ", "next, ", "can you ")
+CARRIER_SUFFIXES = ("", " please", " now", " for me", " carefully")
+
+
+def paraphrases(text: str, carriers: bool = False) -> list[str]:
     """Other phrasings of the same task for training-time augmentation: the family's train templates and
-    its augment templates, filled with the task's slots (the text itself excluded). Held-out templates
-    are never among them. Text that is not a tabletop instruction has none (an empty list), so other
-    datasets train on their instructions unchanged."""
+    its augment templates, filled with the task's slots (the text itself excluded), and with `carriers`
+    each of those wrapped in every carrier prefix and suffix too. Held-out templates are never among
+    them. Text that is not a tabletop instruction has none (an empty list), so other datasets train on
+    their instructions unchanged."""
     try:
         task = parse_instruction(text)
     except ValueError:
         return []
     fam = FAMILIES[task.family]
     slots = {"color": task.color, "other": task.other, "direction": task.direction}
-    alts = (t.format(**slots) for t in fam.train_templates + fam.augment_templates)
+    alts = [t.format(**slots) for t in fam.train_templates + fam.augment_templates]
+    if carriers:
+        alts = [f"{pre}{a}{suf}" for a in alts for pre in CARRIER_PREFIXES for suf in CARRIER_SUFFIXES]
     return [a for a in dict.fromkeys(alts) if a != text]
 
 

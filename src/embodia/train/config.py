@@ -40,6 +40,13 @@ class TrainConfig:
     # which is what held-out templates and free-text `embodia run` instructions need. Instructions that
     # are not tabletop templates are never swapped.
     paraphrase: float = 0.0
+    # With paraphrase > 0: also swap in phrasings wrapped in carrier words ("please ...", "... for me";
+    # `sim.tasks.CARRIER_PREFIXES`), 30 sentence contexts per phrasing.
+    paraphrase_carriers: bool = False
+    # Word dropout: each word token of an instruction (not [CLS]/[SEP]) is hidden from the policy with this
+    # probability, so no single word carries the task alone; an unseen verb at test time is then one
+    # uninformative word among others the policy has learnt to use. The pooled vector is kept whole.
+    word_dropout: float = 0.0
     # Predict joint actions relative to the current state (see EmbodimentInfo.delta_dims); only for
     # embodiments whose action and state name the same joints.
     delta_actions: bool = False
@@ -73,6 +80,8 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0 <= self.paraphrase <= 1:
             raise ValueError(f"paraphrase is a probability in [0, 1], got {self.paraphrase}")
+        if not 0 <= self.word_dropout < 1:
+            raise ValueError(f"word_dropout is a probability in [0, 1), got {self.word_dropout}")
         if self.time_budget_s < 0:
             raise ValueError(f"time_budget_s must be >= 0 (0: no budget), got {self.time_budget_s}")
         if self.prefetch is not None and self.prefetch < 0:

@@ -138,7 +138,11 @@ def build_sources(
                 delta_dims=delta,
             )
             embodiments[name] = info
-        alts = {t: a for t in ds.tasks if (a := paraphrases(t))} if cfg.paraphrase > 0 else {}
+        alts = (
+            {t: a for t in ds.tasks if (a := paraphrases(t, cfg.paraphrase_carriers))}
+            if cfg.paraphrase > 0
+            else {}
+        )
         texts = list(ds.tasks) + [a for a_list in alts.values() for a in a_list]
         sources.append(Source(data, info, LanguageTable.build(encoder, texts), alts))
     return sources, embodiments
@@ -190,6 +194,15 @@ def swap_phrasings(
     return out
 
 
+def drop_words(mask: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
+    """Hide each word token with probability p (TrainConfig.word_dropout). The first and last real tokens
+    ([CLS] and [SEP]) always stay, so every instruction keeps at least those two."""
+    real = mask.sum(1, keepdim=True)  # (B, 1) number of real tokens
+    pos = torch.arange(mask.shape[1])[None, :]
+    words = mask & (pos > 0) & (pos < real - 1)
+    return mask & ~(words & (torch.rand(mask.shape, generator=g) < p))
+
+
 def make_batch(sources: list[Source], cfg: TrainConfig, step: int, rank: int, device) -> tuple[dict, ...]:
     """Every random draw of a step, from one generator seeded by (seed, step, rank)."""
     g = step_generator(cfg.seed, step, rank)
@@ -203,11 +216,14 @@ def make_batch(sources: list[Source], cfg: TrainConfig, step: int, rank: int, de
     texts = batch["task"]
     if cfg.paraphrase > 0 and src.alternatives:
         texts = swap_phrasings(texts, src.alternatives, cfg.paraphrase, g)
+    tokens, token_mask, pooled = src.language.lookup(texts)
+    if cfg.word_dropout > 0:
+        token_mask = drop_words(token_mask, cfg.word_dropout, g)
     inputs = model_inputs(
         src.info,
         [batch[c].to(device) for c in cams],
         batch[OBS_STATE].to(device),
-        src.language.lookup(texts),
+        (tokens, token_mask, pooled),
         m.image_size,
         m.max_cameras,
         m.max_state_dim,

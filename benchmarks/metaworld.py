@@ -3,7 +3,8 @@ seeds, success per task and per difficulty group (easy 28 / medium 11 / hard 6 /
 
     python benchmarks/metaworld.py [CHECKPOINT] [--suite mt10|mt50] [--trials 10] [--num-envs 2]
 
-With no CHECKPOINT it evaluates the MT10 policy shipped inside the package (policy/metaworld_mt10).
+With no CHECKPOINT it evaluates the policy shipped inside the package for the suite:
+policy/metaworld_mt10 for MT10, policy/metaworld_mt50 for MT50.
 
 Prints the per-task table and the group averages; the full results (seeds, Wilson intervals, videos,
 HTML report) go to ./embodia_runs/eval/<time>-metaworld-<suite>/.
@@ -23,7 +24,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from embodia.eval.run import evaluate  # noqa: E402
-from embodia.policy.policy import METAWORLD_MT10_DIR, Policy  # noqa: E402
+from embodia.policy.policy import METAWORLD_MT10_DIR, METAWORLD_MT50_DIR, Policy  # noqa: E402
 from embodia.sim.metaworld import difficulty_of  # noqa: E402
 
 GROUP_ORDER = ("easy", "medium", "hard", "very_hard")
@@ -33,15 +34,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "checkpoint", nargs="?", default=str(METAWORLD_MT10_DIR), help="default: the shipped MT10 policy"
-    )
+    parser.add_argument("checkpoint", nargs="?", default=None, help="default: the shipped policy for --suite")
     parser.add_argument("--suite", choices=["mt10", "mt50"], default="mt10")
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--num-envs", type=int, default=2)
     parser.add_argument("--videos", type=int, default=1, help="videos per task")
     args = parser.parse_args()
 
+    if args.checkpoint is None:
+        args.checkpoint = str(METAWORLD_MT50_DIR if args.suite == "mt50" else METAWORLD_MT10_DIR)
     policy = Policy.from_pretrained(args.checkpoint)
     if "sawyer" not in policy.embodiments:
         raise SystemExit(

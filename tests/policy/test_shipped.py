@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from embodia.policy.policy import BASE_DIR, METAWORLD_MT10_DIR, Policy
+from embodia.policy.policy import BASE_DIR, METAWORLD_MT10_DIR, METAWORLD_MT50_DIR, Policy
 
 MB = 1024 * 1024
 
@@ -13,6 +13,7 @@ def test_shipped_checkpoints_load_and_fit_the_size_budget():
     for folder, embodiment, cameras in (
         (BASE_DIR, "so101", ["observation.images.front", "observation.images.wrist"]),
         (METAWORLD_MT10_DIR, "sawyer", ["observation.images.corner2"]),
+        (METAWORLD_MT50_DIR, "sawyer", ["observation.images.corner2"]),
     ):
         total += sum(p.stat().st_size for p in folder.iterdir())
         policy = Policy.from_pretrained(folder)

@@ -45,6 +45,7 @@ BASE_DIR = Path(__file__).parent / "base"  # the shipped pretrained base
 # A second shipped checkpoint, the same architecture trained on Meta-World MT10 (the Sawyer arm), so that
 # `python benchmarks/metaworld.py` reproduces its figure with no training.
 METAWORLD_MT10_DIR = Path(__file__).parent / "metaworld_mt10"
+METAWORLD_MT50_DIR = Path(__file__).parent / "metaworld_mt50"
 
 
 class Policy:

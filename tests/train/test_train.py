@@ -356,6 +356,8 @@ def test_word_dropout_hides_only_word_tokens_at_the_given_rate():
     assert torch.equal(out, drop_words(mask, 0.25, step_generator(0, 3, 0)))  # pure function of the step
     with pytest.raises(ValueError, match="word_dropout"):
         TrainConfig(word_dropout=1.0)
+    with pytest.raises(ValueError, match="paraphrase > 0"):
+        TrainConfig(paraphrase_carriers=True)  # nothing would be swapped: carriers alone do nothing
 
 
 def test_training_with_carriers_and_word_dropout_changes_the_weights(tmp_path):

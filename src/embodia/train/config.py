@@ -80,6 +80,10 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0 <= self.paraphrase <= 1:
             raise ValueError(f"paraphrase is a probability in [0, 1], got {self.paraphrase}")
+        if self.paraphrase_carriers and self.paraphrase == 0:
+            raise ValueError(
+                "paraphrase_carriers wraps the swapped-in phrasings: set paraphrase > 0 too (e.g. 0.5)"
+            )
         if not 0 <= self.word_dropout < 1:
             raise ValueError(f"word_dropout is a probability in [0, 1), got {self.word_dropout}")
         if self.time_budget_s < 0:

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from embodia.commands import (
+    cmd_average,
     cmd_dataset,
     cmd_demo,
     cmd_doctor,
@@ -55,6 +56,16 @@ def _positive_floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated positive numbers, got {text!r}") from None
     if not all(v > 0 for v in values):
         raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return values
+
+
+def _weights(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if any(v < 0 for v in values) or abs(sum(values) - 1.0) > 1e-6:
+        raise argparse.ArgumentTypeError(f"expected weights >= 0 that sum to 1, got {text!r}")
     return values
 
 
@@ -335,6 +346,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0, help="offset of the evaluation seeds (base 10,000,000)")
     ev.add_argument("--out", default=None, help="output folder (default: ./embodia_runs/eval/<time>-<suite>)")
     ev.set_defaults(func=cmd_eval)
+
+    avg = sub.add_parser("average", help=cmd_average.__doc__)
+    avg.add_argument("checkpoints", nargs="+", help="two or more checkpoint folders descended from one base")
+    avg.add_argument(
+        "--weights",
+        type=_weights,
+        default=None,
+        help="comma-separated mixing weights, >= 0, summing to 1 (default: uniform; WiSE-FT uses 0.5,0.5)",
+    )
+    avg.add_argument("--out", required=True, help="folder for the averaged checkpoint")
+    avg.set_defaults(func=cmd_average)
 
     srv = sub.add_parser("serve", help=cmd_serve.__doc__)
     srv.add_argument("checkpoint", nargs="?", default=None, help="policy folder (default: the shipped base)")

@@ -243,6 +243,15 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_average(args: argparse.Namespace) -> int:
+    """Average the weights of fine-tunes of one checkpoint (WiSE-FT / model soup) into a new checkpoint."""
+    from embodia.policy.average import average_checkpoints
+
+    out = average_checkpoints(args.checkpoints, args.weights, args.out)
+    console.print(f"averaged {len(args.checkpoints)} checkpoints -> [bold]{out}[/]")
+    return 0
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     """List the tabletop task families, their templates and success predicates."""
     from embodia.sim.tasks import COLORS, DIRECTIONS, FAMILIES, tasks_markdown

@@ -213,6 +213,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="hide each word of an instruction from the policy with probability P during training (e.g. "
         "0.15), so no single word carries the task: helps with verbs it has never seen",
     )
+    tr.add_argument(
+        "--sentence-mix",
+        type=_probability,
+        metavar="P",
+        help="with --paraphrase: move each sample's sentence vector (which drives FiLM in the vision encoder) "
+        "part of the way toward another phrasing of its task with probability P, so unseen phrasings do not "
+        "disturb what the policy sees",
+    )
+    tr.add_argument(
+        "--sentence-noise",
+        type=_number_at_least_zero,
+        metavar="S",
+        help="add S x a random unit vector to each sentence vector during training (0.5: cosine ~0.9)",
+    )
     tr.add_argument("--init-from", help="checkpoint folder to fine-tune")
     tr.add_argument("--freeze-encoders", action="store_true", help="with --init-from: keep vision/language")
     tr.add_argument("--no-augment", action="store_true")

@@ -399,6 +399,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["paraphrase_carriers"] = True
     if args.word_dropout is not None:
         overrides["word_dropout"] = args.word_dropout
+    if args.sentence_mix is not None:
+        overrides["sentence_mix"] = args.sentence_mix
+    if args.sentence_noise is not None:
+        overrides["sentence_noise"] = args.sentence_noise
     if args.no_augment:
         overrides["augment"] = False
     if args.resume:

@@ -394,3 +394,40 @@ def test_training_with_paraphrases_encodes_them_and_trains(tmp_path):
     plain = train(tiny(tmp_path, steps=4, save_every=2), tmp_path / "plain")
     w_para, w_plain = weights(final), weights(plain)
     assert any(not torch.equal(w_para[k], w_plain[k]) for k in w_para)  # the swaps reached the model
+
+
+def test_sentence_mix_and_noise_move_the_vector_as_specified():
+    from embodia.train.loop import mix_sentences, perturb_sentences, step_generator
+
+    g0 = torch.Generator().manual_seed(0)
+    a = torch.nn.functional.normalize(torch.randn(4000, 384, generator=g0), dim=-1)
+    b = torch.nn.functional.normalize(torch.randn(4000, 384, generator=g0), dim=-1)
+    mixed = mix_sentences(a, b, 0.5, step_generator(0, 2, 0))
+    assert torch.allclose(mixed.norm(dim=-1), torch.ones(4000))
+    moved = ~torch.isclose((mixed * a).sum(-1), torch.ones(4000))
+    assert moved.float().mean().item() == pytest.approx(0.5, abs=0.03)
+    # every moved vector lies on the arc between its own phrasing and the other one
+    cross = torch.linalg.matrix_rank(torch.stack([mixed[moved][:50], a[moved][:50], b[moved][:50]], 1))
+    assert (cross == 2).all()
+    assert torch.equal(mixed, mix_sentences(a, b, 0.5, step_generator(0, 2, 0)))  # pure function of the step
+    assert torch.equal(
+        mix_sentences(a, b, 0.0, step_generator(0, 2, 0)), torch.nn.functional.normalize(a, dim=-1)
+    )
+
+    noisy = perturb_sentences(a, 1.0, step_generator(0, 2, 0))
+    assert torch.allclose(noisy.norm(dim=-1), torch.ones(4000))
+    assert (noisy * a).sum(-1).mean().item() == pytest.approx(2**-0.5, abs=0.02)  # cos ~ 1 / sqrt(1 + s^2)
+    with pytest.raises(ValueError, match="paraphrase > 0"):
+        TrainConfig(sentence_mix=0.5)  # nothing to mix toward
+    with pytest.raises(ValueError, match="sentence_noise"):
+        TrainConfig(sentence_noise=-1.0)
+
+
+def test_training_with_sentence_mix_and_noise_changes_the_weights(tmp_path):
+    cfg = tiny(tmp_path, steps=4, save_every=2, paraphrase=0.5, sentence_mix=0.5, sentence_noise=0.5)
+    final = train(cfg, tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert saved["sentence_mix"] == 0.5 and saved["sentence_noise"] == 0.5
+    plain = train(tiny(tmp_path, steps=4, save_every=2, paraphrase=0.5), tmp_path / "plain")
+    w_new, w_plain = weights(final), weights(plain)
+    assert any(not torch.equal(w_new[k], w_plain[k]) for k in w_new)

@@ -203,6 +203,20 @@ def drop_words(mask: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor
     return mask & ~(words & (torch.rand(mask.shape, generator=g) < p))
 
 
+def mix_sentences(pooled: torch.Tensor, toward: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
+    """With probability p per sample, move the unit sentence vector a uniform fraction of the way to
+    `toward` (another phrasing of the same task) and renormalise (TrainConfig.sentence_mix)."""
+    frac = torch.rand(len(pooled), 1, generator=g) * (torch.rand(len(pooled), 1, generator=g) < p)
+    return torch.nn.functional.normalize(pooled + frac * (toward - pooled), dim=-1)
+
+
+def perturb_sentences(pooled: torch.Tensor, scale: float, g: torch.Generator) -> torch.Tensor:
+    """Add `scale` times a random unit vector to each unit sentence vector and renormalise
+    (TrainConfig.sentence_noise)."""
+    direction = torch.nn.functional.normalize(torch.randn(pooled.shape, generator=g), dim=-1)
+    return torch.nn.functional.normalize(pooled + scale * direction, dim=-1)
+
+
 def make_batch(sources: list[Source], cfg: TrainConfig, step: int, rank: int, device) -> tuple[dict, ...]:
     """Every random draw of a step, from one generator seeded by (seed, step, rank)."""
     g = step_generator(cfg.seed, step, rank)
@@ -219,6 +233,11 @@ def make_batch(sources: list[Source], cfg: TrainConfig, step: int, rank: int, de
     tokens, token_mask, pooled = src.language.lookup(texts)
     if cfg.word_dropout > 0:
         token_mask = drop_words(token_mask, cfg.word_dropout, g)
+    if cfg.sentence_mix > 0 and src.alternatives:
+        _, _, toward = src.language.lookup(swap_phrasings(batch["task"], src.alternatives, 1.0, g))
+        pooled = mix_sentences(pooled, toward, cfg.sentence_mix, g)
+    if cfg.sentence_noise > 0:
+        pooled = perturb_sentences(pooled, cfg.sentence_noise, g)
     inputs = model_inputs(
         src.info,
         [batch[c].to(device) for c in cams],

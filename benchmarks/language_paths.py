@@ -9,9 +9,9 @@ which swap brings success back.
 The phrasing must be one of the family's templates (`embodia tasks`). Runs the same seeded episodes of
 its split (train or held-out templates) three times and reports the phrasing's own episodes: as is; with
 the donor's pooled vector (the phrasing's tokens kept); with the donor's tokens (the phrasing's pooled
-vector kept). The other templates' episodes are untouched. If the donor's pooled vector fixes it, the FiLM path is the one
-that is thrown (the cue for `embodia train --sentence-mix / --sentence-noise`); if its tokens do, the
-prefix transformer is.
+vector kept). The other templates' episodes are untouched. If the donor's pooled vector fixes it, the
+FiLM path is the one that is thrown (the cue for `embodia train --sentence-mix / --sentence-noise`); if
+its tokens do, the prefix transformer is.
 """
 
 from __future__ import annotations

@@ -247,7 +247,7 @@ def cmd_average(args: argparse.Namespace) -> int:
     """Average the weights of fine-tunes of one checkpoint (WiSE-FT / model soup) into a new checkpoint."""
     from embodia.policy.average import average_checkpoints
 
-    out = average_checkpoints(args.checkpoints, args.weights, args.out)
+    out = average_checkpoints(args.checkpoints, args.out, args.weights)
     console.print(f"averaged {len(args.checkpoints)} checkpoints -> [bold]{out}[/]")
     return 0
 

@@ -30,7 +30,7 @@ def _perturbed_copy(src: Path, dst: Path, seed: int = 0) -> Path:
 
 def test_average_is_the_weighted_mean_and_loads(tiny_policy_dir, tmp_path):
     other = _perturbed_copy(tiny_policy_dir, tmp_path / "finetune")
-    out = average_checkpoints([tiny_policy_dir, other], [0.25, 0.75], tmp_path / "avg")
+    out = average_checkpoints([tiny_policy_dir, other], tmp_path / "avg", [0.25, 0.75])
     a = load_file(str(tiny_policy_dir / "model.safetensors"))
     b = load_file(str(other / "model.safetensors"))
     avg = load_file(str(out / "model.safetensors"))
@@ -52,7 +52,7 @@ def test_average_is_the_weighted_mean_and_loads(tiny_policy_dir, tmp_path):
 
 def test_weight_one_reproduces_the_checkpoint(tiny_policy_dir, tmp_path):
     other = _perturbed_copy(tiny_policy_dir, tmp_path / "finetune")
-    out = average_checkpoints([tiny_policy_dir, other], [1.0, 0.0], tmp_path / "avg")
+    out = average_checkpoints([tiny_policy_dir, other], tmp_path / "avg", [1.0, 0.0])
     a = load_file(str(tiny_policy_dir / "model.safetensors"))
     avg = load_file(str(out / "model.safetensors"))
     assert all(torch.equal(avg[k], a[k]) for k in a)
@@ -65,7 +65,7 @@ def test_refuses_different_normalisation(tiny_policy_dir, tmp_path):
     norms[name] = json.loads(json.dumps(norms[name]).replace("1", "2", 1))
     (other / "normalization.json").write_text(json.dumps(norms))
     with pytest.raises(CheckpointError, match="normalization.json differs"):
-        average_checkpoints([tiny_policy_dir, other], None, tmp_path / "avg")
+        average_checkpoints([tiny_policy_dir, other], tmp_path / "avg")
     assert not (tmp_path / "avg").exists()
 
 
@@ -75,7 +75,7 @@ def test_refuses_a_different_architecture(tiny_policy_dir, tmp_path):
     config["model"]["d_model"] *= 2
     (other / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="'model' differs"):
-        average_checkpoints([tiny_policy_dir, other], None, tmp_path / "avg")
+        average_checkpoints([tiny_policy_dir, other], tmp_path / "avg")
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,7 @@ def test_refuses_a_different_architecture(tiny_policy_dir, tmp_path):
 def test_bad_weights(tiny_policy_dir, tmp_path, weights, match):
     other = _perturbed_copy(tiny_policy_dir, tmp_path / "finetune")
     with pytest.raises(ValueError, match=match):
-        average_checkpoints([tiny_policy_dir, other], weights, tmp_path / "avg")
+        average_checkpoints([tiny_policy_dir, other], tmp_path / "avg", weights)
 
 
 def test_cli(tiny_policy_dir, tmp_path, capsys):
@@ -98,5 +98,7 @@ def test_cli(tiny_policy_dir, tmp_path, capsys):
     assert main(["average", str(tiny_policy_dir), str(other), "--out", str(other)]) == 2
     assert "write the average to a new folder" in " ".join(capsys.readouterr().out.split())
     assert (other / "model.safetensors").read_bytes() == before
-    with pytest.raises(SystemExit):
-        main(["average", str(tiny_policy_dir), str(other), "--weights", "0.2,0.2", "--out", str(out)])
+    assert main(["average", str(tiny_policy_dir), str(other), "--weights", "0.2,0.2", "--out", str(out)]) == 2
+    assert "sum to 1" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # not numbers: argparse's usage error
+        main(["average", str(tiny_policy_dir), str(other), "--weights", "half,half", "--out", str(out)])

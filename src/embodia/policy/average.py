@@ -30,9 +30,7 @@ from embodia.policy.checkpoint import (
 _MUST_MATCH = ("format", "format_version", "model", "default_embodiment", "embodiments")
 
 
-def average_checkpoints(
-    paths: list[str | Path], weights: list[float] | None = None, out: str | Path | None = None
-) -> Path:
+def average_checkpoints(paths: list[str | Path], out: str | Path, weights: list[float] | None = None) -> Path:
     """Write the weighted average of checkpoints `paths` to folder `out` and return it.
 
     `weights` (one per checkpoint, >= 0, summing to 1; default uniform) multiply the weights of each
@@ -40,8 +38,6 @@ def average_checkpoints(
     its metadata (`averaged_from`)."""
     if len(paths) < 2:
         raise ValueError(f"averaging needs at least two checkpoints, got {len(paths)}")
-    if out is None:
-        raise ValueError("give an output folder for the averaged checkpoint")
     if weights is None:
         weights = [1.0 / len(paths)] * len(paths)
     if len(weights) != len(paths):

@@ -2,27 +2,18 @@
 path on one recorded episode reproduces that episode's actions (every chunk of it, open loop, with a fixed
 noise seed) to a normalised MAE under 0.05, where 1.0 is half the action's q01..q99 range."""
 
-from dataclasses import replace
 from pathlib import Path
 
-from embodia.data import edit
 from embodia.data.reader import LeRobotDataset
 from embodia.policy.policy import Policy
-from embodia.train.config import TrainConfig
-from embodia.train.doctor import PROBE_MODEL, open_loop_replay
-from embodia.train.loop import train
+from embodia.train.doctor import open_loop_replay, train_on_one_episode
 
 TINY_DATASET = Path(__file__).parents[1] / "fixtures" / "so101_tabletop_tiny"
 
 
 def test_tiny_flow_model_reproduces_the_one_episode_it_was_trained_on(tmp_path):
-    episodes = [e["episode_index"] for e in LeRobotDataset.open(TINY_DATASET).episodes]
-    one = edit.delete_episodes(TINY_DATASET, episodes[1:], tmp_path / "one_episode")
-    model = replace(PROBE_MODEL, head="flow", embodiments=list(PROBE_MODEL.embodiments))
-    cfg = TrainConfig(datasets=[str(one)], steps=400, batch_size=32, lr=3e-3, warmup_steps=20, log_every=50,
-                      save_every=400, ema_decay=0.0, augment=False, seed=0, cache_dir=str(tmp_path / "cache"),
-                      model=model)  # fmt: skip
-    policy = Policy.from_pretrained(train(cfg, tmp_path / "run"))
+    one, run = train_on_one_episode(TINY_DATASET, tmp_path, steps=400, seed=0, head="flow")
+    policy = Policy.from_pretrained(run)
     assert policy.cfg.head == "flow"
     replay = open_loop_replay(policy, one, episodes=[0], every=1, seed=0)
     n = LeRobotDataset.open(one).episodes[0]["length"]

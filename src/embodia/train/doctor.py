@@ -214,6 +214,26 @@ PROBE_MODEL = replace(TINY_MODEL, head="l1", d_model=64, n_heads=4, prefix_layer
                       cnn_channels=(16, 32, 64), image_size=48)  # fmt: skip
 
 
+def train_on_one_episode(
+    dataset: str | Path, work: Path, steps: int = 400, seed: int = 0, head: str = "l1", on_log=None
+) -> tuple[Path, Path]:
+    """Train the probe-sized model (PROBE_MODEL, with `head`) on the first episode of `dataset` alone;
+    returns (the one-episode dataset, the trained policy folder). Used by the overfit probe and by the
+    one-episode overfit test."""
+    from embodia.data import edit
+    from embodia.train.loop import train
+
+    ds = LeRobotDataset.open(dataset)
+    one = work / "one_episode"
+    if not one.exists():
+        keep = [e["episode_index"] for e in ds.episodes][1:]
+        edit.delete_episodes(dataset, keep, one)
+    cfg = TrainConfig(datasets=[str(one)], steps=steps, batch_size=32, lr=3e-3, warmup_steps=20, log_every=10,
+                      save_every=steps, ema_decay=0.0, augment=False, seed=seed, cache_dir=str(work / "cache"),
+                      model=replace(PROBE_MODEL, head=head, embodiments=list(PROBE_MODEL.embodiments)))  # fmt: skip
+    return one, train(cfg, work / "run", on_log=on_log)
+
+
 def overfit_probe(
     dataset: str | Path, steps: int = 400, workdir: Path | None = None, seed: int = 0
 ) -> tuple[list[Finding], dict]:
@@ -224,20 +244,9 @@ def overfit_probe(
     single episode must be memorised quickly by any working data -> model -> loss pipeline."""
     import tempfile
 
-    from embodia.data import edit
-    from embodia.train.loop import train
-
     work = Path(workdir or tempfile.mkdtemp(prefix="embodia-overfit-"))
-    ds = LeRobotDataset.open(dataset)
-    one = work / "one_episode"
-    if not one.exists():
-        keep = [e["episode_index"] for e in ds.episodes][1:]
-        edit.delete_episodes(dataset, keep, one)
     losses: list[float] = []
-    cfg = TrainConfig(datasets=[str(one)], steps=steps, batch_size=32, lr=3e-3, warmup_steps=20, log_every=10,
-                      save_every=steps, ema_decay=0.0, augment=False, seed=seed, cache_dir=str(work / "cache"),
-                      model=replace(PROBE_MODEL, embodiments=list(PROBE_MODEL.embodiments)))  # fmt: skip
-    train(cfg, work / "run", on_log=lambda r: losses.append(r["loss"]))
+    train_on_one_episode(dataset, work, steps=steps, seed=seed, on_log=lambda r: losses.append(r["loss"]))
     first, last = losses[0], float(np.mean(losses[-2:]))
     ratio = first / max(last, 1e-12)
     evidence = {"first_loss": first, "final_loss": last, "ratio": ratio, "steps": steps}

@@ -228,6 +228,18 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--freeze-encoders", action="store_true", help="with --init-from: keep vision/language")
     tr.add_argument("--no-augment", action="store_true")
     tr.add_argument("--cache-dir", help="decoded-frame cache (default ~/.cache/embodia/frames)")
+    tr.add_argument(
+        "--save-instructions",
+        metavar="FILE",
+        help="write the sentence encoder's output for every instruction this run would use (tasks and the "
+        "phrasings the language flags add) to FILE and stop, without training: for --instructions",
+    )
+    tr.add_argument(
+        "--instructions",
+        metavar="FILE",
+        help="read instruction encodings from FILE (written by --save-instructions) instead of running the "
+        "sentence encoder: trains on a machine without its weights or internet",
+    )
     tr.add_argument("--out", help="run folder (default ./embodia_runs/train/<time>-<preset>)")
     tr.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its latest checkpoint")
     tr.add_argument("--no-preflight", action="store_true", help="skip the training doctor's static checks")

@@ -384,6 +384,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             "save_every": args.save_every,
             "init_from": args.init_from,
             "cache_dir": args.cache_dir,
+            "instruction_table": args.instructions,
         }.items()
         if v is not None
     }
@@ -419,6 +420,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
             check_backbone(args.backbone)  # before the run folder exists
             cfg.model = dataclasses.replace(cfg.model, backbone=args.backbone, keypoints=0)
+        if args.save_instructions:
+            from embodia.train.loop import write_instruction_table
+
+            path, n = write_instruction_table(cfg, args.save_instructions)
+            console.print(
+                f"{n} instructions encoded: [bold]{path}[/] (train elsewhere with --instructions {path})"
+            )
+            return 0
         # Under `accelerate launch` every process runs this; they must agree on one folder.
         multi = int(os.environ.get("WORLD_SIZE", "1")) > 1
         if multi and not args.out:

@@ -42,3 +42,43 @@ def test_each_distinct_instruction_is_encoded_once(encoder):
     assert torch.equal(a[0][0], b[0][0])
     with pytest.raises(TypeError):
         encoder.encode("a bare string")
+
+
+def test_an_instruction_table_gives_back_the_encoders_output_and_nothing_else(encoder, tmp_path):
+    from safetensors.torch import save_file
+
+    from embodia.policy.language import InstructionTable, save_instruction_table
+
+    texts = ["push the red block to the left", "lift the red block"]
+    path = save_instruction_table(encoder, texts + texts[:1], tmp_path / "t" / "instructions.safetensors")
+    assert (path.stat().st_mode & 0o777) != 0o600 and not list(path.parent.glob("*.tmp"))
+    table = InstructionTable(path)
+    assert table.cache_size == 2
+    for got, want in zip(table.encode(texts[::-1]), encoder.encode(texts[::-1]), strict=True):
+        assert got.dtype == want.dtype and torch.equal(got, want)
+    with pytest.raises(ValueError, match="not in the table.*'lift the blue block'.*--save-instructions"):
+        table.encode(["lift the red block", "lift the blue block"])
+    with pytest.raises(TypeError):
+        table.encode("a bare string")
+
+    # Bad files: a clear error naming the file and how to write a good one.
+    with pytest.raises(FileNotFoundError, match="--save-instructions"):
+        InstructionTable(tmp_path / "missing.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(ValueError, match="not a readable instruction table"):
+        InstructionTable(tmp_path / "junk.safetensors")
+    other = tmp_path / "other.safetensors"
+    save_file({"tokens": torch.zeros(1, 4, HIDDEN)}, str(other), metadata={"format": "something-else"})
+    with pytest.raises(ValueError, match="expected 'embodia-instructions/1'"):
+        InstructionTable(other)
+    save_file(
+        {
+            "tokens": torch.zeros(1, 4, HIDDEN),
+            "mask": torch.ones(1, 4, dtype=torch.uint8),
+            "pooled": torch.zeros(1, HIDDEN),
+        },
+        str(other),
+        metadata={"format": "embodia-instructions/1", "texts": '["x"]'},
+    )
+    with pytest.raises(ValueError, match=r"expected tokens \(1, 32, 384\)"):
+        InstructionTable(other)

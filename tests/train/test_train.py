@@ -282,30 +282,82 @@ def test_a_time_budget_fixes_the_steps_after_calibration_and_completes_the_sched
 
 
 def test_step_budget_refits_once_when_the_warmup_ends():
-    from embodia.train.loop import UNFITTED_STEPS, StepBudget
+    from embodia.train.loop import BUDGET_WARM_STEPS, UNFITTED_STEPS, StepBudget
 
+    assert BUDGET_WARM_STEPS == 3  # the numbers below assume it
     cfg = TrainConfig(time_budget_s=600, warmup_steps=100, steps=UNFITTED_STEPS)
     budget = StepBudget(cfg, t_start=0.0, step=0, now=20.0)  # 20 s of data loading
-    assert budget.candidate(10, 30.0) is None
-    # Slow first steps: 20 in 16 s -> 1.25 steps/s over the 576 s usable minus 36 s spent.
-    first = budget.candidate(20, 36.0)
-    assert first == 20 + int(1.25 * (576 - 36))
-    budget.decided(20, first)
-    assert budget.refit_at == 100  # the warmup's end under that count
-    # Steps 20..100 at 0.5 s each: the second fit sees the real rate and gives the run more steps.
-    second = budget.candidate(100, 76.0)
-    assert second == 100 + int(2.0 * (576 - 76)) and second > first
+    # The first 3 steps carry one-off costs (10 s here) and are left out of the rate.
+    assert budget.candidate(3, 30.0) is None and budget.candidate(10, 33.0) is None
+    # Slow steps still: 20 in 16 s -> 1.25 steps/s over the 576 s usable minus 46 s spent.
+    first = budget.candidate(23, 46.0)
+    assert first == 23 + int(1.25 * (576 - 46))
+    budget.decided(23, first)
+    assert budget.refit_at == 100 and cfg.warmup_steps == 100  # the warmup's end under that count
+    # Steps 23..100 at 0.5 s each: the second fit sees the real rate and gives the run more steps.
+    second = budget.candidate(100, 84.5)
+    assert second == 100 + int(2.0 * (576 - 84.5)) and second > first
     budget.decided(100, second)
-    assert budget.refit_at is None and budget.candidate(200, 126.0) is None
+    assert budget.refit_at is None and budget.candidate(200, 134.5) is None
 
-    # A second fit that would shorten the warmup (fewer than 500 steps at warmup 100) keeps the first.
+    # A first fit far too low (the rate fell during its 20 steps) fixes a short warmup, and the second
+    # fit, at that warmup's end, may still give the run the steps its budget allows.
+    cfg = TrainConfig(time_budget_s=540, warmup_steps=500, steps=UNFITTED_STEPS)
+    budget = StepBudget(cfg, t_start=0.0, step=0, now=230.0)  # 230 s of frame decoding
+    budget.candidate(3, 237.0)
+    first = budget.candidate(23, 244.5)  # 20 steps in 7.5 s -> 2.67 steps/s -> 742 steps
+    assert first == 23 + int(20 / 7.5 * (540 * 0.96 - 244.5))
+    budget.decided(23, first)
+    assert cfg.warmup_steps == first // 5 == budget.refit_at
+    now = 244.5 + (budget.refit_at - 23) / 21.0  # then 21 steps/s
+    second = budget.candidate(budget.refit_at, now)
+    assert second == budget.refit_at + int(21.0 * (540 * 0.96 - now)) and second > 5 * first
+    cfg.steps = second
+    assert cfg.warmup == budget.refit_at  # the schedule keeps the warmup it has run
+
+    # A second fit with fewer steps than that warmup allows (under 500 at warmup 100) keeps the first.
+    cfg = TrainConfig(time_budget_s=600, warmup_steps=100, steps=UNFITTED_STEPS)
     budget = StepBudget(cfg, t_start=0.0, step=0, now=0.0)
-    budget.decided(20, budget.candidate(20, 10.0))
+    budget.candidate(3, 1.0)
+    budget.decided(23, budget.candidate(23, 11.0))
     assert budget.candidate(100, 200.0) == -1
     # A warmup too short to measure a second rate on: one fit only.
     short = StepBudget(TrainConfig(time_budget_s=60, warmup_steps=10), 0.0, 0, 0.0)
-    short.decided(20, short.candidate(20, 5.0))
+    short.candidate(3, 1.0)
+    short.decided(23, short.candidate(23, 5.0))
     assert short.refit_at is None
+
+
+def test_training_from_an_instruction_table_needs_no_encoder_and_trains_the_same_weights(
+    tmp_path, monkeypatch
+):
+    import embodia.train.loop as loop
+    from embodia.cli import main
+
+    cfg = tiny(tmp_path, steps=4, save_every=1000, paraphrase=0.5)
+    table = tmp_path / "instructions.safetensors"
+    path, n = loop.write_instruction_table(cfg, table)
+    assert path == table and n > 4  # the fixture's tasks and the phrasings --paraphrase swaps in
+    reference = train(cfg, tmp_path / "with_encoder")
+
+    def no_encoder(*args, **kwargs):
+        raise AssertionError("the sentence encoder was loaded although an instruction table was given")
+
+    monkeypatch.setattr(loop, "InstructionEncoder", no_encoder)
+    from_table = train(tiny(tmp_path, steps=4, save_every=1000, paraphrase=0.5, instruction_table=str(table)),
+                       tmp_path / "with_table")  # fmt: skip
+    assert_same(weights(reference), weights(from_table))
+    # A table written without the phrasings cannot serve a run that swaps them in.
+    monkeypatch.undo()
+    loop.write_instruction_table(tiny(tmp_path), tmp_path / "tasks_only.safetensors")
+    with pytest.raises(ValueError, match="not in the table"):
+        train(tiny(tmp_path, steps=2, paraphrase=0.5, instruction_table=str(tmp_path / "tasks_only.safetensors")),
+              tmp_path / "bad")  # fmt: skip
+    # The CLI writes a table and stops without a run folder.
+    out = tmp_path / "cli.safetensors"
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", str(FIXTURE), "--preset", "tiny", "--save-instructions", str(out)]) == 0
+    assert out.is_file() and not (tmp_path / "embodia_runs").exists()
 
 
 def test_a_run_past_its_time_budget_stops_and_saves(tmp_path, monkeypatch):

@@ -94,3 +94,106 @@ class InstructionEncoder:
     @property
     def cache_size(self) -> int:
         return len(self._cache)
+
+
+# An instruction table: the encoder's output for a fixed set of instructions, in one safetensors file.
+# A training node that cannot reach the package registries (a rented GPU, a cluster without internet)
+# then needs neither transformers' model nor its 90 MB of weights, only the datasets and this file.
+TABLE_FORMAT = "embodia-instructions/1"
+
+
+def save_instruction_table(encoder, texts: list[str], path: str | Path) -> Path:
+    """Encode `texts` with `encoder` and write them to `path` (atomically: a crash leaves no half file)."""
+    import json
+    import os
+
+    from safetensors.torch import save_file
+
+    from embodia.runs import publish_mode
+
+    texts = list(dict.fromkeys(texts))
+    if not texts:
+        raise ValueError("no instructions to write: the datasets have no tasks")
+    tokens, mask, pooled = encoder.encode(texts)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tensors = {
+        "tokens": tokens.contiguous(),
+        "mask": mask.to(torch.uint8).contiguous(),
+        "pooled": pooled.contiguous(),
+    }
+    meta = {
+        "format": TABLE_FORMAT,
+        "encoder": "all-MiniLM-L6-v2",
+        "max_tokens": str(MAX_TOKENS),
+        "texts": json.dumps(texts),
+    }
+    save_file(tensors, str(tmp), metadata=meta)
+    publish_mode(tmp)  # safetensors writes 0600
+    os.replace(tmp, path)
+    return path
+
+
+class InstructionTable:
+    """Stands in for `InstructionEncoder` with encodings read from `save_instruction_table`'s file; an
+    instruction that is not in it is an error naming the file, never a silent zero vector."""
+
+    def __init__(self, path: str | Path):
+        import json
+
+        from safetensors import safe_open
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(
+                f"instruction table {self.path} not found; write one where the encoder is installed with "
+                "`embodia train DATASETS [language flags] --save-instructions FILE`"
+            )
+        try:
+            with safe_open(str(self.path), framework="pt") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iteration)
+        except Exception as exc:  # safetensors raises its own error types for a damaged header
+            raise ValueError(f"{self.path} is not a readable instruction table: {exc}") from None
+        if meta.get("format") != TABLE_FORMAT:
+            raise ValueError(f"{self.path}: format {meta.get('format')!r}, expected {TABLE_FORMAT!r}")
+        texts = json.loads(meta["texts"])
+        tokens, mask, pooled = tensors.get("tokens"), tensors.get("mask"), tensors.get("pooled")
+        n = len(texts)
+        if (
+            tokens is None
+            or mask is None
+            or pooled is None
+            or tuple(tokens.shape) != (n, MAX_TOKENS, HIDDEN)
+            or tuple(mask.shape) != (n, MAX_TOKENS)
+            or tuple(pooled.shape) != (n, HIDDEN)
+        ):
+            raise ValueError(
+                f"{self.path}: expected tokens ({n}, {MAX_TOKENS}, {HIDDEN}), mask ({n}, {MAX_TOKENS}) and "
+                f"pooled ({n}, {HIDDEN}) for its {n} instructions; rewrite it with --save-instructions"
+            )
+        self._cache = {
+            t: Encoded(tokens[i].float(), mask[i].bool(), pooled[i].float()) for i, t in enumerate(texts)
+        }
+
+    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if isinstance(texts, str):
+            raise TypeError("encode() takes a list of instructions")
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            raise ValueError(
+                f"{len(missing)} instruction(s) not in the table {self.path} (it has {len(self._cache)}), "
+                f"first {missing[0]!r}; rewrite it with the same datasets and language flags "
+                "(`embodia train ... --save-instructions FILE`)"
+            )
+        items = [self._cache[t] for t in texts]
+        return (
+            torch.stack([e.tokens for e in items]),
+            torch.stack([e.mask for e in items]),
+            torch.stack([e.pooled for e in items]),
+        )
+
+    @property
+    def cache_size(self) -> int:
+        return len(self._cache)

@@ -63,6 +63,9 @@ class TrainConfig:
     freeze_encoders: bool = False  # with init_from: train only the prefix transformer and the expert
     model: VLAConfig = field(default_factory=VLAConfig)
     cache_dir: str | None = None
+    # Read instruction encodings from this file (`--save-instructions` writes it) instead of running the
+    # sentence encoder: for a training machine without the encoder's weights or the registries.
+    instruction_table: str | None = None
     # Batches built ahead in background threads (None: 3 on a GPU, where building them on the training
     # thread leaves the device idle, 0 on the CPU, where the threads would compete with the step itself).
     # Each batch is a pure function of (seed, step, rank), so this never changes what is trained.

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from embodia.data.loader import TrainingDataset, augment_batch
+from embodia.data.reader import LeRobotDataset
 from embodia.policy.checkpoint import (
     CheckpointError,
     optimizer_from_tensors,
@@ -35,7 +36,7 @@ from embodia.policy.inputs import (
     delta_dims_for,
     model_inputs,
 )
-from embodia.policy.language import InstructionEncoder
+from embodia.policy.language import InstructionEncoder, InstructionTable, save_instruction_table
 from embodia.policy.model import VLA, VLAConfig
 from embodia.policy.normalize import Normalizer
 from embodia.policy.policy import Policy
@@ -138,14 +139,29 @@ def build_sources(
                 delta_dims=delta,
             )
             embodiments[name] = info
-        alts = (
-            {t: a for t in ds.tasks if (a := paraphrases(t, cfg.paraphrase_carriers))}
-            if cfg.paraphrase > 0
-            else {}
-        )
+        alts = task_phrasings(cfg, ds.tasks)
         texts = list(ds.tasks) + [a for a_list in alts.values() for a in a_list]
         sources.append(Source(data, info, LanguageTable.build(encoder, texts), alts))
     return sources, embodiments
+
+
+def task_phrasings(cfg: TrainConfig, tasks: list[str]) -> dict[str, list[str]]:
+    """The other phrasings training swaps in for each task (none unless cfg.paraphrase > 0)."""
+    if cfg.paraphrase <= 0:
+        return {}
+    return {t: a for t in tasks if (a := paraphrases(t, cfg.paraphrase_carriers))}
+
+
+def write_instruction_table(cfg: TrainConfig, path: str | Path) -> tuple[Path, int]:
+    """Encode every instruction a run of `cfg` would encode (its datasets' tasks and the phrasings its
+    language flags swap in) into one file that `cfg.instruction_table` reads. Reads dataset metadata
+    only, no frames."""
+    texts: list[str] = []
+    for root in cfg.datasets:
+        tasks = list(LeRobotDataset.open(root).tasks)
+        texts += tasks + [a for a_list in task_phrasings(cfg, tasks).values() for a in a_list]
+    texts = list(dict.fromkeys(texts))
+    return save_instruction_table(InstructionEncoder(), texts, path), len(texts)
 
 
 def action_target_quantiles(
@@ -296,7 +312,7 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(cfg.seed)  # the initial weights
-        encoder = InstructionEncoder()
+        encoder = InstructionTable(cfg.instruction_table) if cfg.instruction_table else InstructionEncoder()
         init = Policy.from_pretrained(cfg.init_from, encoder=encoder) if cfg.init_from else None
         if init is not None:
             # The architecture comes from the checkpoint; fine-tuning keeps chunking and sizes.
@@ -411,6 +427,10 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 BUDGET_CALIBRATION_STEPS = 20
+# Steps left out of the first rate measurement: the first step carries one-off costs (CUDA context,
+# cuDNN autotuning, the batch threads starting). On an H100 the first 10 steps took 7 s and the rest
+# ran at 21 steps/s; measured from step 0, a 9-minute MT50 run fitted 742 steps and used 43 s of GPU.
+BUDGET_WARM_STEPS = 3
 UNFITTED_STEPS = 10**9
 # Part of a time budget kept for the final checkpoint and the gaps the calibration does not see.
 BUDGET_RESERVE = 0.04
@@ -425,34 +445,42 @@ def fit_steps_to_budget(cfg: TrainConfig, step: int, step_rate: float, elapsed_s
 
 class StepBudget:
     """Decides the step count of a run with a time budget, at two steps known in advance to every
-    process: after BUDGET_CALIBRATION_STEPS steps, then once more when the warmup ends, with the rate
-    measured since. The first steps run slower (allocator, a cold page cache: 0.84 against 0.56 s/step in
-    a 10-minute fine-tune), so the first fit alone ends runs early. The second fit is kept only if it
-    leaves the warmup's length unchanged: the cosine has not started, so the schedule never jumps."""
+    process: after BUDGET_WARM_STEPS + BUDGET_CALIBRATION_STEPS steps, then once more when the warmup
+    ends, with the rate measured since. The first steps run slower (allocator, a cold page cache: 0.84
+    against 0.56 s/step in a 10-minute fine-tune), so the first fit alone ends runs early. The first fit
+    also fixes the warmup's length (`cfg.warmup_steps`), so the second may change the step count freely
+    as long as the warmup it implies is unchanged: the cosine has not started, so the schedule never
+    jumps."""
 
     def __init__(self, cfg: TrainConfig, t_start: float, step: int, now: float):
         self.cfg, self.t_start = cfg, t_start
         self.mark = (step, now)  # where the current rate measurement began
-        self.calibrate_at = step + BUDGET_CALIBRATION_STEPS
+        self.warm_at = step + BUDGET_WARM_STEPS
+        self.calibrate_at = self.warm_at + BUDGET_CALIBRATION_STEPS
         self.refit_at: int | None = None
 
     def candidate(self, step: int, now: float) -> int | None:
         """At a decision step: the total step count this process would choose (-1: keep the current
         one); None at every other step."""
+        if step == self.warm_at:
+            self.mark = (step, now)  # the one-off costs are behind; measure from here
+            return None
         if step not in (self.calibrate_at, self.refit_at):
             return None
         rate = (step - self.mark[0]) / max(now - self.mark[1], 1e-9)
         steps = fit_steps_to_budget(self.cfg, step, rate, now - self.t_start)
         self.mark = (step, now)
         if step == self.refit_at and min(self.cfg.warmup_steps, steps // 5) != step:
-            return -1  # the warmup would change length mid-way
+            return -1  # fewer steps than the warmup fixed by the first fit allows
         return steps
 
     def decided(self, step: int, steps: int) -> None:
-        """Record the agreed count; after the first fit, plan the second at the end of the warmup."""
+        """Record the agreed count; after the first fit, fix the warmup's length and plan the second fit
+        at its end."""
         if step == self.calibrate_at:
             warmup_end = min(self.cfg.warmup_steps, steps // 5)
             enough = warmup_end >= step + BUDGET_CALIBRATION_STEPS  # steps to measure the rate on
+            self.cfg.warmup_steps = warmup_end
             self.refit_at = warmup_end if enough else None
         else:
             self.refit_at = None

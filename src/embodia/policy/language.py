@@ -48,7 +48,34 @@ class Encoded:
     pooled: torch.Tensor  # (384,) unit vector
 
 
-class InstructionEncoder:
+class _Encodings:
+    """Encodings kept per distinct instruction; `_add_missing` supplies the ones not seen yet."""
+
+    _cache: dict[str, Encoded]
+
+    def _add_missing(self, texts: list[str]) -> None:
+        raise NotImplementedError
+
+    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(tokens (B, T, 384), mask (B, T), pooled (B, 384)) for a list of instructions."""
+        if isinstance(texts, str):
+            raise TypeError("encode() takes a list of instructions")
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            self._add_missing(missing)
+        items = [self._cache[t] for t in texts]
+        return (
+            torch.stack([e.tokens for e in items]),
+            torch.stack([e.mask for e in items]),
+            torch.stack([e.pooled for e in items]),
+        )
+
+    @property
+    def cache_size(self) -> int:
+        return len(self._cache)
+
+
+class InstructionEncoder(_Encodings):
     """Frozen; `encode(texts)` returns batched tensors, computing each distinct string once."""
 
     def __init__(self, device: str | torch.device = "cpu"):
@@ -77,23 +104,8 @@ class InstructionEncoder:
         for i, text in enumerate(texts):
             self._cache[text] = Encoded(hidden[i].float().cpu(), mask[i].cpu(), pooled[i].float().cpu())
 
-    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(tokens (B, T, 384), mask (B, T), pooled (B, 384)) for a list of instructions."""
-        if isinstance(texts, str):
-            raise TypeError("encode() takes a list of instructions")
-        new = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if new:
-            self._encode_new(new)
-        items = [self._cache[t] for t in texts]
-        return (
-            torch.stack([e.tokens for e in items]),
-            torch.stack([e.mask for e in items]),
-            torch.stack([e.pooled for e in items]),
-        )
-
-    @property
-    def cache_size(self) -> int:
-        return len(self._cache)
+    def _add_missing(self, texts: list[str]) -> None:
+        self._encode_new(texts)
 
 
 # An instruction table: the encoder's output for a fixed set of instructions, in one safetensors file.
@@ -135,7 +147,7 @@ def save_instruction_table(encoder, texts: list[str], path: str | Path) -> Path:
     return path
 
 
-class InstructionTable:
+class InstructionTable(_Encodings):
     """Stands in for `InstructionEncoder` with encodings read from `save_instruction_table`'s file; an
     instruction that is not in it is an error naming the file, never a silent zero vector."""
 
@@ -177,23 +189,9 @@ class InstructionTable:
             t: Encoded(tokens[i].float(), mask[i].bool(), pooled[i].float()) for i, t in enumerate(texts)
         }
 
-    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if isinstance(texts, str):
-            raise TypeError("encode() takes a list of instructions")
-        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
-        if missing:
-            raise ValueError(
-                f"{len(missing)} instruction(s) not in the table {self.path} (it has {len(self._cache)}), "
-                f"first {missing[0]!r}; rewrite it with the same datasets and language flags "
-                "(`embodia train ... --save-instructions FILE`)"
-            )
-        items = [self._cache[t] for t in texts]
-        return (
-            torch.stack([e.tokens for e in items]),
-            torch.stack([e.mask for e in items]),
-            torch.stack([e.pooled for e in items]),
+    def _add_missing(self, texts: list[str]) -> None:
+        raise ValueError(
+            f"{len(texts)} instruction(s) not in the table {self.path} (it has {len(self._cache)}), "
+            f"first {texts[0]!r}; rewrite it with the same datasets and language flags "
+            "(`embodia train ... --save-instructions FILE`)"
         )
-
-    @property
-    def cache_size(self) -> int:
-        return len(self._cache)

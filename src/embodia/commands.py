@@ -407,6 +407,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.no_augment:
         overrides["augment"] = False
     if args.resume:
+        if args.save_instructions:
+            raise ValueError(
+                "--save-instructions encodes a new run's instructions: give its datasets, not --resume"
+            )
         run_dir = Path(args.resume)
         cfg = preset(args.preset)
     else:

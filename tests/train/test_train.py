@@ -358,6 +358,14 @@ def test_training_from_an_instruction_table_needs_no_encoder_and_trains_the_same
     monkeypatch.chdir(tmp_path)
     assert main(["train", str(FIXTURE), "--preset", "tiny", "--save-instructions", str(out)]) == 0
     assert out.is_file() and not (tmp_path / "embodia_runs").exists()
+    from embodia.cli import build_parser
+    from embodia.commands import cmd_train
+
+    args = build_parser().parse_args(
+        ["train", "--resume", str(tmp_path / "with_table"), "--save-instructions", str(out)]
+    )
+    with pytest.raises(ValueError, match="not --resume"):
+        cmd_train(args)
 
 
 def test_a_run_past_its_time_budget_stops_and_saves(tmp_path, monkeypatch):

@@ -72,6 +72,11 @@ def test_an_instruction_table_gives_back_the_encoders_output_and_nothing_else(en
     with pytest.raises(ValueError, match="expected 'embodia-instructions/1'"):
         InstructionTable(other)
     save_file(
+        {"tokens": torch.zeros(1, 4, HIDDEN)}, str(other), metadata={"format": "embodia-instructions/1"}
+    )
+    with pytest.raises(ValueError, match="no list of instructions"):
+        InstructionTable(other)
+    save_file(
         {
             "tokens": torch.zeros(1, 4, HIDDEN),
             "mask": torch.ones(1, 4, dtype=torch.uint8),

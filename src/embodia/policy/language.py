@@ -170,7 +170,14 @@ class InstructionTable(_Encodings):
             raise ValueError(f"{self.path} is not a readable instruction table: {exc}") from None
         if meta.get("format") != TABLE_FORMAT:
             raise ValueError(f"{self.path}: format {meta.get('format')!r}, expected {TABLE_FORMAT!r}")
-        texts = json.loads(meta["texts"])
+        try:
+            texts = json.loads(meta.get("texts", ""))
+        except json.JSONDecodeError:
+            texts = None
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise ValueError(
+                f"{self.path}: no list of instructions in its metadata; rewrite it with --save-instructions"
+            )
         tokens, mask, pooled = tensors.get("tokens"), tensors.get("mask"), tensors.get("pooled")
         n = len(texts)
         if (

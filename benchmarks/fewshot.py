@@ -82,7 +82,7 @@ def main() -> None:
         if args.steps:
             overrides["steps"] = args.steps
         if args.minutes:
-            overrides["time_budget_s"] = 60.0 * args.minutes
+            overrides["minutes"] = args.minutes
         if name == "finetuned":
             if args.cotrain:
                 share = args.cotrain_share

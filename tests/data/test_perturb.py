@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from embodia.data.perturb import ActionNoise, ApproachError, Perturbations
-from embodia.data.record import RecordConfig, record
+from embodia.data.record import PerturbConfig, RecordConfig, record
 from embodia.robots.kinematics import SO101Kinematics, approach_pitch
 from embodia.robots.so101 import GRASP_SITE, GRIPPER_SITE
 from embodia.robots.spec import SAWYER, SO101
@@ -145,7 +145,7 @@ def test_approach_error_is_recorded_as_clean_labels_with_moved_states(tmp_path):
 
     base = dict(tasks="pick", episodes=1, num_envs=1, image_size=32, keep_failures=True, seed=3)
     record(RecordConfig(**base), tmp_path / "clean")
-    record(RecordConfig(**base, approach_error=0.02), tmp_path / "moved")
+    record(RecordConfig(**base, perturb=PerturbConfig(approach_error=0.02)), tmp_path / "moved")
     clean = LeRobotDataset.open(tmp_path / "clean").episode_data(0)
     moved = LeRobotDataset.open(tmp_path / "moved").episode_data(0)
     n = 30  # the first second: the approach, before any block is touched
@@ -157,19 +157,28 @@ def test_approach_error_is_recorded_as_clean_labels_with_moved_states(tmp_path):
 
 def test_bad_approach_settings_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="approach_error is metres"):
-        RecordConfig(approach_error=0.2)
+        RecordConfig(perturb=PerturbConfig(approach_error=0.2))
     with pytest.raises(ValueError, match="carry_error is metres"):
-        RecordConfig(carry_error=-0.01)
+        RecordConfig(perturb=PerturbConfig(carry_error=-0.01))
     with pytest.raises(ValueError, match="stroke_error is metres"):
-        RecordConfig(stroke_error=0.08)
+        RecordConfig(perturb=PerturbConfig(stroke_error=0.08))
     with pytest.raises(ValueError, match="approach_roll is degrees"):
-        RecordConfig(approach_error=0.01, approach_roll=90)
+        RecordConfig(perturb=PerturbConfig(approach_error=0.01, approach_roll=90))
     with pytest.raises(ValueError, match="SO-101"):
-        record(RecordConfig(tasks="metaworld:reach", episodes=1, approach_error=0.01), tmp_path / "mw")
+        record(
+            RecordConfig(tasks="metaworld:reach", episodes=1, perturb=PerturbConfig(approach_error=0.01)),
+            tmp_path / "mw",
+        )
     with pytest.raises(ValueError, match="SO-101"):
-        record(RecordConfig(tasks="metaworld:reach", episodes=1, carry_error=0.01), tmp_path / "mw")
+        record(
+            RecordConfig(tasks="metaworld:reach", episodes=1, perturb=PerturbConfig(carry_error=0.01)),
+            tmp_path / "mw",
+        )
     with pytest.raises(ValueError, match="SO-101"):
-        record(RecordConfig(tasks="metaworld:reach", episodes=1, stroke_error=0.01), tmp_path / "mw")
+        record(
+            RecordConfig(tasks="metaworld:reach", episodes=1, perturb=PerturbConfig(stroke_error=0.01)),
+            tmp_path / "mw",
+        )
     assert not (tmp_path / "mw").exists()
     with pytest.raises(ValueError, match="SO-101"):
         ApproachError(SAWYER, 0.01, 10)

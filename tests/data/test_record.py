@@ -2,7 +2,7 @@ import pytest
 
 from embodia.data.format import DatasetError
 from embodia.data.reader import LeRobotDataset
-from embodia.data.record import RecordConfig, record
+from embodia.data.record import PerturbConfig, RecordConfig, record
 
 
 def test_keep_failures_labels_frames_and_resume_checks_features(tmp_path):
@@ -36,7 +36,7 @@ def test_action_noise_perturbs_the_executed_action_and_records_the_experts(tmp_p
     clean_root, noisy_root = tmp_path / "clean", tmp_path / "noisy"
     base = dict(tasks="pick", episodes=1, num_envs=1, image_size=32, keep_failures=True, seed=3)
     record(RecordConfig(**base), clean_root)
-    record(RecordConfig(**base, action_noise=0.05), noisy_root)
+    record(RecordConfig(**base, perturb=PerturbConfig(action_noise=0.05)), noisy_root)
     clean = LeRobotDataset.open(clean_root).episode_data(0)
     noisy = LeRobotDataset.open(noisy_root).episode_data(0)
     n = min(len(clean["action"]), len(noisy["action"]))
@@ -50,7 +50,7 @@ def test_action_noise_perturbs_the_executed_action_and_records_the_experts(tmp_p
 
 def test_negative_action_noise_is_a_clear_error():
     with pytest.raises(ValueError, match="action_noise must be a finite number >= 0"):
-        RecordConfig(action_noise=-1.0)
+        RecordConfig(perturb=PerturbConfig(action_noise=-1.0))
 
 
 def test_tabletop_families_are_recorded_interleaved(tmp_path):

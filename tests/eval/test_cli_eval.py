@@ -83,3 +83,13 @@ def test_cli_eval_overrides_the_flow_sampler_and_records_it(tmp_path, monkeypatc
     )
     assert main([*argv, "--flow-steps", "2", "--out", str(tmp_path / "y")]) == 2
     assert "flow-matching head" in " ".join(capsys.readouterr().out.split())  # rich wraps lines
+
+
+def test_cli_eval_accepts_a_shipped_policy_name(tmp_path, monkeypatch):
+    # The real policy this time: "base" names the checkpoint shipped inside the package, from any folder.
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "ev"
+    argv = ["eval", "base", "--suite", "pick", "--episodes", "1", "--num-envs", "1", "--max-steps", "5"]
+    assert main([*argv, "--videos", "0", "--out", str(out)]) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert data["suite"] == "pick" and data["overall"]["n"] == 1

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from viewer_outputs import copy_dataset, make_eval, make_fake_run
 
-from embodia.cli import build_parser, main
+from embodia.cli import main, parse
 from embodia.report.viewer import create_viewer_app
 
 VIDEO = "datasets/tiny/videos/observation.images.front/chunk-000/file-000.mp4"
@@ -194,9 +194,9 @@ def test_a_dataset_root_itself_is_browsable(root):
 
 
 def test_cli_view_parses_and_refuses_public_hosts(tmp_path, capsys):
-    args = build_parser().parse_args(["view"])
+    _, args = parse(["view"])
     assert (args.path, args.port, args.host) == (".", 8765, "127.0.0.1")
-    args = build_parser().parse_args(["view", str(tmp_path), "--port", "9000"])
+    _, args = parse(["view", str(tmp_path), "--port", "9000"])
     assert args.path == str(tmp_path) and args.port == 9000
     assert main(["view", str(tmp_path), "--host", "0.0.0.0"]) == 2
     assert "no authentication" in " ".join(capsys.readouterr().out.split())  # rich wraps lines

@@ -319,8 +319,10 @@ def test_bad_input_is_a_tool_error_and_the_server_keeps_working(server):
 
 
 def test_without_a_policy_do_explains_and_the_other_tools_work(tmp_path, monkeypatch):
+    from embodia.policy.checkpoint import SHIPPED_POLICIES
+
     # No shipped base in this folder: the server starts anyway, without a policy.
-    monkeypatch.setattr("embodia.policy.policy.BASE_DIR", tmp_path)
+    monkeypatch.setitem(SHIPPED_POLICIES, "base", tmp_path)
     worker = RobotWorker(lambda: RobotTools.load(None, image_size=64, video=False))
     try:
         server = build_server(worker)

@@ -65,10 +65,10 @@ def test_a_client_vanishing_mid_request_does_not_hurt_the_server(tiny_policy):
 
 
 def test_serve_without_the_shipped_base_says_what_to_do(monkeypatch, tmp_path, capsys):
-    import embodia.policy.policy as policy_module
     from embodia.cli import main
+    from embodia.policy.checkpoint import SHIPPED_POLICIES
 
-    monkeypatch.setattr(policy_module, "BASE_DIR", tmp_path / "missing")
+    monkeypatch.setitem(SHIPPED_POLICIES, "base", tmp_path / "missing")
     assert main(["serve"]) == 2
     out = capsys.readouterr().out
     assert "base checkpoint is missing" in out and "pass a checkpoint folder" in out

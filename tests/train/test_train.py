@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from embodia.policy.policy import Policy
-from embodia.train.config import TrainConfig, lr_at, preset
+from embodia.train.config import LanguageAugConfig, TrainConfig, lr_at, preset
 from embodia.train.loop import latest_checkpoint, train
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "so101_tabletop_tiny"
@@ -265,10 +265,10 @@ def test_a_time_budget_fixes_the_steps_after_calibration_and_completes_the_sched
     from embodia.train.loop import BUDGET_CALIBRATION_STEPS, fit_steps_to_budget
 
     # The arithmetic: 60 s budget, 10 s spent, 2 steps/s -> (60 * 0.96 - 10) * 2 = 95 more steps.
-    assert fit_steps_to_budget(TrainConfig(time_budget_s=60), 20, 2.0, 10.0) == 20 + 95
-    assert fit_steps_to_budget(TrainConfig(time_budget_s=5), 20, 2.0, 10.0) == 20  # already over
+    assert fit_steps_to_budget(TrainConfig(minutes=60.0 / 60), 20, 2.0, 10.0) == 20 + 95
+    assert fit_steps_to_budget(TrainConfig(minutes=5.0 / 60), 20, 2.0, 10.0) == 20  # already over
 
-    cfg = tiny(tmp_path, steps=5, save_every=1000, log_every=1, time_budget_s=6.0)
+    cfg = tiny(tmp_path, steps=5, save_every=1000, log_every=1, minutes=6.0 / 60)
     final = train(cfg, tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -277,15 +277,15 @@ def test_a_time_budget_fixes_the_steps_after_calibration_and_completes_the_sched
     assert lines[-1]["lr"] == pytest.approx(lr_at(cfg, cfg.steps - 1))
     assert lines[-1]["lr"] < 0.1 * cfg.lr  # the cosine ran its course, not a 10**9-step schedule
     assert Policy.from_pretrained(final).n_action_steps == 4
-    with pytest.raises(ValueError, match="time_budget_s"):
-        tiny(tmp_path, time_budget_s=-1)
+    with pytest.raises(ValueError, match="minutes"):
+        tiny(tmp_path, minutes=-1)
 
 
 def test_step_budget_refits_once_when_the_warmup_ends():
     from embodia.train.loop import BUDGET_WARM_STEPS, UNFITTED_STEPS, StepBudget
 
     assert BUDGET_WARM_STEPS == 3  # the numbers below assume it
-    cfg = TrainConfig(time_budget_s=600, warmup_steps=100, steps=UNFITTED_STEPS)
+    cfg = TrainConfig(minutes=600.0 / 60, warmup_steps=100, steps=UNFITTED_STEPS)
     budget = StepBudget(cfg, t_start=0.0, step=0, now=20.0)  # 20 s of data loading
     # The first 3 steps carry one-off costs (10 s here) and are left out of the rate.
     assert budget.candidate(3, 30.0) is None and budget.candidate(10, 33.0) is None
@@ -302,7 +302,7 @@ def test_step_budget_refits_once_when_the_warmup_ends():
 
     # A first fit far too low (the rate fell during its 20 steps) fixes a short warmup, and the second
     # fit, at that warmup's end, may still give the run the steps its budget allows.
-    cfg = TrainConfig(time_budget_s=540, warmup_steps=500, steps=UNFITTED_STEPS)
+    cfg = TrainConfig(minutes=540.0 / 60, warmup_steps=500, steps=UNFITTED_STEPS)
     budget = StepBudget(cfg, t_start=0.0, step=0, now=230.0)  # 230 s of frame decoding
     budget.candidate(3, 237.0)
     first = budget.candidate(23, 244.5)  # 20 steps in 7.5 s -> 2.67 steps/s -> 742 steps
@@ -316,13 +316,13 @@ def test_step_budget_refits_once_when_the_warmup_ends():
     assert cfg.warmup == budget.refit_at  # the schedule keeps the warmup it has run
 
     # A second fit with fewer steps than that warmup allows (under 500 at warmup 100) keeps the first.
-    cfg = TrainConfig(time_budget_s=600, warmup_steps=100, steps=UNFITTED_STEPS)
+    cfg = TrainConfig(minutes=600.0 / 60, warmup_steps=100, steps=UNFITTED_STEPS)
     budget = StepBudget(cfg, t_start=0.0, step=0, now=0.0)
     budget.candidate(3, 1.0)
     budget.decided(23, budget.candidate(23, 11.0))
     assert budget.candidate(100, 200.0) == -1
     # A warmup too short to measure a second rate on: one fit only.
-    short = StepBudget(TrainConfig(time_budget_s=60, warmup_steps=10), 0.0, 0, 0.0)
+    short = StepBudget(TrainConfig(minutes=60.0 / 60, warmup_steps=10), 0.0, 0, 0.0)
     short.candidate(3, 1.0)
     short.decided(23, short.candidate(23, 5.0))
     assert short.refit_at is None
@@ -334,7 +334,7 @@ def test_training_from_an_instruction_table_needs_no_encoder_and_trains_the_same
     import embodia.train.loop as loop
     from embodia.cli import main
 
-    cfg = tiny(tmp_path, steps=4, save_every=1000, paraphrase=0.5)
+    cfg = tiny(tmp_path, steps=4, save_every=1000, language=LanguageAugConfig(paraphrase=0.5))
     table = tmp_path / "instructions.safetensors"
     path, n = loop.write_instruction_table(cfg, table)
     assert path == table and n > 4  # the fixture's tasks and the phrasings --paraphrase swaps in
@@ -344,28 +344,25 @@ def test_training_from_an_instruction_table_needs_no_encoder_and_trains_the_same
         raise AssertionError("the sentence encoder was loaded although an instruction table was given")
 
     monkeypatch.setattr(loop, "InstructionEncoder", no_encoder)
-    from_table = train(tiny(tmp_path, steps=4, save_every=1000, paraphrase=0.5, instruction_table=str(table)),
+    from_table = train(tiny(tmp_path, steps=4, save_every=1000, instruction_table=str(table), language=LanguageAugConfig(paraphrase=0.5)),
                        tmp_path / "with_table")  # fmt: skip
     assert_same(weights(reference), weights(from_table))
     # A table written without the phrasings cannot serve a run that swaps them in.
     monkeypatch.undo()
     loop.write_instruction_table(tiny(tmp_path), tmp_path / "tasks_only.safetensors")
     with pytest.raises(ValueError, match="not in the table"):
-        train(tiny(tmp_path, steps=2, paraphrase=0.5, instruction_table=str(tmp_path / "tasks_only.safetensors")),
+        train(tiny(tmp_path, steps=2, instruction_table=str(tmp_path / "tasks_only.safetensors"), language=LanguageAugConfig(paraphrase=0.5)),
               tmp_path / "bad")  # fmt: skip
     # The CLI writes a table and stops without a run folder.
     out = tmp_path / "cli.safetensors"
     monkeypatch.chdir(tmp_path)
     assert main(["train", str(FIXTURE), "--preset", "tiny", "--save-instructions", str(out)]) == 0
     assert out.is_file() and not (tmp_path / "embodia_runs").exists()
-    from embodia.cli import build_parser
-    from embodia.commands import cmd_train
+    from embodia.cli import parse
 
-    args = build_parser().parse_args(
-        ["train", "--resume", str(tmp_path / "with_table"), "--save-instructions", str(out)]
-    )
+    cmd, options = parse(["train", "--resume", str(tmp_path / "with_table"), "--save-instructions", str(out)])
     with pytest.raises(ValueError, match="not --resume"):
-        cmd_train(args)
+        cmd.run(options)
 
 
 def test_a_run_past_its_time_budget_stops_and_saves(tmp_path, monkeypatch):
@@ -373,7 +370,7 @@ def test_a_run_past_its_time_budget_stops_and_saves(tmp_path, monkeypatch):
 
     # As if the rate measured at calibration had later halved: the fitted count no longer fits.
     monkeypatch.setattr(loop, "fit_steps_to_budget", lambda cfg, step, rate, elapsed: 10**6)
-    cfg = tiny(tmp_path, save_every=1000, log_every=1, time_budget_s=8.0)
+    cfg = tiny(tmp_path, save_every=1000, log_every=1, minutes=8.0 / 60)
     final = train(cfg, tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
     assert BUDGET_STEPS_MIN <= saved["steps"] == cfg.steps < 10**6
@@ -399,7 +396,7 @@ def test_swap_phrasings_draws_other_phrasings_of_the_same_task_at_the_given_rate
     assert again == out  # a pure function of the step's generator (exact resume holds)
     assert swap_phrasings(texts, alternatives, 0.0, step_generator(0, 1, 0)) == texts
     with pytest.raises(ValueError, match="probability"):
-        TrainConfig(paraphrase=1.5)
+        TrainConfig(language=LanguageAugConfig(paraphrase=1.5))
 
 
 def test_word_dropout_hides_only_word_tokens_at_the_given_rate():
@@ -415,16 +412,23 @@ def test_word_dropout_hides_only_word_tokens_at_the_given_rate():
     assert (mask.sum() - out.sum()).item() / words.item() == pytest.approx(0.25, abs=0.02)
     assert torch.equal(out, drop_words(mask, 0.25, step_generator(0, 3, 0)))  # pure function of the step
     with pytest.raises(ValueError, match="word_dropout"):
-        TrainConfig(word_dropout=1.0)
+        TrainConfig(language=LanguageAugConfig(word_dropout=1.0))
     with pytest.raises(ValueError, match="paraphrase > 0"):
-        TrainConfig(paraphrase_carriers=True)  # nothing would be swapped: carriers alone do nothing
+        TrainConfig(
+            language=LanguageAugConfig(paraphrase_carriers=True)
+        )  # nothing would be swapped: carriers alone do nothing
 
 
 def test_training_with_carriers_and_word_dropout_changes_the_weights(tmp_path):
     from embodia.policy.language import InstructionEncoder
     from embodia.train.loop import build_sources
 
-    cfg = tiny(tmp_path, steps=4, save_every=2, paraphrase=0.5, paraphrase_carriers=True, word_dropout=0.2)
+    cfg = tiny(
+        tmp_path,
+        steps=4,
+        save_every=2,
+        language=LanguageAugConfig(paraphrase=0.5, paraphrase_carriers=True, word_dropout=0.2),
+    )
     sources, _ = build_sources(cfg, cfg.model, InstructionEncoder())
     src = sources[0]
     for t in src.data.ds.tasks:
@@ -432,8 +436,10 @@ def test_training_with_carriers_and_word_dropout_changes_the_weights(tmp_path):
         assert all(a in src.language.index for a in src.alternatives[t])
     final = train(cfg, tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
-    assert saved["paraphrase_carriers"] is True and saved["word_dropout"] == 0.2
-    plain = train(tiny(tmp_path, steps=4, save_every=2, paraphrase=0.5), tmp_path / "plain")
+    assert saved["language"]["paraphrase_carriers"] is True and saved["language"]["word_dropout"] == 0.2
+    plain = train(
+        tiny(tmp_path, steps=4, save_every=2, language=LanguageAugConfig(paraphrase=0.5)), tmp_path / "plain"
+    )
     w_new, w_plain = weights(final), weights(plain)
     assert any(not torch.equal(w_new[k], w_plain[k]) for k in w_new)
 
@@ -442,7 +448,7 @@ def test_training_with_paraphrases_encodes_them_and_trains(tmp_path):
     from embodia.policy.language import InstructionEncoder
     from embodia.train.loop import build_sources
 
-    cfg = tiny(tmp_path, steps=4, save_every=2, paraphrase=0.5)
+    cfg = tiny(tmp_path, steps=4, save_every=2, language=LanguageAugConfig(paraphrase=0.5))
     sources, _ = build_sources(cfg, cfg.model, InstructionEncoder())
     src = sources[0]
     tasks = list(src.data.ds.tasks)
@@ -450,7 +456,7 @@ def test_training_with_paraphrases_encodes_them_and_trains(tmp_path):
     for t in tasks:  # every phrasing the batch may swap in was encoded with the dataset's own
         assert t in src.language.index and all(a in src.language.index for a in src.alternatives[t])
     final = train(cfg, tmp_path / "run")
-    assert json.loads((tmp_path / "run" / "train_config.json").read_text())["paraphrase"] == 0.5
+    assert json.loads((tmp_path / "run" / "train_config.json").read_text())["language"]["paraphrase"] == 0.5
     plain = train(tiny(tmp_path, steps=4, save_every=2), tmp_path / "plain")
     w_para, w_plain = weights(final), weights(plain)
     assert any(not torch.equal(w_para[k], w_plain[k]) for k in w_para)  # the swaps reached the model
@@ -478,16 +484,23 @@ def test_sentence_mix_and_noise_move_the_vector_as_specified():
     assert torch.allclose(noisy.norm(dim=-1), torch.ones(4000))
     assert (noisy * a).sum(-1).mean().item() == pytest.approx(2**-0.5, abs=0.02)  # cos ~ 1 / sqrt(1 + s^2)
     with pytest.raises(ValueError, match="paraphrase > 0"):
-        TrainConfig(sentence_mix=0.5)  # nothing to mix toward
+        TrainConfig(language=LanguageAugConfig(sentence_mix=0.5))  # nothing to mix toward
     with pytest.raises(ValueError, match="sentence_noise"):
-        TrainConfig(sentence_noise=-1.0)
+        TrainConfig(language=LanguageAugConfig(sentence_noise=-1.0))
 
 
 def test_training_with_sentence_mix_and_noise_changes_the_weights(tmp_path):
-    cfg = tiny(tmp_path, steps=4, save_every=2, paraphrase=0.5, sentence_mix=0.5, sentence_noise=0.5)
+    cfg = tiny(
+        tmp_path,
+        steps=4,
+        save_every=2,
+        language=LanguageAugConfig(paraphrase=0.5, sentence_mix=0.5, sentence_noise=0.5),
+    )
     final = train(cfg, tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
-    assert saved["sentence_mix"] == 0.5 and saved["sentence_noise"] == 0.5
-    plain = train(tiny(tmp_path, steps=4, save_every=2, paraphrase=0.5), tmp_path / "plain")
+    assert saved["language"]["sentence_mix"] == 0.5 and saved["language"]["sentence_noise"] == 0.5
+    plain = train(
+        tiny(tmp_path, steps=4, save_every=2, language=LanguageAugConfig(paraphrase=0.5)), tmp_path / "plain"
+    )
     w_new, w_plain = weights(final), weights(plain)
     assert any(not torch.equal(w_new[k], w_plain[k]) for k in w_new)

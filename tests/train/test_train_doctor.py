@@ -143,7 +143,9 @@ def test_cli_doctor_train_exit_status(tmp_path, monkeypatch, tiny_policy_dir):
     assert main([*clean, "--out", str(tmp_path / "ok")]) == 0
     assert main([*clean, "--steps", "7", "--out", str(tmp_path / "bad")]) == 0  # short runs are fine
     bad_lr = ["doctor", "train", str(FIXTURE), "--preset", "tiny", "--no-overfit", "--lr", "-1"]
-    assert main(bad_lr) == 2  # a clear error for an invalid configuration
+    with pytest.raises(SystemExit) as exc:  # argparse: a clear error for an invalid value, exit status 2
+        main(bad_lr)
+    assert exc.value.code == 2
     assert (tmp_path / "ok" / "report.html").exists()
 
 

@@ -23,11 +23,12 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from embodia.configs import nested, non_negative, opt, positive_int
 from embodia.data.format import VIDEO_PRESETS, DatasetError, features_for, read_json, write_json
 from embodia.data.perturb import ActionNoise, ApproachError, Perturbations
 from embodia.data.writer import DatasetWriter
@@ -42,47 +43,99 @@ SUCCESS_FEATURES = {
 
 
 @dataclass(frozen=True)
-class RecordConfig:
-    """What to record. `tasks`: "tabletop" (all families), a family name ("pick", ...), or Meta-World
-    task names/groups ("metaworld:mt10", "metaworld:drawer-open,reach")."""
+class PerturbConfig:
+    """Recovery data (DART): the robot executes a perturbed action while the dataset keeps the expert's
+    clean one. All zero (the default): clean demonstrations."""
 
-    tasks: str = "tabletop"
-    episodes: int = 50
-    num_envs: int = 2
-    image_size: int = 96
-    seed: int = 0
-    keep_failures: bool = False
-    split: str = "train"
-    video: str = "av1"  # a key of data.format.VIDEO_PRESETS
-    # Std of the perturbation added to the executed arm action, in action units (SO-101: radians); the
-    # gripper is never perturbed (a twitching jaw drops blocks rather than teaching recovery). 0 = off.
-    action_noise: float = 0.0
-    # A sideways error of each grasp's or push's approach, uniform up to this many metres, with a
-    # wrist-roll error uniform up to `approach_roll` degrees, shrinking to nothing as the tool comes down
-    # to the block (`data.perturb.ApproachError`; SO-101 tabletop only). 0 = off.
-    approach_error: float = 0.0
-    approach_roll: float = 25.0
-    # The same for the carry of a held block in stack and place episodes, gone before it is set down.
-    carry_error: float = 0.0
-    # The same for a push's stroke while the fingertips are on the table: the pusher is executed off the
-    # expert's line (beside it, behind or ahead), and the expert follows the block and pushes on if it
-    # fell short.
-    stroke_error: float = 0.0
-    # Episodes committed to disk together (see DatasetWriter): each commit rewrites the growing video
-    # files, so one per episode made long recordings quadratic. A crash loses at most this many
-    # episodes; `--resume` continues with fresh seeds.
-    commit_every: int = 10
+    # The gripper is never perturbed (a twitching jaw drops blocks rather than teaching recovery).
+    action_noise: float = opt(
+        0.0,
+        "std of a smooth perturbation of the executed arm action, in action units (SO-101: radians, "
+        "e.g. 0.02)",
+        parse=non_negative,
+        metavar="S",
+    )
+    # `data.perturb.ApproachError`; SO-101 tabletop only.
+    approach_error: float = opt(
+        0.0,
+        "(tabletop) each grasp's or push's approach is executed up to M metres sideways (e.g. 0.02), "
+        "the error shrinking to nothing as the tool comes down",
+        parse=non_negative,
+        metavar="M",
+    )
+    approach_roll: float = opt(
+        25.0,
+        "with --approach-error or --carry-error: the largest wrist-roll error, degrees",
+        parse=non_negative,
+        metavar="DEG",
+    )
+    carry_error: float = opt(
+        0.0,
+        "(tabletop, stack and place) a held block is carried up to M metres off, the error gone before "
+        "it is set down",
+        parse=non_negative,
+        metavar="M",
+    )
+    # While the fingertips are on the table the pusher is executed off the expert's line (beside it,
+    # behind or ahead), and the expert follows the block and pushes on if it fell short.
+    stroke_error: float = opt(
+        0.0,
+        "(tabletop, push) the stroke is executed up to M metres off the expert's line",
+        parse=non_negative,
+        metavar="M",
+    )
 
     def __post_init__(self) -> None:
         if not (self.action_noise >= 0 and np.isfinite(self.action_noise)):
             raise ValueError(f"action_noise must be a finite number >= 0, got {self.action_noise}")
-        if not (0 <= self.approach_error <= 0.05):
-            raise ValueError(f"approach_error is metres in [0, 0.05], got {self.approach_error}")
-        for name in ("carry_error", "stroke_error"):
+        for name in ("approach_error", "carry_error", "stroke_error"):
             if not (0 <= getattr(self, name) <= 0.05):
                 raise ValueError(f"{name} is metres in [0, 0.05], got {getattr(self, name)}")
         if not (0 <= self.approach_roll <= 45):
             raise ValueError(f"approach_roll is degrees in [0, 45], got {self.approach_roll}")
+
+    @property
+    def structured(self) -> bool:
+        """Whether any tabletop-specific (approach, carry, stroke) error is on."""
+        return self.approach_error > 0 or self.carry_error > 0 or self.stroke_error > 0
+
+
+@dataclass(frozen=True)
+class RecordConfig:
+    """What `embodia record` records; its options are these fields."""
+
+    tasks: str = opt(
+        "tabletop",
+        "'tabletop' (all families), families like 'pick,place', or 'metaworld:<task|group|list>'",
+        positional=True,
+        nargs="?",
+    )
+    episodes: int = opt(50, "episodes to keep", parse=positive_int)
+    num_envs: int = opt(2, "environments run in parallel (subprocesses)", parse=positive_int)
+    image_size: int = opt(96, "camera image side, pixels (even)", parse=positive_int)
+    seed: int = opt(0, "first episode seed; episode i uses seed + i")
+    keep_failures: bool = opt(False, "keep failed episodes, with next.success/next.done")
+    split: Literal["train", "heldout", "all"] = opt("train", "instruction templates (tabletop)")
+    video: str = opt(
+        "av1",
+        "video encoding: av1 (LeRobot's default, yuv420p) or h264-444 (full colour resolution)",
+        choices=("av1", "h264-444"),
+    )
+    perturb: PerturbConfig = nested(
+        PerturbConfig, "recovery data: perturb the executed action, keep the expert's"
+    )
+    # Each commit rewrites the growing video files, so one per episode made long recordings quadratic.
+    commit_every: int = opt(
+        10,
+        "commit episodes to disk N at a time: a crash loses at most N; 1 commits each episode, but "
+        "rewrites the growing video files every time",
+        parse=positive_int,
+        metavar="N",
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.perturb, dict):
+            object.__setattr__(self, "perturb", PerturbConfig(**self.perturb))
         if self.commit_every < 1:
             raise ValueError(f"commit_every must be >= 1, got {self.commit_every}")
 
@@ -132,7 +185,7 @@ def record(
     if cfg.image_size % 2:
         raise ValueError(f"image_size must be even (yuv420p video), got {cfg.image_size}")
     spec, worlds = _worlds(cfg)
-    structured = cfg.approach_error > 0 or cfg.carry_error > 0 or cfg.stroke_error > 0
+    structured = cfg.perturb.structured
     if structured and spec.name != SO101.name:
         raise ValueError(
             "approach_error, carry_error and stroke_error perturb the SO-101's tabletop motions; this "
@@ -173,12 +226,13 @@ def record(
     with progress if own_progress else nullcontext(), writer:  # leaving commits what is saved
         for factory, jobs in _batches(worlds, plan):
             n = min(cfg.num_envs, len(jobs))
+            p = cfg.perturb
             noise = Perturbations(
-                ApproachError(spec, cfg.approach_error, cfg.approach_roll, cfg.carry_error, cfg.stroke_error)
+                ApproachError(spec, p.approach_error, p.approach_roll, p.carry_error, p.stroke_error)
                 if structured
                 else None,
-                ActionNoise(cfg.action_noise, len(spec.action_names), spec.gripper.action_index, spec.fps)
-                if cfg.action_noise > 0
+                ActionNoise(p.action_noise, len(spec.action_names), spec.gripper.action_index, spec.fps)
+                if p.action_noise > 0
                 else None,
             )
             with VectorRunner([factory for _ in range(n)]) as runner:

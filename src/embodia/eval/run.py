@@ -31,7 +31,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +40,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from embodia.eval.config import EvalConfig
 from embodia.eval.protocol import ChunkPolicy, seed_policy_noise
 from embodia.eval.rollout import (
     EVAL_SEED_BASE,
@@ -92,42 +93,27 @@ class EvalResult:
 
 def evaluate(
     policy: ChunkPolicy,
-    suite: str = "tabletop",
-    episodes: int = 50,
-    num_envs: int = 2,
-    split: str = "train",
-    replan_every: int | None = None,
-    videos_per_task: int = 1,
-    out_dir: str | Path | None = None,
-    seed: int = 0,
+    suite: str | None = None,
+    cfg: EvalConfig | None = None,
     *,
-    image_size: int = 96,
-    max_steps: int | None = None,
-    guided: bool = False,
-    ensemble: float | None = None,
     in_process: bool = False,
     show_progress: bool = True,
+    **settings: Any,
 ) -> EvalResult:
-    """Evaluate `policy` closed-loop: `episodes` per task of `suite`, `num_envs` envs in parallel.
+    """Evaluate `policy` closed-loop: `cfg.episodes` per task of `cfg.suite`, `cfg.num_envs` envs in
+    parallel. `suite` and keyword `settings` (EvalConfig fields: episodes=, num_envs=, split=, ...)
+    override `cfg` (default: EvalConfig's defaults), so `evaluate(policy, "pick", episodes=10)` works.
 
-    Args:
-        suite: "tabletop", families such as "pick,place", or "metaworld:<task|group|list>".
-        split: instruction templates for the tabletop ("train", "heldout", "all").
-        replan_every: actions executed per chunk before re-planning (default: policy.n_action_steps).
-        videos_per_task: film the first this-many episodes of each task (0: none).
-        out_dir: where to write; default ./embodia_runs/eval/<time>-<suite>/.
-        seed: offset of the evaluation seeds; episode j of each task uses EVAL_SEED_BASE + seed + j.
-        image_size: camera resolution; must match what the policy was trained on.
-        max_steps: override the env's step limit (quick checks); default the task's own limit.
-        guided: inpaint each re-planned chunk toward the previous chunk's unexecuted actions (see
-            `run_rollouts`); needs replan_every < chunk_size.
-        ensemble: re-plan every step and execute ACT's temporally ensembled action, this value its
-            coefficient (see `TemporalEnsemble`); replan_every defaults to 1 then and must be 1.
-        in_process: run the envs in this process (debugging, tests) instead of subprocesses.
+    EvalConfig (eval/config.py) says what each setting does. `in_process` runs the envs in this process
+    (debugging, tests) instead of subprocesses.
 
     A policy serving several embodiments (an `embodiments` collection) is evaluated as the one the
     suite runs (e.g. "sawyer" for Meta-World) whatever its default; the default is restored after.
     """
+    cfg = replace(cfg or EvalConfig(), **({"suite": suite} if suite is not None else {}), **settings)
+    suite, split, episodes, num_envs, seed = cfg.suite, cfg.split, cfg.episodes, cfg.num_envs, cfg.seed
+    replan_every, guided, ensemble, image_size = cfg.replan_every, cfg.guided, cfg.ensemble, cfg.image_size
+    max_steps, videos_per_task, out_dir = cfg.max_steps, cfg.videos_per_task, cfg.out_dir
     if ensemble is not None and replan_every is None:
         replan_every = 1
     k = check_policy(policy, replan_every)
@@ -137,7 +123,7 @@ def evaluate(
         check_ensemble(ensemble, k, guided)
     if num_envs <= 0:
         raise ValueError(f"num_envs must be positive, got {num_envs}")
-    if image_size <= 0 or image_size % 2:
+    if image_size <= 0:
         raise ValueError(f"image_size must be a positive even number (yuv420p video), got {image_size}")
     if max_steps is not None and max_steps <= 0:
         raise ValueError(f"max_steps must be positive, got {max_steps}")

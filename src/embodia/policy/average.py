@@ -23,6 +23,7 @@ from embodia.policy.checkpoint import (
     file_hash,
     read_json,
     read_tensors,
+    resolve_policy,
     write_folder,
 )
 
@@ -31,7 +32,8 @@ _MUST_MATCH = ("format", "format_version", "model", "default_embodiment", "embod
 
 
 def average_checkpoints(paths: list[str | Path], out: str | Path, weights: list[float] | None = None) -> Path:
-    """Write the weighted average of checkpoints `paths` to folder `out` and return it.
+    """Write the weighted average of checkpoints `paths` (folders or shipped names, e.g. 'base') to
+    folder `out` and return it.
 
     `weights` (one per checkpoint, >= 0, summing to 1; default uniform) multiply the weights of each
     model; the config and normalisation come from the first checkpoint, with the sources recorded in
@@ -44,7 +46,7 @@ def average_checkpoints(paths: list[str | Path], out: str | Path, weights: list[
         raise ValueError(f"got {len(weights)} weights for {len(paths)} checkpoints; give one per checkpoint")
     if any(w < 0 for w in weights) or abs(sum(weights) - 1.0) > 1e-6:
         raise ValueError(f"weights must be >= 0 and sum to 1, got {weights} (sum {sum(weights):.6g})")
-    roots = [check_policy_folder(p) for p in paths]
+    roots = [check_policy_folder(resolve_policy(p)) for p in paths]
     out = Path(out)
     if any(out.resolve() == r.resolve() for r in roots):
         raise ValueError(f"--out {out} is one of the inputs; write the average to a new folder")

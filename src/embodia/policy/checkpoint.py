@@ -8,6 +8,9 @@
 
 Writing goes to a hidden sibling folder that is renamed into place, so a crash mid-write leaves either
 the old checkpoint or the new one, never a half-written folder under the real name.
+
+Three checkpoints ship inside the package and are reached by name wherever a checkpoint is accepted
+(`SHIPPED_POLICIES`, `resolve_policy`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,62 @@ POLICY_FILES = ("config.json", "normalization.json", "model.safetensors")
 
 class CheckpointError(ValueError):
     pass
+
+
+# The checkpoints shipped inside the package, found next to this file so that a name resolves wherever
+# the user runs from.
+BASE_DIR = Path(__file__).parent / "base"  # the pretrained base (SO-101 tabletop)
+# The same architecture trained on Meta-World MT10 (the Sawyer arm), so that
+# `python benchmarks/metaworld_suite.py` reproduces its figure with no training; and its MT50 fine-tune.
+METAWORLD_MT10_DIR = Path(__file__).parent / "metaworld_mt10"
+METAWORLD_MT50_DIR = Path(__file__).parent / "metaworld_mt50"
+SHIPPED_POLICIES: dict[str, Path] = {
+    "base": BASE_DIR,
+    "metaworld_mt10": METAWORLD_MT10_DIR,
+    "metaworld_mt50": METAWORLD_MT50_DIR,
+}
+
+
+def resolve_policy(name_or_path: str | Path | None = None) -> Path:
+    """The folder that a checkpoint argument means, so that every command accepts the same things.
+
+    Precedence: an argument that names an existing folder is that folder; otherwise, if it is one of the
+    shipped names (base, metaworld_mt10, metaworld_mt50), it is that shipped policy; otherwise it is a
+    CheckpointError that lists the shipped names. So a local folder shadows a shipped name, with a
+    warning, as Hugging Face's `from_pretrained` prefers a local directory over a Hub id; None always
+    means the shipped base.
+
+    The folder's contents are not checked here: `check_policy_folder` or loading names any missing file."""
+    if name_or_path is None:
+        return _shipped("base")
+    path = Path(name_or_path)
+    name = str(name_or_path)
+    if path.is_dir():
+        if name in SHIPPED_POLICIES and path.resolve() != SHIPPED_POLICIES[name].resolve():
+            warnings.warn(
+                f"{name!r} is a folder here ({path.resolve()}), which shadows the shipped policy "
+                f"{name!r}; to load the shipped one, run from another folder or pass "
+                f"{SHIPPED_POLICIES[name]}",
+                stacklevel=2,
+            )
+        return path
+    if name in SHIPPED_POLICIES:
+        return _shipped(name)
+    raise CheckpointError(
+        f"{name}: neither a checkpoint folder (with {', '.join(POLICY_FILES)}) nor a shipped policy "
+        f"name (shipped: {', '.join(SHIPPED_POLICIES)})"
+    )
+
+
+def _shipped(name: str) -> Path:
+    """The shipped folder `name`, if its weights are there (an install can lack them, e.g. a source
+    checkout without Git LFS), so that the error says to reinstall rather than which file is missing."""
+    folder = SHIPPED_POLICIES[name]
+    if not (folder / "model.safetensors").exists():
+        raise CheckpointError(
+            f"the shipped {name} checkpoint is missing from {folder}; reinstall embodia or pass a path"
+        )
+    return folder
 
 
 def write_folder(path: str | Path, files: dict[str, Any]) -> Path:

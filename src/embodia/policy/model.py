@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from embodia.configs import opt
 from embodia.policy.language import HIDDEN as LANG_DIM
 
 
@@ -44,7 +45,7 @@ class VLAConfig:
     keypoints: int = 0
     keypoint_block: int = 2
     num_embodiments: int = 4
-    head: str = "flow"  # "flow" or "l1"
+    head: str = opt("flow", "action head: flow (flow matching) or l1 (regression)", choices=("flow", "l1"))
     flow_steps: int = 10
     # Scale of the starting noise at inference (the sampler's temperature): 1 samples the learned action
     # distribution, below 1 concentrates on its likelier part, 0 is deterministic. Training ignores it.
@@ -54,7 +55,11 @@ class VLAConfig:
     # Vision: "cnn" (the built-in FiLM CNN, trained from scratch) or "hf:<local folder>", a pretrained
     # transformers vision model (see policy/backbones.py). backbone_config is filled in on the first
     # build so that a checkpoint can rebuild the backbone without the folder.
-    backbone: str = "cnn"
+    backbone: str = opt(
+        "cnn",
+        "vision: cnn (built in, trained from scratch) or hf:<local folder>, a pretrained transformers "
+        "vision model (config.json + model.safetensors; nothing is downloaded)",
+    )
     backbone_config: dict | None = None
 
     def __post_init__(self) -> None:

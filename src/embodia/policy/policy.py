@@ -2,6 +2,7 @@
 order, chunking — behind one call, `predict_chunk(observations) -> raw actions`.
 
     policy = Policy.from_pretrained("path/to/checkpoint")   # or Policy.from_pretrained() for the base
+    policy = Policy.from_pretrained("metaworld_mt10")       # a shipped policy, by name
     chunk = policy.predict_chunk([obs])                       # (1, chunk_size, action_dim)
     for a in chunk[0, : policy.n_action_steps]: env.step(a)
 
@@ -19,13 +20,17 @@ import numpy as np
 import torch
 
 from embodia.policy.checkpoint import (
+    BASE_DIR,
     FORMAT,
     FORMAT_VERSION,
+    METAWORLD_MT10_DIR,
+    METAWORLD_MT50_DIR,
     CheckpointError,
     check_policy_folder,
     file_hash,
     read_json,
     read_tensors,
+    resolve_policy,
     write_folder,
 )
 from embodia.policy.fast import FastSampler
@@ -41,11 +46,8 @@ from embodia.policy.model import VLA, Guide, VLAConfig
 from embodia.policy.normalize import Normalizer
 from embodia.robots.spec import OBS_STATE, TASK
 
-BASE_DIR = Path(__file__).parent / "base"  # the shipped pretrained base
-# A second shipped checkpoint, the same architecture trained on Meta-World MT10 (the Sawyer arm), so that
-# `python benchmarks/metaworld.py` reproduces its figure with no training.
-METAWORLD_MT10_DIR = Path(__file__).parent / "metaworld_mt10"
-METAWORLD_MT50_DIR = Path(__file__).parent / "metaworld_mt50"
+# The shipped folders are defined next to their resolver in checkpoint.py; code imports them from here too.
+__all__ = ["BASE_DIR", "METAWORLD_MT10_DIR", "METAWORLD_MT50_DIR", "Policy"]
 
 
 class Policy:
@@ -218,14 +220,9 @@ class Policy:
     def from_pretrained(
         cls, path: str | Path | None = None, device: str = "cpu", encoder=None, fast: bool = True
     ) -> Policy:
-        """Load a checkpoint folder; with no path, the pretrained base shipped inside the package."""
-        if path is None:
-            path = BASE_DIR
-            if not (path / "model.safetensors").exists():
-                raise CheckpointError(
-                    f"the shipped base checkpoint is missing from {path}; reinstall embodia or pass a path"
-                )
-        root = check_policy_folder(path)
+        """Load a checkpoint folder or a shipped policy by name ('base', 'metaworld_mt10',
+        'metaworld_mt50'; see `resolve_policy` for which wins when both exist); with no path, the base."""
+        root = check_policy_folder(resolve_policy(path))
         config = read_json(root / "config.json")
         if config.get("format") != FORMAT:
             raise CheckpointError(

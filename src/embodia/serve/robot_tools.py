@@ -101,7 +101,8 @@ class RobotTools:
         image_size: int | None = None,
         **kwargs,
     ) -> RobotTools:
-        """The tabletop with a local checkpoint (None: the shipped base) or a served policy (URL).
+        """The tabletop with a local checkpoint (a folder or a shipped name such as 'base'; None: the
+        shipped base) or a served policy (URL).
 
         A missing shipped base is not fatal: the world tools work and `do` explains what is missing. An
         explicit checkpoint or URL that cannot be loaded raises, so a typo fails at startup."""
@@ -127,7 +128,7 @@ class RobotTools:
                 if checkpoint is not None:
                     raise
                 error = (
-                    f"no policy is loaded, so do() cannot act ({exc}). No base policy ships yet: start "
+                    f"no policy is loaded, so do() cannot act ({exc}). Start "
                     "`embodia mcp --checkpoint PATH` with a folder from `embodia train`, or "
                     "`embodia mcp --policy ws://HOST:PORT` for a running `embodia serve`. observe, move_to, "
                     "open_gripper, close_gripper, reset and list_skills work without a policy."

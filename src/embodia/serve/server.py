@@ -308,7 +308,8 @@ def serve(
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     log_level: str = "info",
 ) -> None:
-    """Load `checkpoint` (None: the shipped base) and serve it until interrupted."""
+    """Load `checkpoint` (a folder or a shipped name such as 'base'; None: the shipped base) and serve
+    it until interrupted."""
     import uvicorn
 
     from embodia.policy.policy import Policy

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import Accelerator
 
 from embodia.data.loader import TrainingDataset, augment_batch
 from embodia.data.reader import LeRobotDataset
@@ -146,10 +147,10 @@ def build_sources(
 
 
 def task_phrasings(cfg: TrainConfig, tasks: list[str]) -> dict[str, list[str]]:
-    """The other phrasings training swaps in for each task (none unless cfg.paraphrase > 0)."""
-    if cfg.paraphrase <= 0:
+    """The other phrasings training swaps in for each task (none unless cfg.language.paraphrase > 0)."""
+    if cfg.language.paraphrase <= 0:
         return {}
-    return {t: a for t in tasks if (a := paraphrases(t, cfg.paraphrase_carriers))}
+    return {t: a for t in tasks if (a := paraphrases(t, cfg.language.paraphrase_carriers))}
 
 
 def write_instruction_table(cfg: TrainConfig, path: str | Path) -> tuple[Path, int]:
@@ -244,16 +245,16 @@ def make_batch(sources: list[Source], cfg: TrainConfig, step: int, rank: int, de
         batch = augment_batch(batch, cams, generator=g, max_shift=cfg.aug_shift)
     m = cfg.model
     texts = batch["task"]
-    if cfg.paraphrase > 0 and src.alternatives:
-        texts = swap_phrasings(texts, src.alternatives, cfg.paraphrase, g)
+    if cfg.language.paraphrase > 0 and src.alternatives:
+        texts = swap_phrasings(texts, src.alternatives, cfg.language.paraphrase, g)
     tokens, token_mask, pooled = src.language.lookup(texts)
-    if cfg.word_dropout > 0:
-        token_mask = drop_words(token_mask, cfg.word_dropout, g)
-    if cfg.sentence_mix > 0 and src.alternatives:
+    if cfg.language.word_dropout > 0:
+        token_mask = drop_words(token_mask, cfg.language.word_dropout, g)
+    if cfg.language.sentence_mix > 0 and src.alternatives:
         _, _, toward = src.language.lookup(swap_phrasings(batch["task"], src.alternatives, 1.0, g))
-        pooled = mix_sentences(pooled, toward, cfg.sentence_mix, g)
-    if cfg.sentence_noise > 0:
-        pooled = perturb_sentences(pooled, cfg.sentence_noise, g)
+        pooled = mix_sentences(pooled, toward, cfg.language.sentence_mix, g)
+    if cfg.language.sentence_noise > 0:
+        pooled = perturb_sentences(pooled, cfg.language.sentence_noise, g)
     inputs = model_inputs(
         src.info,
         [batch[c].to(device) for c in cams],
@@ -299,11 +300,9 @@ class Prefetcher:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: Path, accelerator=None, console=None):
-        from accelerate import Accelerator
-
         self.cfg = cfg
         self.run_dir = Path(run_dir)
-        self.acc = accelerator or Accelerator()
+        self.acc = accelerator or _accelerator(cfg.device)
         self.console = console
         if self.acc.device.type == "cuda":
             # TF32 matmuls and cuDNN autotuning: how the shipped base was trained on an H200 (the
@@ -484,6 +483,13 @@ class StepBudget:
             self.refit_at = warmup_end if enough else None
         else:
             self.refit_at = None
+
+
+def _accelerator(device: str | None) -> Accelerator:
+    """accelerate's choice of device (a GPU when there is one), or the one the config asks for."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for, but torch sees no CUDA GPU here (use --device cpu)")
+    return Accelerator(cpu=device == "cpu")
 
 
 def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, console=None, on_log=None) -> Path:

@@ -1,10 +1,10 @@
 """Meta-World MT10 / MT50 with a trained policy, on LeRobot's protocol: 10 trials per task on fixed
 seeds, success per task and per difficulty group (easy 28 / medium 11 / hard 6 / very hard 5 tasks).
 
-    python benchmarks/metaworld.py [CHECKPOINT] [--suite mt10|mt50] [--trials 10] [--num-envs 2]
+    python benchmarks/metaworld_suite.py [CHECKPOINT] [--suite mt10|mt50] [--trials 10] [--num-envs 2]
 
-With no CHECKPOINT it evaluates the policy shipped inside the package for the suite:
-policy/metaworld_mt10 for MT10, policy/metaworld_mt50 for MT50.
+CHECKPOINT is a folder or a shipped policy's name; with none it evaluates the policy shipped inside the
+package for the suite: metaworld_mt10 for MT10, metaworld_mt50 for MT50.
 
 Prints the per-task table and the group averages; the full results (seeds, Wilson intervals, videos,
 HTML report) go to ./embodia_runs/eval/<time>-metaworld-<suite>/.
@@ -13,19 +13,13 @@ HTML report) go to ./embodia_runs/eval/<time>-metaworld-<suite>/.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-# Run as a script, this file's folder is sys.path[0], and this file's name would shadow the `metaworld`
-# package that embodia.sim.metaworld imports.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+from rich.console import Console
+from rich.table import Table
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from embodia.eval.run import evaluate  # noqa: E402
-from embodia.policy.policy import METAWORLD_MT10_DIR, METAWORLD_MT50_DIR, Policy  # noqa: E402
-from embodia.sim.metaworld import difficulty_of  # noqa: E402
+from embodia.eval.run import evaluate
+from embodia.policy.policy import Policy
+from embodia.sim.metaworld import difficulty_of
 
 GROUP_ORDER = ("easy", "medium", "hard", "very_hard")
 
@@ -42,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.checkpoint is None:
-        args.checkpoint = str(METAWORLD_MT50_DIR if args.suite == "mt50" else METAWORLD_MT10_DIR)
+        args.checkpoint = f"metaworld_{args.suite}"  # a shipped name; see embodia.policy.checkpoint
     policy = Policy.from_pretrained(args.checkpoint)
     if "sawyer" not in policy.embodiments:
         raise SystemExit(

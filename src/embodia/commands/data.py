@@ -1,0 +1,227 @@
+"""Commands about data: `record`, `dataset ...`, `doctor data`, `tasks`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.table import Table
+
+from embodia.commands.common import console
+from embodia.configs import nested, opt
+from embodia.data.record import RecordConfig
+
+
+@dataclass(frozen=True)
+class RecordOptions:
+    record: RecordConfig = nested(RecordConfig, "recording")
+    out: str | None = opt(None, "dataset folder (default: ./embodia_runs/record/<time>-<tasks>/dataset)")
+    resume: bool = opt(False, "append to the dataset at --out (fresh seeds; never the same scene twice)")
+
+
+def cmd_record(o: RecordOptions) -> int:
+    """Record scripted-expert demonstrations as a LeRobotDataset v3.0."""
+    from embodia.configs import to_dict
+    from embodia.data.record import record
+    from embodia.runs import new_run_dir, stop_on_sigterm, write_manifest
+
+    cfg = o.record
+    if o.resume and o.out is None:
+        raise ValueError("--resume needs --out pointing at the dataset to continue")
+    run_dir = new_run_dir("record", cfg.tasks.replace(":", "-").replace(",", "-"))
+    root = Path(o.out) if o.out else run_dir / "dataset"
+    write_manifest(run_dir, "record", to_dict(cfg) | {"out": str(root), "resume": o.resume}, seeds=[cfg.seed])
+    try:
+        with stop_on_sigterm():
+            res = record(cfg, root, resume=o.resume)
+    except KeyboardInterrupt:
+        from embodia.data.format import INFO_PATH, read_json
+
+        n = read_json(root / INFO_PATH)["total_episodes"] if (root / INFO_PATH).exists() else 0
+        console.print(f"stopped: {n} episodes committed in {root}; continue with --resume --out {root}")
+        return 130
+    table = Table(title=f"recorded {res.saved} episodes ({res.frames} frames) in {res.seconds:.0f} s")
+    for col in ("task", "kept", "attempted"):
+        table.add_column(col)
+    for task, (kept, tried) in sorted(res.per_task.items()):
+        table.add_row(task, str(kept), str(tried))
+    console.print(table)
+    console.print(
+        f"expert success {res.successes}/{res.attempted}; {res.attempted / max(res.seconds, 1e-9):.2f} episodes/s. "
+        f"Dataset: [bold]{root}[/]; manifest: {run_dir / 'manifest.json'}"
+    )
+    return 0
+
+
+# ------------------------------------------------------------------------------ embodia dataset ...
+@dataclass(frozen=True)
+class InfoOptions:
+    root: str = opt(help="dataset folder", positional=True)
+    json: bool = opt(False, "print the summary as JSON")
+
+
+def cmd_dataset_info(o: InfoOptions) -> int:
+    """Summary of a dataset."""
+    import json
+
+    from embodia.data import edit
+
+    summary = edit.info(o.root)
+    if o.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    table = Table(title=f"{summary['root']} (LeRobotDataset {summary['version']})")
+    table.add_column("field")
+    table.add_column("value", overflow="fold")
+    for key in ("robot_type", "fps", "episodes", "frames", "seconds", "episode_length", "cameras"):
+        table.add_row(key, str(summary[key]))
+    for task, n in summary["tasks"].items():
+        table.add_row("task", f"{task!r}: {n} episodes")
+    console.print(table)
+    return 0
+
+
+@dataclass(frozen=True)
+class DeleteOptions:
+    root: str = opt(help="dataset folder", positional=True)
+    episodes: list[int] = opt(help="episode indices to leave out", nargs="+", parse=int)
+    out: str = opt(help="folder of the new dataset")
+
+
+def cmd_dataset_delete(o: DeleteOptions) -> int:
+    """Copy a dataset without the given episodes."""
+    from embodia.data import edit
+
+    console.print(f"written: [bold]{edit.delete_episodes(o.root, o.episodes, o.out)}[/]")
+    return 0
+
+
+@dataclass(frozen=True)
+class SplitOptions:
+    root: str = opt(help="dataset folder", positional=True)
+    fractions: str = opt(help="name=fraction pairs, e.g. train=0.9,val=0.1")
+    out: str = opt(help="folder that receives one dataset per name")
+    seed: int = opt(0, "seed of the shuffle")
+
+
+def cmd_dataset_split(o: SplitOptions) -> int:
+    """Shuffle episodes into named datasets, e.g. --fractions train=0.9,val=0.1."""
+    from embodia.data import edit
+
+    fractions = {}
+    for part in o.fractions.split(","):
+        name, _, value = part.partition("=")
+        try:
+            fractions[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--fractions must look like 'train=0.9,val=0.1', got {o.fractions!r}") from None
+    for name, path in edit.split(o.root, fractions, o.out, seed=o.seed).items():
+        console.print(f"{name}: {path}")
+    return 0
+
+
+@dataclass(frozen=True)
+class MergeOptions:
+    roots: list[str] = opt(help="dataset folders", positional=True, nargs="+")
+    out: str = opt(help="folder of the merged dataset")
+
+
+def cmd_dataset_merge(o: MergeOptions) -> int:
+    """Concatenate datasets with the same features and fps."""
+    from embodia.data import edit
+
+    console.print(f"written: [bold]{edit.merge(o.roots, o.out)}[/]")
+    return 0
+
+
+@dataclass(frozen=True)
+class StatsOptions:
+    root: str = opt(help="dataset folder", positional=True)
+    out: str | None = opt(None, "write a corrected copy here")
+    in_place: bool = opt(False, "rewrite meta/stats.json of ROOT itself")
+
+    def __post_init__(self) -> None:
+        if (self.out is None) == (not self.in_place):
+            raise ValueError("give exactly one of --out (a corrected copy) and --in-place")
+
+
+def cmd_dataset_stats(o: StatsOptions) -> int:
+    """Recompute meta/stats.json from the data."""
+    from embodia.data import edit
+
+    console.print(f"written: [bold]{edit.recompute_stats(o.root, None if o.in_place else o.out)}[/]")
+    return 0
+
+
+# ------------------------------------------------------------------------------ embodia doctor data
+@dataclass(frozen=True)
+class DoctorDataOptions:
+    dataset: str = opt(help="dataset folder (v3.0 or v2.1)", positional=True)
+    out: str | None = opt(None, "report folder (default ./embodia_runs/doctor/<time>-data)")
+    fix: str | None = opt(
+        None, "write a copy without FAIL episodes and with idle ends trimmed", metavar="OUT"
+    )
+    no_video: bool = opt(False, "skip decoding (camera checks are skipped)")
+    action_kind: str | None = opt(
+        None, "override the inferred action kind", choices=("joint_abs", "ee_delta")
+    )
+
+
+def cmd_doctor_data(o: DoctorDataOptions) -> int:
+    """Check a LeRobotDataset for data bugs; writes doctor.json and report.html. Exit status: 0 when no
+    check FAILs (WARN allowed), 1 when any check FAILs or the dataset cannot be opened, 2 on bad
+    arguments."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from embodia.data.doctor import diagnose, summary_table, write_fixed
+    from embodia.data.format import DatasetError
+    from embodia.runs import new_run_dir, write_manifest
+
+    if o.fix and Path(o.fix).resolve() == Path(o.dataset).resolve():
+        raise ValueError("--fix must name a new folder; the input dataset is never modified")
+    run_dir = Path(o.out) if o.out else new_run_dir("doctor", "data")
+    write_manifest(run_dir, "doctor data", {"dataset": o.dataset, "video": not o.no_video,
+                                             "action_kind": o.action_kind, "fix": o.fix})  # fmt: skip
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=console, transient=True) as progress:
+            diag = diagnose(o.dataset, video=not o.no_video, action_kind=o.action_kind, progress=progress)
+    except DatasetError as exc:  # unreadable metadata: the worst finding there is
+        console.print(f"[bold red]FAIL[/] cannot open the dataset: {exc}")
+        return 1
+    console.print(summary_table(diag))
+    paths = diag.write(run_dir)
+    console.print(f"report: [bold]{paths['html']}[/]; JSON: {paths['json']}")
+    if o.fix:
+        with Progress(*columns, console=console, transient=True) as progress:
+            res = write_fixed(diag, o.fix, progress=progress)
+        console.print(
+            f"fixed copy: [bold]{res.out}[/] ({len(res.kept)} episodes kept, {len(res.dropped)} dropped, "
+            f"{len(res.trimmed)} trimmed)"
+            + (f"; not fixable by dropping episodes: {', '.join(res.unfixed)}" if res.unfixed else "")
+        )
+    return 1 if diag.severity == "FAIL" else 0
+
+
+@dataclass(frozen=True)
+class TasksOptions:
+    markdown: bool = opt(False, "print docs/tasks.md")
+
+
+def cmd_tasks(o: TasksOptions) -> int:
+    """List the tabletop task families, their templates and success predicates."""
+    from embodia.sim.tasks import COLORS, DIRECTIONS, FAMILIES, tasks_markdown
+
+    if o.markdown:
+        print(tasks_markdown(), end="")
+        return 0
+    table = Table(title="SO-101 tabletop task families")
+    for col in ("family", "train templates", "held-out templates", "steps", "success"):
+        table.add_column(col, overflow="fold")
+    for f in FAMILIES.values():
+        table.add_row(
+            f.name, "\n".join(f.train_templates), "\n".join(f.heldout_templates), str(f.max_steps), f.success
+        )
+    console.print(table)
+    console.print(f"colors: {', '.join(COLORS)}; directions (robot's frame): {', '.join(DIRECTIONS)}")
+    return 0

@@ -1,0 +1,124 @@
+"""Commands that open a port: `serve` (a policy), `mcp` (the robot as agent tools), `view` (outputs)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Literal
+
+from rich.console import Console
+
+from embodia.commands.common import CHECKPOINT_HELP, console
+from embodia.configs import opt, positive_float, positive_int
+from embodia.configs import port as tcp_port
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    checkpoint: str | None = opt(None, f"{CHECKPOINT_HELP} (default: base)", positional=True, nargs="?")
+    host: str = opt("127.0.0.1", "address to bind; non-loopback needs --api-key")
+    port: int = opt(8000, "port", parse=tcp_port)
+    api_key: str | None = opt(None, "required from clients (default: $EMBODIA_API_KEY)")
+    max_message_mb: float = opt(16.0, "largest accepted message, MiB", parse=positive_float)
+    log_level: Literal["debug", "info", "warning", "error"] = opt("info", "server log level")
+
+
+def cmd_serve(o: ServeOptions) -> int:
+    """Serve a policy over openpi's websocket protocol and HTTP (ws://HOST:PORT/, /v1/act, /healthz)."""
+    from embodia.policy.checkpoint import CheckpointError
+    from embodia.serve.server import serve
+
+    api_key = o.api_key or os.environ.get("EMBODIA_API_KEY") or None
+    console.print(
+        f"serving {o.checkpoint or 'the shipped base'} on ws://{o.host}:{o.port} "
+        f"(HTTP: /v1/act, /v1/metadata, /healthz){'; API key required' if api_key else ''}"
+    )
+    try:
+        serve(o.checkpoint, host=o.host, port=o.port, api_key=api_key,
+              max_message_bytes=int(o.max_message_mb * 1024 * 1024), log_level=o.log_level)  # fmt: skip
+    except CheckpointError as exc:
+        if o.checkpoint:
+            raise
+        raise ValueError(
+            f"{exc}\nPass a checkpoint folder (from `embodia train`) or a shipped name."
+        ) from None
+    return 0
+
+
+@dataclass(frozen=True)
+class McpOptions:
+    checkpoint: str | None = opt(None, f"{CHECKPOINT_HELP} (default: base)")
+    policy: str | None = opt(None, "a policy server instead (ws://host:port)", metavar="URL")
+    api_key: str | None = opt(None, "API key of the policy server (default $EMBODIA_API_KEY)")
+    transport: Literal["stdio", "streamable-http", "sse"] = opt("stdio", "MCP transport")
+    host: str = opt("127.0.0.1", "HTTP transports: address to bind (loopback only)")
+    port: int = opt(8765, "HTTP transports: port (path /mcp or /sse)", parse=tcp_port)
+    seed: int = opt(0, "seed of the first scene")
+    task: str | None = opt(None, "instruction of the first scene (default: drawn from the seed)")
+    image_size: int | None = opt(
+        None, "camera size without a policy (default 96; a policy sets its own)", parse=positive_int
+    )
+    out: str | None = opt(None, "folder for do() videos (default ./embodia_runs/mcp/<time>-session)")
+    no_video: bool = opt(False, "do not write do() videos")
+
+
+def cmd_mcp(o: McpOptions) -> int:
+    """Serve the robot (simulated SO-101 tabletop + the VLA) as MCP tools for LLM agents (stdio by default)."""
+    from embodia.serve.mcp_server import serve_mcp
+    from embodia.serve.robot_tools import RobotTools
+    from embodia.serve.server import is_loopback
+
+    # stdout is the MCP wire under stdio: everything this command says goes to stderr.
+    err = Console(stderr=True)
+    if o.checkpoint and o.policy:
+        err.print("[bold red]error:[/] give either --checkpoint or --policy, not both")
+        return 2
+    if o.transport != "stdio" and not is_loopback(o.host):
+        err.print(
+            f"[bold red]error:[/] refusing to serve MCP on {o.host}: these tools have no authentication. "
+            "Bind 127.0.0.1 and reach it through an SSH tunnel or an authenticating proxy."
+        )
+        return 2
+    factory = partial(
+        RobotTools.load,
+        checkpoint=o.checkpoint,
+        policy_url=o.policy,
+        api_key=o.api_key or os.environ.get("EMBODIA_API_KEY") or None,
+        image_size=o.image_size,
+        out_dir=o.out,
+        video=not o.no_video,
+        seed=o.seed,
+        task=o.task,
+    )
+    where = "stdio" if o.transport == "stdio" else f"{o.transport} on {o.host}:{o.port}"
+    err.print(f"embodia mcp: loading the robot, then serving over {where}")
+    try:
+        serve_mcp(factory, transport=o.transport, host=o.host, port=o.port)
+    except (ValueError, ConnectionError, RuntimeError) as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        return 2
+    return 0
+
+
+@dataclass(frozen=True)
+class ViewOptions:
+    path: str = opt(".", "folder to browse (default: the current one)", positional=True, nargs="?")
+    port: int = opt(8765, "port", parse=tcp_port)
+    host: str = opt("127.0.0.1", "address to bind (loopback only: no authentication)")
+
+
+def cmd_view(o: ViewOptions) -> int:
+    """Browse datasets, evaluation results and training runs in a local web app (default: this folder)."""
+    from embodia.report.viewer import serve_viewer
+
+    root = Path(o.path)
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a folder (give a dataset, eval, training-run or parent folder)")
+    console.print(
+        f"embodia view: browsing [bold]{root.resolve()}[/] at [bold]http://{o.host}:{o.port}/[/] "
+        "(Ctrl-C to stop)"
+    )
+    serve_viewer(root, host=o.host, port=o.port)  # refuses non-loopback hosts: no authentication
+    return 0

@@ -1,0 +1,49 @@
+"""What a closed-loop evaluation runs: `evaluate(policy, cfg)` and `embodia eval`'s options are this
+one dataclass (see embodia.configs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from embodia.configs import non_negative, opt, positive_int
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    suite: str = opt(
+        "tabletop", "'tabletop' (all families), families like 'pick,place', or 'metaworld:<task|group|list>'"
+    )
+    split: Literal["train", "heldout", "all"] = opt("train", "instruction templates (tabletop)")
+    episodes: int = opt(50, "episodes per task", parse=positive_int)
+    num_envs: int = opt(2, "environments run in parallel (subprocesses)", parse=positive_int)
+    replan_every: int | None = opt(
+        None, "actions executed per chunk before re-planning (default: the policy's)", parse=positive_int
+    )
+    guided: bool = opt(
+        False,
+        "inpaint each re-planned chunk toward the unexecuted rest of the previous one (real-time "
+        "chunking's guidance), so re-planning corrects the plan instead of switching plans; needs "
+        "--replan-every below the chunk size",
+    )
+    ensemble: float | None = opt(
+        None,
+        "re-plan every step and execute ACT's temporal ensemble of the overlapping chunks, weights "
+        "exp(-COEFF * age) from the oldest (ACT uses 0.01)",
+        parse=non_negative,
+        metavar="COEFF",
+    )
+    videos_per_task: int = opt(1, "episodes filmed per task", flag="videos", parse=int)
+    image_size: int = opt(96, "camera image side, pixels; must match what the policy was trained on",
+                          parse=positive_int)  # fmt: skip
+    max_steps: int | None = opt(None, "override each episode's step limit", parse=positive_int)
+    seed: int = opt(0, "offset of the evaluation seeds (episode j of a task uses 10,000,000 + seed + j)")
+    out_dir: str | None = opt(None, "output folder (default: ./embodia_runs/eval/<time>-<suite>)", flag="out")
+
+    def __post_init__(self) -> None:
+        if self.image_size % 2:
+            raise ValueError(
+                f"image_size must be a positive even number (yuv420p video), got {self.image_size}"
+            )
+        if self.videos_per_task < 0:
+            raise ValueError(f"videos must be >= 0, got {self.videos_per_task}")

@@ -20,5 +20,5 @@ def test_shipped_checkpoints_load_and_fit_the_size_budget():
         assert policy.embodiment == embodiment
         assert policy.embodiments[embodiment].cameras == cameras
         assert 1 <= policy.n_action_steps <= policy.chunk_size
-        assert policy.metadata["recipe"] and policy.metadata["datasets"]
+        assert policy.metadata["recipe"]["name"] and policy.metadata["evaluation"]
     assert total <= 30 * MB  # the budget for what ships inside the package

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from embodia.policy.checkpoint import SHIPPED_POLICIES
+from embodia.policy.checkpoint import SHIPPED_POLICIES, stamp_metadata
 from embodia.recipes import (
     RECIPES,
     Average,
@@ -94,6 +94,17 @@ def test_fewshot_tiny_ran_every_stage(fewshot_tiny):
     assert train["train"]["steps"] == 2 and train["run"]["device"] == "cpu"
     assert train["config"]["train"]["dataset_weights"] == [0.5, 0.5]
     assert str(fewshot_tiny) not in json.dumps(train)  # no absolute paths of this machine
+    # The built policy's metadata names its recipe, stage and commit, and its data by stage reference.
+    meta = json.loads((fewshot_tiny / "finetune_place" / "final" / "config.json").read_text())["metadata"]
+    assert meta["recipe"] == {
+        "name": FEWSHOT,
+        "stage": "finetune_place",
+        "scale": "tiny",
+        "commit": train["git_sha"],
+    }
+    assert meta["datasets"] == ["place20/dataset", "stack_d/dataset"]
+    assert meta["inputs"]["base"] == "shipped:base" and meta["train_step"] == 2
+    assert str(fewshot_tiny) not in json.dumps(meta)
 
 
 def test_second_run_of_a_copy_skips_everything(fewshot_copy):
@@ -201,6 +212,23 @@ def test_each_shipped_policy_has_its_recipe():
         )
 
 
+def test_shipped_metadata_names_recipe_commit_and_the_figures_the_recipe_expects():
+    root = Path(__file__).parents[2]
+    for name, folder in SHIPPED_POLICIES.items():
+        meta = json.loads((folder / "config.json").read_text())["metadata"]
+        recipe = get_recipe(meta["recipe"]["name"])
+        assert recipe.shipped == name and meta["recipe"]["stage"] == recipe.artifact
+        assert (root / meta["recipe"]["file"]).is_file()
+        for key in ("commit",):
+            assert len(meta["recipe"][key]) == 40 and int(meta["recipe"][key], 16) >= 0
+        assert len(meta["shipped_in"]) == 40 and int(meta["shipped_in"], 16) >= 0
+        figures = {e["stage"]: (e["successes"], e["episodes"]) for e in meta["evaluation"].values()}
+        expected = {s.name: s.expect for s in recipe.stages if isinstance(s, Evaluate) and s.expect}
+        assert figures == expected
+        assert all(isinstance(v, (str, int, list, dict)) for v in meta.values())
+        assert max(len(v) for v in meta.values() if isinstance(v, str)) < 100  # references, not prose
+
+
 def test_recipes_hold_the_recorded_settings():
     base = get_recipe("base")
     final = base.stage("finetune_sentence")
@@ -288,6 +316,15 @@ def test_dataset_fingerprint_is_content_not_place_or_time(fewshot_tiny, tmp_path
         checkpoint_fingerprint(final)
         == read_manifest(fewshot_tiny / "finetune_place")["output"]["fingerprint"]
     )
+    # Metadata is provenance: editing it leaves the fingerprint; any other config change does not.
+    policy = tmp_path / "policy"
+    shutil.copytree(final, policy)
+    stamp_metadata(policy, {"note": "re-described"})
+    assert checkpoint_fingerprint(policy) == checkpoint_fingerprint(final)
+    config = json.loads((policy / "config.json").read_text())
+    config["model"]["n_action_steps"] = config["model"]["n_action_steps"] // 2
+    (policy / "config.json").write_text(json.dumps(config))
+    assert checkpoint_fingerprint(policy) != checkpoint_fingerprint(final)
 
 
 def test_average_stage_and_stages_shared_with_another_recipe(fewshot_copy, monkeypatch):
@@ -321,3 +358,6 @@ def test_average_stage_and_stages_shared_with_another_recipe(fewshot_copy, monke
     assert result.artifact == fewshot_copy / "soup" / "policy"
     assert set(read_manifest(fewshot_copy / "soup")["inputs"]) == {"finetune_place", "finetune_b"}
     assert read_manifest(fewshot_copy / "eval_soup")["evaluation"]["n"] == 1
+    meta = json.loads((fewshot_copy / "soup" / "policy" / "config.json").read_text())["metadata"]
+    assert [e["path"] for e in meta["averaged_from"]] == ["finetune_place/final", "finetune_b/final"]
+    assert meta["recipe"]["stage"] == "soup" and str(fewshot_copy) not in json.dumps(meta)

@@ -125,6 +125,21 @@ def write_folder(path: str | Path, files: dict[str, Any]) -> Path:
     return path
 
 
+def stamp_metadata(root: str | Path, updates: dict[str, Any]) -> Path:
+    """Merge `updates` into a checkpoint's `config.json` metadata (atomically; the weights are untouched).
+
+    Metadata is provenance (which recipe and commit built it, what it scored); it never changes what the
+    policy does, so a checkpoint's fingerprint leaves it out (`recipes.fingerprint`)."""
+    from embodia.runs import atomic_write_text
+
+    path = check_policy_folder(root) / "config.json"
+    config = read_json(path)
+    meta = config.get("metadata")
+    config["metadata"] = {**(meta if isinstance(meta, dict) else {}), **updates}
+    atomic_write_text(path, json.dumps(config, indent=2) + "\n")
+    return path
+
+
 def read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())

@@ -1,6 +1,7 @@
 """The shipped base (`policy/base`, "embodia-base-so101-tabletop"), stage by stage.
 
-Its history, as its config.json `metadata` tells it ("recipe", "datasets", "trained_on"): a first recording
+Its history, as its model card tells it (`policy/base/README.md`; `config.json` metadata names this
+recipe and the commit that shipped the weights): a first recording
 and a GPU run from scratch (`base_gpu`, 9,140 steps at batch 512 on one H200), then six fine-tunes on
 2-core CPUs, each adding data or an augmentation that fixed what the previous evaluation showed:
 paraphrases; a balanced re-recording; approach-error recovery data; approach- and carry-error recovery
@@ -13,7 +14,7 @@ What differs from history, overall:
   run measures its rate on its first steps, then continues exactly as a run started with that count).
 - Recordings stopped by a timeout record the count they reached (`episodes=`). `episodes` counts the
   episodes attempted and only successful ones are kept, so a rebuild keeps those seeds' successes: the
-  same count less the few the expert failed (the metadata's counts are the kept ones).
+  same count less the few the expert failed (the model card's counts are the kept ones).
 - `num_envs` is as recorded; it changes the order episodes are written in, not which seeds are recorded.
 - The first recording cannot be replayed: see `base_train`.
 """
@@ -33,7 +34,7 @@ APPROACH_CARRY = replace(APPROACH, carry_error=0.02)
 APPROACH_STROKE = replace(APPROACH, stroke_error=0.02)
 PARAPHRASE = LanguageAugConfig(paraphrase=0.5)
 
-# The recordings (their dataset names in the metadata).
+# The recordings (their dataset names in the model card).
 BASE_TRAIN_V2 = RecordConfig(FAMILIES, episodes=1726, num_envs=2, seed=1000, split="train")
 APPROACH_V1 = RecordConfig("pick,stack", episodes=945, num_envs=2, seed=500_000, perturb=APPROACH)
 APPROACH_A = RecordConfig("pick,stack", episodes=843, num_envs=1, seed=600_000, perturb=APPROACH)

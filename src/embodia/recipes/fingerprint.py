@@ -6,13 +6,16 @@ folder or machine fingerprints the same.
     dataset      sha256 over meta/info.json, meta/tasks.parquet, meta/stats.json (their bytes) and the
                  (relative path, size) of every file under data/, videos/ and meta/episodes/ (the video
                  and parquet files are large; their sizes change with any re-recording)
-    checkpoint   sha256 over the hashes of model.safetensors, config.json and normalization.json
+    checkpoint   sha256 over the hashes of model.safetensors, normalization.json and config.json less its
+                 `metadata` (provenance: which recipe and commit built it, what it scored; editing it
+                 changes nothing the policy does, so it does not make later stages stale)
     file         sha256 of the file (an evaluation's results.json)
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from embodia.policy.checkpoint import file_hash
@@ -44,8 +47,19 @@ def checkpoint_fingerprint(root: Path) -> str:
         path = root / name
         if not path.is_file():
             raise FileNotFoundError(f"{root}: not a complete checkpoint (no {name})")
-        h.update(f"{name}:{file_hash(path)}\n".encode())
+        digest = _config_hash(path) if name == "config.json" else file_hash(path)
+        h.update(f"{name}:{digest}\n".encode())
     return h.hexdigest()
+
+
+def _config_hash(path: Path) -> str:
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if isinstance(config, dict):
+        config.pop("metadata", None)
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
 def fingerprint(path: Path, kind: str) -> str:

@@ -1,6 +1,6 @@
 """The shipped Meta-World MT10 policy (`policy/metaworld_mt10`, "embodia-metaworld-mt10"): 84.0 % on MT10.
 
-History (its config.json `metadata`): `embodia record metaworld:mt10 --episodes 500 --num-envs 1 --seed
+History (its model card): `embodia record metaworld:mt10 --episodes 500 --num-envs 1 --seed
 2000` (494 successful expert episodes, 16.5 min on one core), then trained on one NVIDIA H200 with the
 metaworld preset at batch 512, lr 1.5e-3, warmup 500 (what the `metaworld_gpu` preset now holds): 13,127
 steps in 11.1 min. Evaluated with `python benchmarks/metaworld_suite.py` (LeRobot's protocol: 10 trials per

@@ -1,6 +1,6 @@
 """The shipped Meta-World MT50 policy (`policy/metaworld_mt50`, "embodia-metaworld-mt50"): 59.0 % on MT50.
 
-History (its config.json `metadata`): the shipped MT10 policy fine-tuned on all 50 tasks in three rounds on
+History (its model card): the shipped MT10 policy fine-tuned on all 50 tasks in three rounds on
 a 2-core CPU, each round adding a recording (`embodia record metaworld:mt50 --episodes N --seed S`) and
 starting from the previous round's policy, all with the `metaworld` preset (warmup 300, aug_shift 0.08)
 at batch 64:

@@ -215,6 +215,8 @@ class _Run:
         }
         write_manifest(folder, manifest)
         measured = self.execute(stage, folder, resume)
+        if isinstance(stage, (Train, Average)):
+            self.stamp(stage, output, inputs, manifest["git_sha"])
         seconds = time.perf_counter() - t0
         manifest |= {
             "complete": True,
@@ -227,6 +229,25 @@ class _Run:
         write_manifest(folder, manifest)
         self.say(f"    {stage.name}: done in {seconds:.1f} s -> {output}  {_outcome(manifest)}")
         return StageResult(stage.name, _kind(stage), "ran", output, seconds, manifest, why)
+
+    def stamp(self, stage: Stage, output: Path, inputs: dict, commit: str | None) -> None:
+        """A built policy's metadata names the recipe, stage and commit that built it, and its inputs
+        by stage reference rather than by this machine's folders."""
+        from embodia.policy.checkpoint import stamp_metadata
+
+        updates: dict[str, Any] = {
+            "recipe": {"name": self.recipe.name, "stage": stage.name, "scale": self.scale, "commit": commit},
+            "inputs": {ref: spec["path"] for ref, spec in inputs.items()},
+        }
+        if isinstance(stage, Train):
+            updates["datasets"] = [inputs[ref]["path"] for ref in stage.datasets]
+        else:  # the averaged checkpoints, by reference instead of by absolute path
+            meta = json.loads((output / "config.json").read_text()).get("metadata", {})
+            updates["averaged_from"] = [
+                {**entry, "path": inputs[ref]["path"]}
+                for entry, ref in zip(meta.get("averaged_from", []), stage.inputs, strict=True)
+            ]
+        stamp_metadata(output, updates)
 
     def execute(self, stage: Stage, folder: Path, resume: bool) -> dict[str, Any]:
         if isinstance(stage, Record):

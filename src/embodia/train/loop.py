@@ -42,6 +42,7 @@ from embodia.policy.model import VLA, VLAConfig
 from embodia.policy.normalize import Normalizer
 from embodia.policy.policy import Policy
 from embodia.robots.spec import ACTION, OBS_STATE
+from embodia.runs import git_sha
 from embodia.sim.tasks import paraphrases
 from embodia.train.config import TrainConfig, lr_at
 
@@ -335,6 +336,7 @@ class Trainer:
             betas=(0.9, 0.95),
         )
         self.step = 0
+        self.commit = git_sha()  # the checkout that trained it, in the checkpoint's metadata
         self.wrapped, self.optimizer = self.acc.prepare(self.model, self.optimizer)
         # After prepare(), so that the EMA lives on the training device with the weights it follows.
         self.ema = [p.detach().clone() for p in self.model.parameters()] if cfg.ema_decay > 0 else None
@@ -358,6 +360,7 @@ class Trainer:
             "datasets": [str(d) for d in self.cfg.datasets],
             "train_step": self.step,
             "preset": self.cfg.name,
+            "commit": self.commit,
         }
         default = self.sources[0].info.name
         return Policy(model, self.embodiments, default, meta, encoder=self.encoder)

@@ -1,7 +1,7 @@
 """Plant one data defect per doctor check into copies of a clean dataset, then see whether the doctor
 finds each one, in the right episode and frames.
 
-    python benchmarks/plant_defects.py --src CLEAN_DATASET --out /tmp/planted [--defects idle_start,...]
+    python benchmarks/plant_defects.py --src CLEAN_DATASET --out planted [--defects idle_start,...]
 
 Each defect is planted close to its check's threshold (a 0.6 s idle start against 0.5 s, one 10 sigma
 spike against 8 sigma, mean gray 40 against 50, ...) into ONE episode of an otherwise untouched copy,
@@ -32,7 +32,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from embodia.data import doctor_checks as dc
-from embodia.data.doctor import Diagnosis, diagnose
+from embodia.data import doctor_motion as dm
+from embodia.data.doctor import diagnose
+from embodia.data.doctor_report import Diagnosis
 from embodia.data.format import INDEX_FEATURES, STAT_NAMES, data_keys
 from embodia.data.reader import LeRobotDataset
 from embodia.data.video import extract_segment
@@ -347,7 +349,7 @@ def frozen_action(c, k):
 
 
 def action_spike(c, k):
-    key, dims, sig = dc.jump_sigmas(c.scan)
+    key, dims, sig = dm.jump_sigmas(c.scan)
     d = max(dims, key=lambda i: sig[i])
     ep = c.eps[k]
     f = len(ep.tasks) // 2

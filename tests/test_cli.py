@@ -10,16 +10,23 @@ def test_demo_with_a_checkpoint_writes_videos_report_and_manifest(
     tmp_path, monkeypatch, capsys, tiny_policy_dir
 ):
     monkeypatch.chdir(tmp_path)
-    assert main(["demo", "--checkpoint", str(tiny_policy_dir), "--max-steps", "12"]) == 0
-    out = capsys.readouterr().out
-    assert re.search(r"\d/3 succeeded", out)  # prints the success count
+    argv = ["demo", "--checkpoint", str(tiny_policy_dir), "--max-steps", "12", "--episodes", "5"]
+    assert main(argv) == 0
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps lines
+    # The measured success on fixed seeds 0..N-1, with its interval: never chosen seeds.
+    assert re.search(
+        r"\d/5 succeeded: \d+\.\d% \(Wilson 95 % interval \d+\.\d%-\d+\.\d%\) on seeds 0..4", out
+    )
     (run,) = (tmp_path / "embodia_runs" / "demo").iterdir()
-    videos = sorted(run.glob("*.mp4"))
-    assert len(videos) == 3 and all(v.stat().st_size > 1000 for v in videos)
+    results = json.loads((run / "results.json").read_text())
+    assert [e["seed"] for e in results["episodes"]] == [0, 1, 2, 3, 4]
+    assert [e["task"] for e in results["episodes"]] == ["pick", "push", "stack", "touch", "pick"]
+    videos = sorted((run / "videos").glob("*.mp4"))
+    assert len(videos) == 4 and all(v.stat().st_size > 1000 for v in videos)  # one per family
     html = (run / "report.html").read_text()
-    assert html.count("<video") == 3 and "pick up the red block" in html
+    assert html.count("<video") == 4 and "embodia demo" in html
     manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["command"] == "demo" and len(manifest["inputs"]["tasks"]) == 3
+    assert manifest["command"] == "demo" and manifest["seeds"] == [0, 1, 2, 3, 4]
     assert manifest["versions"]["mujoco"] == "3.3.0" and "git_sha" in manifest
     assert len(manifest["inputs"]["checkpoint_hash"]) == 64
 
@@ -66,7 +73,7 @@ def test_demo_runs_the_shipped_base_end_to_end(tmp_path, monkeypatch, capsys):
     assert (BASE_DIR / "model.safetensors").exists(), "the pretrained base must ship inside the package"
     monkeypatch.chdir(tmp_path)
     assert main(["demo", "--max-steps", "40"]) == 0
-    out = capsys.readouterr().out
-    assert "VLA shipped base" in out and re.search(r"\d/3 succeeded", out)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "VLA shipped base" in out and re.search(r"\d+/12 succeeded: .* on seeds 0..11", out)
     (run,) = (tmp_path / "embodia_runs" / "demo").iterdir()
-    assert len(list(run.glob("*.mp4"))) == 3 and (run / "report.html").exists()
+    assert len(list((run / "videos").glob("*.mp4"))) == 4 and (run / "report.html").exists()

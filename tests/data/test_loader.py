@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader
 
-from embodia.data.loader import TrainingDataset, augment_batch, collate, dataset_fingerprint
+from embodia.data.loader import TrainingDataset, collate, dataset_fingerprint
+from embodia.data.transforms import ImageAugment
 from embodia.data.video import decode_all
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "so101_tabletop_tiny"
@@ -52,9 +53,9 @@ def test_augmentation_shapes_ranges_and_determinism(tmp_path):
     ds = TrainingDataset(FIXTURE, chunk_size=4, cache_dir=tmp_path)
     batch = ds.__getitems__(list(range(16)))
     cams = ds.cameras
-    a = augment_batch(batch, cams, generator=torch.Generator().manual_seed(0))
-    b = augment_batch(batch, cams, generator=torch.Generator().manual_seed(0))
-    c = augment_batch(batch, cams, generator=torch.Generator().manual_seed(1))
+    a = ImageAugment(cams)(batch, torch.Generator().manual_seed(0))
+    b = ImageAugment(cams)(batch, torch.Generator().manual_seed(0))
+    c = ImageAugment(cams)(batch, torch.Generator().manual_seed(1))
     for key in cams:
         assert a[key].dtype == torch.float32 and a[key].shape == (16, 3, 64, 64)
         assert a[key].min() >= 0.0 and a[key].max() <= 1.0

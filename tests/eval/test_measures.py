@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from embodia.eval.rollout import EpisodeResult, _progress_fields
-from embodia.eval.run import measure_medians, measure_text
+from embodia.eval.run import measure_medians
+from embodia.sim.progress import measure_text
 
 
 def _episode(task: str, success: bool, **measures) -> EpisodeResult:

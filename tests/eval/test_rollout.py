@@ -9,9 +9,10 @@ import av
 import numpy as np
 import pytest
 
-from embodia.eval.rollout import EVAL_SEED_BASE, TemporalEnsemble, plan_episodes, run_rollouts
+from embodia.eval.rollout import EVAL_SEED_BASE, plan_episodes, run_rollouts
 from embodia.eval.run import evaluate
 from embodia.eval.suites import resolve_suite
+from embodia.policy.executor import TemporalEnsemble
 from embodia.sim.tabletop import TabletopEnv
 from embodia.sim.tasks import FAMILIES, parse_instruction
 from embodia.sim.vector import VectorRunner
@@ -218,50 +219,54 @@ class _GuidablePolicy:
 def test_guided_replanning_passes_the_rest_of_the_previous_chunk(tmp_path):
     policy = _GuidablePolicy()
     res = evaluate(
-        policy, "touch", episodes=1, num_envs=1, replan_every=3, guided=True, videos_per_task=0,
+        policy, "touch", episodes=1, num_envs=1, replan_every=3, join="guided", videos_per_task=0,
         out_dir=tmp_path, max_steps=9, in_process=True, **SMALL,
     )  # fmt: skip
     assert res.episodes[0].chunks == 3  # ceil(9 / 3)
     assert policy.pending[0] is None  # the first chunk of an episode plans freely
     for call in (1, 2):  # later ones are guided by the 5 actions the previous chunk did not execute
         np.testing.assert_array_equal(policy.pending[call], policy.chunks[call - 1][:, 3:])
-    assert json.loads((tmp_path / "results.json").read_text())["guided"] is True
+    assert json.loads((tmp_path / "results.json").read_text())["join"] == "guided"
 
 
 def test_guided_replanning_needs_room_and_a_guidable_policy(hold_policy):
     with pytest.raises(ValueError, match="execute fewer than the chunk's 8"):
-        evaluate(_GuidablePolicy(), "touch", episodes=1, replan_every=8, guided=True, **SMALL)
+        evaluate(_GuidablePolicy(), "touch", episodes=1, replan_every=8, join="guided", **SMALL)
     with pytest.raises(TypeError, match="cannot be guided"):
-        evaluate(hold_policy(chunk_size=8), "touch", episodes=1, replan_every=4, guided=True, **SMALL)
+        evaluate(hold_policy(chunk_size=8), "touch", episodes=1, replan_every=4, join="guided", **SMALL)
 
 
-class _NoisyPolicy(_GuidablePolicy):
-    """Holds still, and records a draw from torch's global generator per call, as a flow policy's noise."""
+class _SeedPolicy(_GuidablePolicy):
+    """Holds still, and records the noise seed of every row it is asked for, by episode (its seed
+    is in the observation's scene: the state differs per episode, so key by the task text and call)."""
 
     def __init__(self):
         super().__init__()
-        self.draws: list[float] = []
+        self.seeds: list[list[int]] = []
 
-    def predict_chunk(self, observations, pending=None, delay=0):
-        import torch
-
-        self.draws.append(float(torch.randn(())))
+    def predict_chunk(self, observations, pending=None, delay=0, noise_seed=None):
+        self.seeds.append(list(noise_seed))
         return super().predict_chunk(observations, pending, delay)
 
 
-def test_the_same_evaluation_draws_the_same_policy_noise(tmp_path):
-    import torch
+def test_each_episode_draws_its_own_noise_whatever_the_batching(tmp_path):
+    """Noise seeds come from (episode seed, chunk index): the same with 1 or 2 envs, in any order,
+    and different between episodes and chunks."""
+    from embodia.policy.executor import noise_seed
 
-    runs = []
-    for i in range(2):
-        torch.manual_seed(i)  # whatever happened before the evaluation
-        policy = _NoisyPolicy()
-        evaluate(
-            policy, "touch", episodes=2, num_envs=1, videos_per_task=0, out_dir=tmp_path / str(i),
+    per_run = []
+    for num_envs in (1, 2):
+        policy = _SeedPolicy()
+        res = evaluate(
+            policy, "touch", episodes=3, num_envs=num_envs, videos_per_task=0, out_dir=tmp_path / str(num_envs),
             max_steps=8, in_process=True, **SMALL,
         )  # fmt: skip
-        runs.append(policy.draws)
-    assert len(runs[0]) == 4 and runs[0] == runs[1]
+        asked = sorted(s for call in policy.seeds for s in call)
+        expected = sorted(noise_seed(e.seed, c) for e in res.episodes for c in range(e.chunks))
+        assert asked == expected and len(set(asked)) == len(asked) == 6  # 3 episodes x 2 chunks
+        per_run.append(asked)
+    assert per_run[0] == per_run[1]
+    assert max(len(call) for call in policy.seeds) == 2  # the 2-env run did batch
 
 
 def test_temporal_ensemble_averages_what_each_chunk_predicted_for_the_step():
@@ -290,5 +295,5 @@ def test_ensembled_evaluation_replans_every_step_and_executes_the_mean(tmp_path)
     assert (data["ensemble"], data["replan_every"]) == (0.0, 1)
     with pytest.raises(ValueError, match="replan_every 1"):
         evaluate(policy, "touch", episodes=1, ensemble=0.01, replan_every=4, **SMALL)
-    with pytest.raises(ValueError, match="choose one"):
-        evaluate(policy, "touch", episodes=1, ensemble=0.01, replan_every=1, guided=True, **SMALL)
+    with pytest.raises(ValueError, match="takes no join"):
+        evaluate(policy, "touch", episodes=1, ensemble=0.01, replan_every=1, join="guided", **SMALL)

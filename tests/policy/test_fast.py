@@ -46,3 +46,50 @@ def test_real_time_chunking_reproduces_the_frozen_actions(tiny_policy_dir):
     np.testing.assert_allclose(
         chunk, eager.predict_chunk(obs, pending=pending, delay=2, noise=noise), atol=1e-5
     )
+
+
+def test_each_flow_step_sees_the_prefix_encode_prefix_built(monkeypatch):
+    """The traced step rebuilds the `Prefix` from the traced prefix's outputs: every field must be the
+    one `encode_prefix` computed (it once passed the noisy actions as `memory` and the attention mask
+    as `valid`, unnoticed because the expert reads only the K/V and the mask). Run untraced, so that a
+    spy on `velocity` sees the tensors themselves."""
+    import embodia.policy.fast as fast
+    from embodia.policy.model import VLA, VLAConfig
+
+    cfg = VLAConfig(image_size=32, d_model=32, n_heads=2, prefix_layers=1, expert_layers=2,
+                    cnn_channels=(8, 16), chunk_size=4, n_action_steps=2, max_state_dim=6,
+                    max_action_dim=6, flow_steps=2)  # fmt: skip
+    torch.manual_seed(0)
+    model = VLA(cfg).eval()
+    g = torch.Generator().manual_seed(0)
+    lang_mask = torch.ones(2, 5, dtype=torch.bool)
+    lang_mask[1, 3:] = False  # a shorter instruction: `valid` differs between the samples
+    inputs = {
+        "images": torch.rand(2, 2, 3, 32, 32, generator=g),
+        "image_mask": torch.tensor([[True, True], [True, False]]),
+        "lang_tokens": torch.randn(2, 5, 384, generator=g),
+        "lang_mask": lang_mask,
+        "sentence": torch.nn.functional.normalize(torch.randn(2, 384, generator=g), dim=-1),
+        "state": torch.randn(2, 6, generator=g),
+        "embodiment": torch.zeros(2, dtype=torch.long),
+    }
+    with torch.no_grad():
+        want = model.encode_prefix(**inputs)
+    seen = []
+    velocity = VLA.velocity
+
+    def spy(self, x, t, prefix):
+        seen.append(prefix)
+        return velocity(self, x, t, prefix)
+
+    monkeypatch.setattr(VLA, "velocity", spy)
+    monkeypatch.setattr(fast, "_freeze", lambda module, args: module.eval())
+    noise = torch.randn(2, cfg.chunk_size, cfg.max_action_dim, generator=g)
+    fast.FastSampler(model).sample(inputs, noise=noise)
+    assert len(seen) == cfg.flow_steps
+    for prefix in seen:
+        assert torch.equal(prefix.memory, want.memory)
+        assert torch.equal(prefix.valid, want.valid)
+        assert torch.equal(prefix.attn_mask, want.attn_mask)
+        for (k, v), (k0, v0) in zip(prefix.cross_kv, want.cross_kv, strict=True):
+            assert torch.equal(k, k0) and torch.equal(v, v0)

@@ -87,15 +87,36 @@ def test_flow_noise_scale_sets_the_samplers_temperature():
         model.cfg.flow_noise_scale = 0.0
         cold = [model.sample(prefix, dim_mask=dims) for _ in range(2)]
         assert torch.equal(cold[0], cold[1])  # scale 0: deterministic, from the noise's mean
-        # In between, the starting noise is the scaled draw: the same seed at scale 0.5 equals an explicit
-        # half-size noise.
+        # In between, the starting noise is the scaled draw, whether drawn here or given (standard normal,
+        # e.g. seeded per row by the chunk executor): the same seed at scale 0.5 equals an explicit noise
+        # at 0.5, and equals half-size noise at scale 1.
         model.cfg.flow_noise_scale = 0.5
         torch.manual_seed(7)
         half = model.sample(prefix, dim_mask=dims)
         torch.manual_seed(7)
-        explicit = model.sample(prefix, dim_mask=dims, noise=0.5 * torch.randn(3, 8, 8))
+        explicit = model.sample(prefix, dim_mask=dims, noise=torch.randn(3, 8, 8))
         assert torch.allclose(half, explicit)
+        model.cfg.flow_noise_scale = 1.0
+        torch.manual_seed(7)
+        assert torch.allclose(half, model.sample(prefix, dim_mask=dims, noise=0.5 * torch.randn(3, 8, 8)))
     with pytest.raises(ValueError, match="flow_noise_scale"):
         VLAConfig(**TINY, flow_noise_scale=1.5)
     older = {k: v for k, v in VLAConfig(**TINY).to_dict().items() if k != "flow_noise_scale"}
     assert VLAConfig.from_dict(older).flow_noise_scale == 1.0  # checkpoints from before the setting
+
+
+def test_flow_time_is_beta_1_5_1_kept_off_zero_and_drawn_from_the_generator():
+    from embodia.policy.model import FLOW_TIME_MIN, sample_flow_time
+
+    t = sample_flow_time(20_000, torch.Generator().manual_seed(0))
+    assert t.min() >= FLOW_TIME_MIN and t.max() <= 1.0
+    raw = (t - FLOW_TIME_MIN) / (1 - FLOW_TIME_MIN)
+    for x in (0.1, 0.3, 0.5, 0.7, 0.9):  # the CDF of Beta(1.5, 1) is x^1.5
+        assert (raw <= x).float().mean().item() == pytest.approx(x**1.5, abs=0.01)
+    assert torch.equal(t, sample_flow_time(20_000, torch.Generator().manual_seed(0)))
+    # Exactly the draw the training loop made inline before it used this function (bit-identical runs).
+    g = torch.Generator().manual_seed(3)
+    assert torch.equal(
+        sample_flow_time(32, torch.Generator().manual_seed(3)),
+        torch.rand(32, generator=g).pow(1 / 1.5) * 0.999 + 0.001,
+    )

@@ -21,7 +21,8 @@ class CountingSource:
     def __init__(self):
         self.requests: list[tuple[int, np.ndarray | None, int, str]] = []
 
-    def __call__(self, obs, pending, delay):
+    def __call__(self, request):
+        obs, pending, delay = request.observation, request.pending, request.delay
         c = len(self.requests)
         self.requests.append(
             (obs["tick"], None if pending is None else pending.copy(), delay, threading.current_thread().name)
@@ -53,9 +54,9 @@ def test_without_delay_it_is_synchronous_chunking():
     assert [r[0] for r in src.requests] == [0, 4, 8]
 
 
-def test_rtc_sends_the_actions_still_to_run():
+def test_guided_sends_the_actions_still_to_run():
     src = CountingSource()
-    with ChunkRunner(src, H, N, delay=2, strategy="rtc") as runner:
+    with ChunkRunner(src, H, N, delay=2, strategy="guided") as runner:
         executed = drive(runner, 9)
     assert executed.tolist() == [0, 1, 2, 3, 102, 103, 104, 105, 202]
     (_, p1, d1, _), (_, p2, d2, _) = src.requests[1], src.requests[2]
@@ -103,30 +104,30 @@ def test_runner_through_the_server_on_the_tabletop(server_url, tiny_policy):
     env = TabletopEnv(image_size=64)
     try:
         with Client(server_url) as client:
-            for strategy in ("naive", "blend", "rtc"):
+            for strategy in ("naive", "blend", "guided"):
                 with ChunkRunner(client, tiny_policy.chunk_size, 4, delay=2, strategy=strategy) as runner:
                     ep = run_chunked_episode(runner, env, seed=1, options={"family": "touch"}, max_steps=11)
                 assert ep.steps == 11 and ep.actions.shape == (11, 6) and np.all(np.isfinite(ep.actions))
-                assert ep.switch_ticks == [4, 8] and ep.chunks == 3
+                assert ep.switch_ticks == [4, 8] and ep.chunks == 4  # requested: the 4th at tick 10
     finally:
         env.close()
 
 
-def test_rtc_chunks_continue_what_ran(tiny_policy):
+def test_guided_chunks_continue_what_ran(tiny_policy):
     """Server-guided inpainting: the new chunk's first `delay` actions are the pending ones."""
     seen = []
 
-    def fetch(obs, pending, delay):
-        chunk = fetch_from(tiny_policy)(obs, pending, delay)
-        if pending is not None:
-            seen.append((pending[:delay], chunk[:delay]))
+    def fetch(request):
+        chunk = fetch_from(tiny_policy)(request)
+        if request.pending is not None:
+            seen.append((request.pending[: request.delay], chunk[: request.delay]))
         return chunk
 
     from embodia.sim.tabletop import TabletopEnv
 
     env = TabletopEnv(image_size=64)
     try:
-        with ChunkRunner(fetch, tiny_policy.chunk_size, 4, delay=2, strategy="rtc") as runner:
+        with ChunkRunner(fetch, tiny_policy.chunk_size, 4, delay=2, strategy="guided") as runner:
             run_chunked_episode(runner, env, seed=2, options={"family": "pick"}, max_steps=9)
     finally:
         env.close()
@@ -146,7 +147,7 @@ def test_benchmark_runs_end_to_end(tiny_policy_dir, tmp_path):
          "--json", str(out)]
     )  # fmt: skip
     results = bench.run(args)
-    assert set(results) == {"naive", "blend", "rtc"}
+    assert set(results) == {"naive", "blend", "guided"}
     for r in results.values():
         assert r["episodes"] == 1 and r["steps"] == 10 and np.isfinite(r["boundary_jerk"])
     assert out.exists()

@@ -170,7 +170,7 @@ def test_do_runs_an_instruction_outside_the_catalogue_without_judging_it(server)
 class _NanPolicy:
     """A policy gone wrong: every action is NaN."""
 
-    n_action_steps = 2
+    chunk_size, n_action_steps = 4, 2
 
     def reset(self):
         pass

@@ -58,7 +58,7 @@ def test_unknown_task_and_color_list_the_valid_ones():
 def test_docs_task_catalogue_is_current():
     from pathlib import Path
 
-    from embodia.sim.tasks import tasks_markdown
+    from embodia.sim.catalogue import tasks_markdown
 
     doc = Path(__file__).resolve().parents[2] / "docs" / "tasks.md"
     assert doc.read_text() == tasks_markdown(), "regenerate with: embodia tasks --markdown > docs/tasks.md"

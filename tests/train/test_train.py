@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from embodia.policy.policy import Policy
+from embodia.sim.tasks import paraphrases
 from embodia.train.config import LanguageAugConfig, TrainConfig, lr_at, preset
 from embodia.train.loop import latest_checkpoint, train
 
@@ -217,7 +218,7 @@ def test_ema_follows_the_weights_onto_the_training_device(tmp_path):
 def test_dataset_weights_set_how_often_each_dataset_is_drawn():
     from types import SimpleNamespace
 
-    from embodia.train.loop import draw_source, step_generator
+    from embodia.train.batches import draw_source, step_generator
 
     sources = [SimpleNamespace(data=range(900)), SimpleNamespace(data=range(100))]
 
@@ -333,26 +334,27 @@ def test_training_from_an_instruction_table_needs_no_encoder_and_trains_the_same
 ):
     import embodia.train.loop as loop
     from embodia.cli import main
+    from embodia.train.batches import write_instruction_table
 
     cfg = tiny(tmp_path, steps=4, save_every=1000, language=LanguageAugConfig(paraphrase=0.5))
     table = tmp_path / "instructions.safetensors"
-    path, n = loop.write_instruction_table(cfg, table)
+    path, n = write_instruction_table(cfg, table, phrasings=paraphrases)
     assert path == table and n > 4  # the fixture's tasks and the phrasings --paraphrase swaps in
-    reference = train(cfg, tmp_path / "with_encoder")
+    reference = train(cfg, tmp_path / "with_encoder", phrasings=paraphrases)
 
     def no_encoder(*args, **kwargs):
         raise AssertionError("the sentence encoder was loaded although an instruction table was given")
 
     monkeypatch.setattr(loop, "InstructionEncoder", no_encoder)
     from_table = train(tiny(tmp_path, steps=4, save_every=1000, instruction_table=str(table), language=LanguageAugConfig(paraphrase=0.5)),
-                       tmp_path / "with_table")  # fmt: skip
+                       tmp_path / "with_table", phrasings=paraphrases)  # fmt: skip
     assert_same(weights(reference), weights(from_table))
     # A table written without the phrasings cannot serve a run that swaps them in.
     monkeypatch.undo()
-    loop.write_instruction_table(tiny(tmp_path), tmp_path / "tasks_only.safetensors")
+    write_instruction_table(tiny(tmp_path), tmp_path / "tasks_only.safetensors")
     with pytest.raises(ValueError, match="not in the table"):
         train(tiny(tmp_path, steps=2, instruction_table=str(tmp_path / "tasks_only.safetensors"), language=LanguageAugConfig(paraphrase=0.5)),
-              tmp_path / "bad")  # fmt: skip
+              tmp_path / "bad", phrasings=paraphrases)  # fmt: skip
     # The CLI writes a table and stops without a run folder.
     out = tmp_path / "cli.safetensors"
     monkeypatch.chdir(tmp_path)
@@ -380,48 +382,9 @@ def test_a_run_past_its_time_budget_stops_and_saves(tmp_path, monkeypatch):
 BUDGET_STEPS_MIN = 20  # the calibration steps always run
 
 
-def test_swap_phrasings_draws_other_phrasings_of_the_same_task_at_the_given_rate():
-    from embodia.sim.tasks import paraphrases
-    from embodia.train.loop import step_generator, swap_phrasings
-
-    text = "pick up the red block"
-    alternatives = {text: paraphrases(text)}
-    texts = [text] * 4000 + ["Push the puck to a goal"] * 10
-    out = swap_phrasings(texts, alternatives, 0.5, step_generator(0, 1, 0))
-    swapped = [o for o in out[:4000] if o != text]
-    assert len(swapped) / 4000 == pytest.approx(0.5, abs=0.03)
-    assert set(swapped) == set(alternatives[text])  # every phrasing is used, and only those
-    assert out[4000:] == texts[4000:]  # no alternatives: unchanged
-    again = swap_phrasings(texts, alternatives, 0.5, step_generator(0, 1, 0))
-    assert again == out  # a pure function of the step's generator (exact resume holds)
-    assert swap_phrasings(texts, alternatives, 0.0, step_generator(0, 1, 0)) == texts
-    with pytest.raises(ValueError, match="probability"):
-        TrainConfig(language=LanguageAugConfig(paraphrase=1.5))
-
-
-def test_word_dropout_hides_only_word_tokens_at_the_given_rate():
-    from embodia.train.loop import drop_words, step_generator
-
-    lengths = torch.tensor([2, 5, 12] * 2000)  # real tokens per instruction ([CLS] ... [SEP])
-    mask = torch.arange(16)[None, :] < lengths[:, None]
-    out = drop_words(mask, 0.25, step_generator(0, 3, 0))
-    assert not (out & ~mask).any()  # padding never becomes real
-    assert out[:, 0].all() and out[torch.arange(len(lengths)), lengths - 1].all()  # [CLS], [SEP] kept
-    assert torch.equal(out[lengths == 2], mask[lengths == 2])  # nothing between them: nothing to drop
-    words = mask.sum() - 2 * len(lengths)
-    assert (mask.sum() - out.sum()).item() / words.item() == pytest.approx(0.25, abs=0.02)
-    assert torch.equal(out, drop_words(mask, 0.25, step_generator(0, 3, 0)))  # pure function of the step
-    with pytest.raises(ValueError, match="word_dropout"):
-        TrainConfig(language=LanguageAugConfig(word_dropout=1.0))
-    with pytest.raises(ValueError, match="paraphrase > 0"):
-        TrainConfig(
-            language=LanguageAugConfig(paraphrase_carriers=True)
-        )  # nothing would be swapped: carriers alone do nothing
-
-
 def test_training_with_carriers_and_word_dropout_changes_the_weights(tmp_path):
     from embodia.policy.language import InstructionEncoder
-    from embodia.train.loop import build_sources
+    from embodia.train.batches import build_sources
 
     cfg = tiny(
         tmp_path,
@@ -429,16 +392,18 @@ def test_training_with_carriers_and_word_dropout_changes_the_weights(tmp_path):
         save_every=2,
         language=LanguageAugConfig(paraphrase=0.5, paraphrase_carriers=True, word_dropout=0.2),
     )
-    sources, _ = build_sources(cfg, cfg.model, InstructionEncoder())
+    sources, _ = build_sources(cfg, cfg.model, InstructionEncoder(), phrasings=paraphrases)
     src = sources[0]
     for t in src.data.ds.tasks:
         assert any(a.startswith("please ") for a in src.alternatives[t])
         assert all(a in src.language.index for a in src.alternatives[t])
-    final = train(cfg, tmp_path / "run")
+    final = train(cfg, tmp_path / "run", phrasings=paraphrases)
     saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
     assert saved["language"]["paraphrase_carriers"] is True and saved["language"]["word_dropout"] == 0.2
     plain = train(
-        tiny(tmp_path, steps=4, save_every=2, language=LanguageAugConfig(paraphrase=0.5)), tmp_path / "plain"
+        tiny(tmp_path, steps=4, save_every=2, language=LanguageAugConfig(paraphrase=0.5)),
+        tmp_path / "plain",
+        phrasings=paraphrases,
     )
     w_new, w_plain = weights(final), weights(plain)
     assert any(not torch.equal(w_new[k], w_plain[k]) for k in w_new)
@@ -446,47 +411,20 @@ def test_training_with_carriers_and_word_dropout_changes_the_weights(tmp_path):
 
 def test_training_with_paraphrases_encodes_them_and_trains(tmp_path):
     from embodia.policy.language import InstructionEncoder
-    from embodia.train.loop import build_sources
+    from embodia.train.batches import build_sources
 
     cfg = tiny(tmp_path, steps=4, save_every=2, language=LanguageAugConfig(paraphrase=0.5))
-    sources, _ = build_sources(cfg, cfg.model, InstructionEncoder())
+    sources, _ = build_sources(cfg, cfg.model, InstructionEncoder(), phrasings=paraphrases)
     src = sources[0]
     tasks = list(src.data.ds.tasks)
     assert tasks and set(src.alternatives) == set(tasks)
     for t in tasks:  # every phrasing the batch may swap in was encoded with the dataset's own
         assert t in src.language.index and all(a in src.language.index for a in src.alternatives[t])
-    final = train(cfg, tmp_path / "run")
+    final = train(cfg, tmp_path / "run", phrasings=paraphrases)
     assert json.loads((tmp_path / "run" / "train_config.json").read_text())["language"]["paraphrase"] == 0.5
     plain = train(tiny(tmp_path, steps=4, save_every=2), tmp_path / "plain")
     w_para, w_plain = weights(final), weights(plain)
     assert any(not torch.equal(w_para[k], w_plain[k]) for k in w_para)  # the swaps reached the model
-
-
-def test_sentence_mix_and_noise_move_the_vector_as_specified():
-    from embodia.train.loop import mix_sentences, perturb_sentences, step_generator
-
-    g0 = torch.Generator().manual_seed(0)
-    a = torch.nn.functional.normalize(torch.randn(4000, 384, generator=g0), dim=-1)
-    b = torch.nn.functional.normalize(torch.randn(4000, 384, generator=g0), dim=-1)
-    mixed = mix_sentences(a, b, 0.5, step_generator(0, 2, 0))
-    assert torch.allclose(mixed.norm(dim=-1), torch.ones(4000))
-    moved = ~torch.isclose((mixed * a).sum(-1), torch.ones(4000))
-    assert moved.float().mean().item() == pytest.approx(0.5, abs=0.03)
-    # every moved vector lies on the arc between its own phrasing and the other one
-    cross = torch.linalg.matrix_rank(torch.stack([mixed[moved][:50], a[moved][:50], b[moved][:50]], 1))
-    assert (cross == 2).all()
-    assert torch.equal(mixed, mix_sentences(a, b, 0.5, step_generator(0, 2, 0)))  # pure function of the step
-    assert torch.equal(
-        mix_sentences(a, b, 0.0, step_generator(0, 2, 0)), torch.nn.functional.normalize(a, dim=-1)
-    )
-
-    noisy = perturb_sentences(a, 1.0, step_generator(0, 2, 0))
-    assert torch.allclose(noisy.norm(dim=-1), torch.ones(4000))
-    assert (noisy * a).sum(-1).mean().item() == pytest.approx(2**-0.5, abs=0.02)  # cos ~ 1 / sqrt(1 + s^2)
-    with pytest.raises(ValueError, match="paraphrase > 0"):
-        TrainConfig(language=LanguageAugConfig(sentence_mix=0.5))  # nothing to mix toward
-    with pytest.raises(ValueError, match="sentence_noise"):
-        TrainConfig(language=LanguageAugConfig(sentence_noise=-1.0))
 
 
 def test_training_with_sentence_mix_and_noise_changes_the_weights(tmp_path):
@@ -496,11 +434,61 @@ def test_training_with_sentence_mix_and_noise_changes_the_weights(tmp_path):
         save_every=2,
         language=LanguageAugConfig(paraphrase=0.5, sentence_mix=0.5, sentence_noise=0.5),
     )
-    final = train(cfg, tmp_path / "run")
+    final = train(cfg, tmp_path / "run", phrasings=paraphrases)
     saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
     assert saved["language"]["sentence_mix"] == 0.5 and saved["language"]["sentence_noise"] == 0.5
     plain = train(
-        tiny(tmp_path, steps=4, save_every=2, language=LanguageAugConfig(paraphrase=0.5)), tmp_path / "plain"
+        tiny(tmp_path, steps=4, save_every=2, language=LanguageAugConfig(paraphrase=0.5)),
+        tmp_path / "plain",
+        phrasings=paraphrases,
     )
     w_new, w_plain = weights(final), weights(plain)
     assert any(not torch.equal(w_new[k], w_plain[k]) for k in w_new)
+
+
+def test_language_config_is_checked():
+    with pytest.raises(ValueError, match="probability"):
+        TrainConfig(language=LanguageAugConfig(paraphrase=1.5))
+    with pytest.raises(ValueError, match="word_dropout"):
+        TrainConfig(language=LanguageAugConfig(word_dropout=1.0))
+    with pytest.raises(ValueError, match="paraphrase > 0"):
+        TrainConfig(language=LanguageAugConfig(paraphrase_carriers=True))  # carriers alone swap nothing
+    with pytest.raises(ValueError, match="paraphrase > 0"):
+        TrainConfig(language=LanguageAugConfig(sentence_mix=0.5))  # nothing to mix toward
+    with pytest.raises(ValueError, match="sentence_noise"):
+        TrainConfig(language=LanguageAugConfig(sentence_noise=-1.0))
+
+
+def test_each_source_runs_the_transforms_its_config_switches_on_in_draw_order(tmp_path):
+    from embodia.data.transforms import (
+        EncodeInstructions,
+        ImageAugment,
+        Paraphrase,
+        SentenceMix,
+        SentenceNoise,
+        ToModelInputs,
+        WordDropout,
+    )
+    from embodia.policy.language import InstructionEncoder
+    from embodia.train.batches import build_sources
+
+    encoder = InstructionEncoder()
+    everything = LanguageAugConfig(paraphrase=0.5, word_dropout=0.1, sentence_mix=0.3, sentence_noise=0.2)
+    cfg = tiny(tmp_path, aug_shift=0.04, language=everything)
+    (src,), _ = build_sources(cfg, cfg.model, encoder, phrasings=paraphrases)
+    kinds = [type(s) for s in src.transforms.steps]
+    assert kinds == [ImageAugment, Paraphrase, EncodeInstructions, WordDropout, SentenceMix, SentenceNoise,
+                     ToModelInputs]  # fmt: skip
+    assert src.transforms.steps[0].max_shift == 0.04 and src.transforms.steps[1].p == 0.5
+    (plain,), _ = build_sources(tiny(tmp_path, augment=False), cfg.model, encoder)
+    assert [type(s) for s in plain.transforms.steps] == [EncodeInstructions, ToModelInputs]
+    # Phrasings that know none of the tasks (another robot's data): nothing to swap or mix toward.
+    (none,), _ = build_sources(cfg, cfg.model, encoder, phrasings=lambda text, carriers: [])
+    assert none.alternatives == {} and Paraphrase not in [type(s) for s in none.transforms.steps]
+    assert SentenceMix not in [type(s) for s in none.transforms.steps]
+
+
+def test_swapping_phrasings_without_a_source_of_them_is_refused(tmp_path):
+    cfg = tiny(tmp_path, steps=2, language=LanguageAugConfig(paraphrase=0.5))
+    with pytest.raises(ValueError, match="no source of other phrasings"):
+        train(cfg, tmp_path / "run")

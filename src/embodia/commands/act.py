@@ -4,106 +4,82 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from embodia.commands.common import CHECKPOINT_HELP, console
 from embodia.configs import nested, numbers, opt, positive_int, probability
 from embodia.eval.config import EvalConfig
 
-DEMO_TASKS = (("pick", "red", None, None), ("push", "blue", None, "left"), ("stack", "green", "purple", None))
+# The families the shipped base was trained on (place is held out: see its model card).
+DEMO_FAMILIES = ("pick", "push", "stack", "touch")
+DEMO_EPISODES = 12
 
 
 @dataclass(frozen=True)
 class DemoOptions:
-    family: str | None = opt(None, "only this task family")
-    seed: int = opt(0, "episode seed")
+    family: str | None = opt(None, f"only this task family (default: {', '.join(DEMO_FAMILIES)} in turn)")
+    episodes: int = opt(
+        DEMO_EPISODES, "N episodes on seeds 0..N-1 (fixed: no chosen seeds), the families in turn",
+        parse=positive_int,
+    )  # fmt: skip
     checkpoint: str | None = opt(None, f"{CHECKPOINT_HELP} (default: base)")
     max_steps: int | None = opt(None, "cap each episode's steps", parse=positive_int)
+    num_envs: int = opt(2, "episodes run in parallel (subprocesses)", parse=positive_int)
 
 
 def cmd_demo(o: DemoOptions) -> int:
-    """Watch the shipped pretrained VLA carry out three instructions on the simulated SO-101."""
-    from embodia.eval.episode import run_episode
-    from embodia.policy.checkpoint import CheckpointError
+    """Watch the shipped pretrained VLA on the simulated SO-101: N seeded episodes, their success rate
+    with its Wilson interval, videos and a report."""
+    from embodia.eval.rollout import EpisodeSpec
+    from embodia.eval.run import evaluate
+    from embodia.eval.suites import resolve_suite
     from embodia.policy.policy import Policy
-    from embodia.runs import new_run_dir, write_manifest
-    from embodia.sim.tasks import make_task
+    from embodia.runs import new_run_dir
+    from embodia.sim.tasks import FAMILIES
 
     t_start = time.perf_counter()
-    try:
-        policy = Policy.from_pretrained(o.checkpoint)
-        driver = f"VLA {o.checkpoint or 'shipped base'}"
-    except CheckpointError as exc:
-        if o.checkpoint:
-            raise
-        console.print(
-            f"[bold yellow]{exc}[/]\nFalling back to the scripted expert (reads the simulator's state)."
-        )
-        policy, driver = None, "scripted expert"
-    tasks = [make_task(f, c, ob, d) for f, c, ob, d in DEMO_TASKS]
-    if o.family is not None:
-        tasks = [t for t in tasks if t.family == o.family] or [
-            make_task(o.family, "red", *_demo_slots(o.family))
-        ]
-    run_dir = new_run_dir("demo", "vla" if policy else "expert")
-    write_manifest(
-        run_dir,
-        "demo",
-        {"tasks": [t.instruction for t in tasks], "policy": driver,
-         "checkpoint_hash": getattr(policy, "checkpoint_hash", None)},
-        seeds=[o.seed],
-    )  # fmt: skip
-    episodes = []
-    env = tabletop_for(policy)
-    try:
-        for task in tasks:
-            with console.status(f"{task.instruction!r} ..."):
-                actor = policy if policy is not None else _ExpertPolicy(env)
-                ep = run_episode(actor, env, seed=o.seed, task=task, max_steps=o.max_steps)
-            episodes.append(ep)
-            mark = "[green]success[/]" if ep.success else "[red]failed[/]"
-            console.print(f"{task.instruction!r}: {mark} in {ep.steps} steps")
-    finally:
-        env.close()
-    summary = episode_outputs(run_dir, episodes, f"embodia demo: {driver} on the SO-101 tabletop", env)
-    n_ok = sum(e.success for e in episodes)
+    if o.family is not None and o.family not in FAMILIES:
+        raise ValueError(f"unknown family {o.family!r}; valid task families: {', '.join(FAMILIES)}")
+    families = o.family or ",".join(DEMO_FAMILIES)
+    policy = Policy.from_pretrained(o.checkpoint)
+    driver = f"VLA {o.checkpoint or 'shipped base'}"
+    tasks = resolve_suite(families).tasks
+    # Episode i: seed i, the families in turn; the first episode of each family is filmed.
+    plan = [EpisodeSpec(i, tasks[i % len(tasks)], i, i < len(tasks)) for i in range(o.episodes)]
+    cfg = EvalConfig(
+        suite=families, num_envs=o.num_envs, max_steps=o.max_steps, image_size=image_size_of(policy)
+    )
     console.print(
-        f"[bold]{n_ok}/{len(episodes)} succeeded[/] ({driver}) in {time.perf_counter() - t_start:.0f} s. "
-        f"Videos (left: front camera, right: wrist) and report: [bold]{summary}[/]"
+        f"{driver}: {o.episodes} episodes on seeds 0..{o.episodes - 1} ({families}), {o.num_envs} in parallel"
+    )
+    result = evaluate(
+        policy, cfg=replace(cfg, out_dir=str(new_run_dir("demo", "vla"))), plan=plan, command="demo"
+    )
+    for ep in result.episodes:
+        mark = "[green]success[/]" if ep.success else f"[red]failed[/] ({ep.failure or 'step limit'})"
+        console.print(f"  seed {ep.seed:>2}  {ep.instruction!r}: {mark} in {ep.steps} steps")
+    r = result.overall
+    console.print(
+        f"[bold]{r.successes}/{r.n} succeeded: {r.rate:.1%}[/] (Wilson 95 % interval {r.ci_low:.1%}-{r.ci_high:.1%}) "
+        f"on seeds 0..{r.n - 1}, {driver}, in {time.perf_counter() - t_start:.0f} s. Videos and report: "
+        f"[bold]{result.report_path}[/]"
     )
     return 0
 
 
-def _demo_slots(family: str) -> tuple[str | None, str | None]:
-    return {"stack": ("blue", None), "push": (None, "left")}.get(family, (None, None))
-
-
-class _ExpertPolicy:
-    """The scripted expert behind the policy interface (chunks of one action), for the fallback demo."""
-
-    n_action_steps = 1
-
-    def __init__(self, env):
-        self.env = env
-
-    def reset(self) -> None:
-        pass
-
-    def predict_chunk(self, observations):
-        import numpy as np
-
-        return np.asarray(self.env.expert_action(), np.float32)[None, None]
+def image_size_of(policy) -> int:
+    """The camera size `policy` was trained on (96 px without one)."""
+    if policy is None:
+        return 96
+    shape = next(iter(policy.info.image_shapes.values()), [policy.cfg.image_size] * 2)
+    return int(shape[0])
 
 
 def tabletop_for(policy):
     """A tabletop env whose cameras match what `policy` was trained on (96 px without one)."""
     from embodia.sim.tabletop import TabletopEnv
 
-    size = 96
-    if policy is not None:
-        shape = next(iter(policy.info.image_shapes.values()), [policy.cfg.image_size] * 2)
-        size = int(shape[0])
-    return TabletopEnv(image_size=size, cameras=("front", "wrist"))
+    return TabletopEnv(image_size=image_size_of(policy), cameras=("front", "wrist"))
 
 
 def episode_outputs(run_dir, episodes, title, env):

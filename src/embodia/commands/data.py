@@ -173,7 +173,8 @@ def cmd_doctor_data(o: DoctorDataOptions) -> int:
     arguments."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from embodia.data.doctor import diagnose, summary_table, write_fixed
+    from embodia.data.doctor import diagnose, write_fixed
+    from embodia.data.doctor_report import summary_table
     from embodia.data.format import DatasetError
     from embodia.runs import new_run_dir, write_manifest
 
@@ -210,7 +211,8 @@ class TasksOptions:
 
 def cmd_tasks(o: TasksOptions) -> int:
     """List the tabletop task families, their templates and success predicates."""
-    from embodia.sim.tasks import COLORS, DIRECTIONS, FAMILIES, tasks_markdown
+    from embodia.sim.catalogue import tasks_markdown
+    from embodia.sim.tasks import COLORS, DIRECTIONS, FAMILIES
 
     if o.markdown:
         print(tasks_markdown(), end="")

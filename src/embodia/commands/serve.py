@@ -66,9 +66,9 @@ class McpOptions:
 
 def cmd_mcp(o: McpOptions) -> int:
     """Serve the robot (simulated SO-101 tabletop + the VLA) as MCP tools for LLM agents (stdio by default)."""
+    from embodia.net import is_loopback
     from embodia.serve.mcp_server import serve_mcp
     from embodia.serve.robot_tools import RobotTools
-    from embodia.serve.server import is_loopback
 
     # stdout is the MCP wire under stdio: everything this command says goes to stderr.
     err = Console(stderr=True)
@@ -111,7 +111,7 @@ class ViewOptions:
 
 def cmd_view(o: ViewOptions) -> int:
     """Browse datasets, evaluation results and training runs in a local web app (default: this folder)."""
-    from embodia.report.viewer import serve_viewer
+    from embodia.view.viewer import serve_viewer
 
     root = Path(o.path)
     if not root.is_dir():

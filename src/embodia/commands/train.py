@@ -75,6 +75,7 @@ def config_from_run(path: str | Path) -> TrainConfig:
 def cmd_train(o: TrainOptions) -> int:
     """Train the VLA on LeRobotDatasets (from scratch, or fine-tuning a checkpoint with --init-from)."""
     from embodia.runs import new_run_dir, write_manifest
+    from embodia.sim.tasks import paraphrases  # the phrasings --paraphrase swaps in: the tabletop's
     from embodia.train.loop import train
 
     main_process = int(os.environ.get("RANK", "0")) == 0
@@ -94,9 +95,9 @@ def cmd_train(o: TrainOptions) -> int:
 
             check_backbone(cfg.model.backbone)  # before the run folder exists
         if o.save_instructions:
-            from embodia.train.loop import write_instruction_table
+            from embodia.train.batches import write_instruction_table
 
-            path, n = write_instruction_table(cfg, o.save_instructions)
+            path, n = write_instruction_table(cfg, o.save_instructions, phrasings=paraphrases)
             console.print(
                 f"{n} instructions encoded: [bold]{path}[/] (train elsewhere with --instructions {path})"
             )
@@ -112,7 +113,7 @@ def cmd_train(o: TrainOptions) -> int:
         if not o.resume and not o.no_preflight:
             print_preflight(cfg)
     t0 = time.perf_counter()
-    final = train(cfg, run_dir, resume=bool(o.resume), console=console)
+    final = train(cfg, run_dir, resume=bool(o.resume), console=console, phrasings=paraphrases)
     if main_process:
         console.print(
             f"done in {time.perf_counter() - t0:.0f} s; policy: [bold]{final}[/], "

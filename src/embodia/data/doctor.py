@@ -5,9 +5,10 @@
     diag.write("out/")                           # doctor.json + report.html (plots of flagged episodes)
     write_fixed(diag, "datasets/pick_fixed")     # drops FAIL episodes, trims idle ends
 
-The checks themselves live in `embodia.data.doctor_checks` (thresholds and their reasons there) and
-`embodia.data.doctor_motion` (the action and state checks); `CHECKS` below lists them in report order,
-and `embodia.data.doctor_report` writes the console table and report.html. This module reads the
+The checks themselves live in `embodia.data.doctor_checks` (thresholds and their reasons there),
+`embodia.data.doctor_motion` (the action and state checks) and `embodia.data.doctor_camera` (the image
+checks); `CHECKS` below lists them in report order. `embodia.data.doctor_report` holds the result
+(`Diagnosis`) and writes the console table, doctor.json and report.html. This module reads the
 dataset into a `Scan`: every episode's columns (one read per data file; rows the reader would refuse,
 such as broken `index` columns, are still read so they can be reported) and, per camera, one
 sequential decode of each video file that yields per-frame gray level, frame difference
@@ -20,13 +21,12 @@ Nothing in the input dataset is ever written.
 from __future__ import annotations
 
 import bisect
-import json
 import re
 import shutil
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +34,12 @@ import av
 import numpy as np
 import pyarrow.parquet as pq
 
+from embodia.data import doctor_camera as dcam
 from embodia.data import doctor_checks as dc
 from embodia.data import doctor_motion as dm
 from embodia.data import stats as st
-from embodia.data.doctor_checks import FAIL, PASS, SKIP, WARN, CamTrace, Check, EpisodeScan, Finding, Scan
-from embodia.data.doctor_report import summary_table, write_html  # noqa: F401 - summary_table: re-exported
+from embodia.data.doctor_checks import FAIL, SKIP, CamTrace, Check, EpisodeScan, Scan
+from embodia.data.doctor_report import CheckResult, Diagnosis
 from embodia.data.format import INDEX_FEATURES, DatasetError, data_keys
 from embodia.data.reader import TIMESTAMP_TOLERANCE_S, LeRobotDataset, _column_to_numpy
 from embodia.robots.spec import EMBODIMENTS, EmbodimentSpec
@@ -46,103 +47,6 @@ from embodia.robots.spec import EMBODIMENTS, EmbodimentSpec
 ANALYSIS_MAX_SIDE = 256  # larger frames are downscaled before the per-frame image measures
 KINDS = ("joint_abs", "ee_delta")
 _DELTA_NAME = re.compile(r"(^d[xyz]$|delta|vel|twist|^d_)", re.IGNORECASE)
-
-
-@dataclass
-class CheckResult:
-    name: str
-    group: str
-    title: str
-    threshold: str
-    severity: str
-    summary: str
-    findings: list[Finding] = field(default_factory=list)
-    scores: dict[int, float] = field(default_factory=dict)
-    score_label: str = ""
-    score_threshold: float | None = None
-
-
-@dataclass
-class Diagnosis:
-    root: str
-    fps: int
-    robot_type: str | None
-    action_kind: str
-    kind_source: str
-    episodes: int
-    frames: int
-    cameras: list[str]
-    video_scanned: bool
-    wall_s: float
-    results: list[CheckResult]
-    scan: Scan | None = field(default=None, repr=False)  # the traces, for plots and --fix
-
-    @property
-    def severity(self) -> str:
-        return dc.worst(r.severity for r in self.results)
-
-    @property
-    def counts(self) -> dict[str, int]:
-        return {s: sum(r.severity == s for r in self.results) for s in (PASS, WARN, FAIL, SKIP)}
-
-    def result(self, name: str) -> CheckResult:
-        for r in self.results:
-            if r.name == name:
-                return r
-        raise KeyError(f"no check {name!r}; checks: {[r.name for r in self.results]}")
-
-    def fail_episodes(self) -> list[int]:
-        """Episodes with at least one FAIL finding (what --fix drops)."""
-        found = {f.episode for r in self.results for f in r.findings if f.severity == FAIL}
-        return sorted(found - {None})
-
-    def idle_trims(self) -> dict[int, tuple[int, int]]:
-        """episode -> (frames to cut at the start, at the end), from the idle-ends findings."""
-        trims: dict[int, list[int]] = {}
-        for r in self.results:
-            for f in r.findings if r.name == "actions.idle_ends" else []:
-                (start, end), cut = f.frames[0], trims.setdefault(f.episode, [0, 0])
-                cut[0 if start == 0 else 1] = end - start + 1
-        return {e: (a, b) for e, (a, b) in trims.items()}
-
-    def to_dict(self) -> dict[str, Any]:
-        # Not asdict(self): it would deep-copy the scan's per-frame arrays only to drop them.
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("results", "scan")}
-        out["severity"] = self.severity
-        out["counts"] = self.counts
-        out["fail_episodes"] = self.fail_episodes()
-        out["idle_trims"] = {str(e): list(t) for e, t in self.idle_trims().items()}
-        out["checks"] = []
-        for r in self.results:
-            d = asdict(r)
-            d["scores"] = {str(k): v for k, v in r.scores.items()}
-            for f in d["findings"]:
-                f["frames"] = [list(x) for x in f["frames"]]
-                f["seconds"] = [[a / self.fps, (b + 1) / self.fps] for a, b in f["frames"]]
-            out["checks"].append(d)
-        return out
-
-    def write(self, out_dir: str | Path) -> dict[str, Path]:
-        """doctor.json and report.html in `out_dir`."""
-        from embodia.runs import atomic_write_text
-
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / "doctor.json"
-        atomic_write_text(path, json.dumps(_jsonable(self.to_dict()), indent=2) + "\n")
-        return {"json": path, "html": write_html(self, out_dir / "report.html")}
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    return x
 
 
 # ---- what kind of robot ----------------------------------------------------------------------------
@@ -439,13 +343,13 @@ CHECKS: list[Check] = [
           dm.check_offset, kinds=("joint_abs",), score_label="offset deviation (of range)", score_threshold=dc.OFFSET_WARN),
     Check("cameras.black", "cameras", "no black frames",
           f"mean gray < min({dc.BLACK_GRAY:.0f}, {dc.BLACK_RELATIVE:.0%} of camera median); FAIL >= {dc.BLACK_FAIL_FRACTION:.0%} of episode",
-          dc.check_black, needs_video=True, score_label="darkest frame (gray)", score_threshold=dc.BLACK_GRAY),
+          dcam.check_black, needs_video=True, score_label="darkest frame (gray)", score_threshold=dc.BLACK_GRAY),
     Check("cameras.frozen", "cameras", "no frozen camera",
           f"image change < {dc.CAM_FROZEN_RELATIVE:.0%} of camera median for >= {dc.FROZEN_SECONDS} s while the state moves",
-          dc.check_camera_frozen, needs_video=True, score_label="longest frozen-image run (s)", score_threshold=dc.FROZEN_SECONDS),
+          dcam.check_camera_frozen, needs_video=True, score_label="longest frozen-image run (s)", score_threshold=dc.FROZEN_SECONDS),
     Check("cameras.blur", "cameras", "no blurred camera",
           f"Laplacian variance / image variance < {dc.BLUR_WARN:.0%} (FAIL {dc.BLUR_FAIL:.0%}) of the camera's median episode",
-          dc.check_blur, needs_video=True, score_label="sharpness vs camera median", score_threshold=dc.BLUR_WARN),
+          dcam.check_blur, needs_video=True, score_label="sharpness vs camera median", score_threshold=dc.BLUR_WARN),
     Check("stats.agreement", "stats", "stats.json matches data",
           f"mean within {dc.STATS_MEAN_WARN:.0%} std (FAIL {dc.STATS_MEAN_FAIL:.0%}), std within {dc.STATS_STD_WARN:.0%}, min/max within {dc.STATS_RANGE_WARN:.0%} of range",
           dc.check_stats),

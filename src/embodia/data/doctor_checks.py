@@ -4,17 +4,18 @@ A check never reads the dataset itself: `embodia.data.doctor` reads every episod
 decodes every video once into per-frame traces (gray level, frame difference, sharpness), and the
 checks work on those arrays. Each check states its threshold in `Check.threshold`; the numbers are
 the module constants below, for every check. This module holds the data model, the helpers and the
-timestamp, episode, task, camera and stats.json checks; the action and state checks are in
-`embodia.data.doctor_motion` (still importable from here), the registry is `embodia.data.doctor.CHECKS`.
+timestamp, episode, task, camera-naming and stats.json checks; the action and state checks are in
+`embodia.data.doctor_motion` and the image checks in `embodia.data.doctor_camera`; the registry is
+`embodia.data.doctor.CHECKS`.
 
-Calibration: clean data must pass with a margin. Largest values seen on clean data (537 tabletop
-episodes of /work/data/base_train; 20 recorded Meta-World MT10 episodes; the 3-episode dataset LeRobot
-itself wrote) against the threshold: jumps 2.0 sigma (tabletop action) / 1.0 sigma (Meta-World state)
-vs 8; idle ends 0.27 s vs 0.5 s; frozen action runs 0.24 s vs 0.5 s; clipping 28 % vs 50 %;
-calibration offset 1.2 % of range vs 3 %; lag within 2 frames of the median vs 0.1 s; frozen image
-0.13 s vs 0.5 s; sharpness 60 % of the camera median vs 50 %; gripper dwell 2.3 s vs 0.25 s; nearest
-episode 2.1 % of range apart vs 0.5 %. `benchmarks/plant_defects.py` plants each defect just past
-its threshold and checks that it is found.
+Calibration: clean data must pass with a margin. Largest values seen on clean data (537 tabletop episodes
+of the base recipe's first recording, `base_train` in `embodia.recipes.base`; 20 recorded Meta-World MT10
+episodes; the 3-episode dataset LeRobot itself wrote) against the threshold: jumps 2.0 sigma (tabletop
+action) / 1.0 sigma (Meta-World state) vs 8; idle ends 0.27 s vs 0.5 s; frozen action runs 0.24 s vs
+0.5 s; clipping 28 % vs 50 %; calibration offset 1.2 % of range vs 3 %; lag within 2 frames of the median
+vs 0.1 s; frozen image 0.13 s vs 0.5 s; sharpness 60 % of the camera median vs 50 %; gripper dwell 2.3 s
+vs 0.25 s; nearest episode 2.1 % of range apart vs 0.5 %. `benchmarks/plant_defects.py` plants each
+defect just past its threshold and checks that it is found.
 
 Durations are in seconds (converted with the dataset's fps); "range" of a dimension is its robust
 spread over the whole dataset (q99 - q01), so thresholds hold for radians, degrees or metres alike.
@@ -485,90 +486,6 @@ def check_camera_names(scan: Scan) -> Outcome:
     return out
 
 
-# ---- cameras ---------------------------------------------------------------------------------------
-
-
-def _camera_refs(scan: Scan, key: str, attr: str) -> float:
-    per_ep = [
-        np.nanmedian(getattr(e.cams[key], attr)) for e in scan.episodes if key in e.cams and e.length > 1
-    ]
-    per_ep = [v for v in per_ep if np.isfinite(v)]
-    return float(np.median(per_ep)) if per_ep else float("nan")
-
-
-def check_black(scan: Scan) -> Outcome:
-    out = Outcome()
-    notes = []
-    for key in scan.camera_keys:
-        thr = min(BLACK_GRAY, BLACK_RELATIVE * _camera_refs(scan, key, "gray"))
-        notes.append(f"{key.rsplit('.', 1)[-1]} < {thr:.0f}")
-        for e in scan.episodes:
-            cam = e.cams.get(key)
-            if cam is None:
-                continue
-            dark = cam.gray < thr
-            out.scores[e.index] = min(
-                out.scores.get(e.index, np.inf), float(np.nanmin(cam.gray, initial=255))
-            )
-            if dark.any():
-                frac = float(dark.mean())
-                sev = FAIL if frac >= BLACK_FAIL_FRACTION else WARN
-                r = runs(dark)
-                msg = f"{key}: {int(dark.sum())} black frame(s) (mean gray {np.nanmean(cam.gray[dark]):.0f}), {fmt_frames(scan, r)}"
-                out.add(sev, msg, e.index, r, frac)
-    out.note = "black when mean gray " + ", ".join(notes)
-    return out
-
-
-def check_camera_frozen(scan: Scan) -> Outcome:
-    out = Outcome()
-    dims = list(range(len(scan.s_range))) if scan.s_range is not None else []
-    for key in scan.camera_keys:
-        thr = max(CAM_FROZEN_RELATIVE * _camera_refs(scan, key, "diff"), CAM_FROZEN_ABS)
-        for e in scan.episodes:
-            cam = e.cams.get(key)
-            if cam is None or e.length < 2:
-                continue
-            still = cam.diff[1:] < thr  # transition t-1 -> t
-            if e.state is not None and dims:
-                still &= max_speed(e.state, scan.s_range, dims, scan.fps) >= IDLE_SPEED
-            best = 0
-            for a, b in runs(still):
-                f0, f1 = a, b + 1
-                n = f1 - f0 + 1
-                best = max(best, n)
-                if scan.seconds(n) >= FROZEN_SECONDS:
-                    sev = FAIL if n / e.length >= 0.5 else WARN
-                    msg = f"{key}: image unchanged for {scan.seconds(n):.2f} s while the robot moves, {fmt_frames(scan, [(f0, f1)])}"
-                    out.add(sev, msg, e.index, [(f0, f1)], scan.seconds(n))
-            out.scores[e.index] = max(out.scores.get(e.index, 0.0), scan.seconds(best))
-    out.note = f"longest still-while-moving run {max(out.scores.values(), default=0):.2f} s"
-    return out
-
-
-def check_blur(scan: Scan) -> Outcome:
-    out = Outcome()
-    lowest = np.inf
-    for key in scan.camera_keys:
-        ref = _camera_refs(scan, key, "sharp")
-        if not ref > 0:
-            continue
-        for e in scan.episodes:
-            cam = e.cams.get(key)
-            if cam is None or not np.isfinite(cam.sharp).any():
-                continue
-            ratio = float(np.nanmedian(cam.sharp) / ref)
-            lowest = min(lowest, ratio)
-            out.scores[e.index] = min(out.scores.get(e.index, np.inf), ratio)
-            if ratio < BLUR_WARN:
-                sev = FAIL if ratio < BLUR_FAIL else WARN
-                blurry = cam.sharp < BLUR_WARN * ref
-                msg = f"{key}: sharpness {ratio:.0%} of the camera's median episode, {fmt_frames(scan, runs(blurry))}"
-                out.add(sev, msg, e.index, runs(blurry), ratio)
-    out.note = f"least sharp episode at {lowest:.0%} of its camera's median" if np.isfinite(lowest) else ""
-    return out
-
-
 # ---- stats.json ------------------------------------------------------------------------------------
 
 
@@ -639,13 +556,3 @@ def check_stats(scan: Scan) -> Outcome:
             msg = f"{key} channel means are {np.round(have, 3).tolist()} in stats.json, the frames give {np.round(data, 3).tolist()}"
             out.findings.append(Finding(sev, msg, value=err))
     return out
-
-
-def __getattr__(name: str):
-    # The action and state checks moved to doctor_motion, which imports this module: re-exported
-    # lazily (no import cycle) so `doctor_checks.jump_sigmas` and the like keep working.
-    from embodia.data import doctor_motion
-
-    if name in doctor_motion.__all__:
-        return getattr(doctor_motion, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,19 +1,118 @@
-"""The data doctor's outputs: the console table (`summary_table`) and report.html (`write_html`, called
-by `Diagnosis.write`): the checks, their evidence, per-episode score histograms and the action and
-state traces of flagged episodes."""
+"""The data doctor's result and its outputs: `Diagnosis` (one `CheckResult` per check), the console
+table (`summary_table`), doctor.json and report.html (`Diagnosis.write`, `write_html`): the checks,
+their evidence, per-episode score histograms and the action and state traces of flagged episodes.
+
+`embodia.data.doctor` reads a dataset and runs the checks into a `Diagnosis`; this module holds and
+renders it, so it imports the checks' data model (`doctor_checks`) and never the doctor itself."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
-from embodia.data.doctor_checks import _RANK, FAIL, PASS, SKIP, WARN
+from embodia.data.doctor_checks import _RANK, FAIL, PASS, SKIP, WARN, Finding, Scan, worst
+from embodia.runs import atomic_write_text
 
-if TYPE_CHECKING:
-    from embodia.data.doctor import CheckResult, Diagnosis
+
+@dataclass
+class CheckResult:
+    name: str
+    group: str
+    title: str
+    threshold: str
+    severity: str
+    summary: str
+    findings: list[Finding] = field(default_factory=list)
+    scores: dict[int, float] = field(default_factory=dict)
+    score_label: str = ""
+    score_threshold: float | None = None
+
+
+@dataclass
+class Diagnosis:
+    root: str
+    fps: int
+    robot_type: str | None
+    action_kind: str
+    kind_source: str
+    episodes: int
+    frames: int
+    cameras: list[str]
+    video_scanned: bool
+    wall_s: float
+    results: list[CheckResult]
+    scan: Scan | None = field(default=None, repr=False)  # the traces, for plots and --fix
+
+    @property
+    def severity(self) -> str:
+        return worst(r.severity for r in self.results)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {s: sum(r.severity == s for r in self.results) for s in (PASS, WARN, FAIL, SKIP)}
+
+    def result(self, name: str) -> CheckResult:
+        for r in self.results:
+            if r.name == name:
+                return r
+        raise KeyError(f"no check {name!r}; checks: {[r.name for r in self.results]}")
+
+    def fail_episodes(self) -> list[int]:
+        """Episodes with at least one FAIL finding (what --fix drops)."""
+        found = {f.episode for r in self.results for f in r.findings if f.severity == FAIL}
+        return sorted(found - {None})
+
+    def idle_trims(self) -> dict[int, tuple[int, int]]:
+        """episode -> (frames to cut at the start, at the end), from the idle-ends findings."""
+        trims: dict[int, list[int]] = {}
+        for r in self.results:
+            for f in r.findings if r.name == "actions.idle_ends" else []:
+                (start, end), cut = f.frames[0], trims.setdefault(f.episode, [0, 0])
+                cut[0 if start == 0 else 1] = end - start + 1
+        return {e: (a, b) for e, (a, b) in trims.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        # Not asdict(self): it would deep-copy the scan's per-frame arrays only to drop them.
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("results", "scan")}
+        out["severity"] = self.severity
+        out["counts"] = self.counts
+        out["fail_episodes"] = self.fail_episodes()
+        out["idle_trims"] = {str(e): list(t) for e, t in self.idle_trims().items()}
+        out["checks"] = []
+        for r in self.results:
+            d = asdict(r)
+            d["scores"] = {str(k): v for k, v in r.scores.items()}
+            for f in d["findings"]:
+                f["frames"] = [list(x) for x in f["frames"]]
+                f["seconds"] = [[a / self.fps, (b + 1) / self.fps] for a, b in f["frames"]]
+            out["checks"].append(d)
+        return out
+
+    def write(self, out_dir: str | Path) -> dict[str, Path]:
+        """doctor.json and report.html in `out_dir`."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "doctor.json"
+        atomic_write_text(path, json.dumps(_jsonable(self.to_dict()), indent=2) + "\n")
+        return {"json": path, "html": write_html(self, out_dir / "report.html")}
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x
+
 
 _STYLE = {PASS: "green", WARN: "yellow", FAIL: "bold red", SKIP: "dim"}
 MAX_TRACE_EPISODES = 8

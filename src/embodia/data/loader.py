@@ -12,8 +12,9 @@ A sample follows LeRobot's delta-timestamp semantics for the action chunk: the a
 t, t+1, ..., t+H-1 of the same episode; indices past the episode's end are clamped to its last frame
 and flagged in `action_is_pad`.
 
-Augmentation runs batched on the collated batch (`augment_batch`), which is much cheaper than per
-sample: a random crop (pad-and-crop shift) and colour jitter (brightness, contrast, saturation).
+Augmentation runs batched on the collated batch (`data.transforms.ImageAugment`, much cheaper than
+per sample): the training loop applies it with its other batch transforms; `augment=True` applies it
+here instead, inside DataLoader workers.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.utils.data import Dataset
 
 from embodia.data.reader import LeRobotDataset
+from embodia.data.transforms import ImageAugment
 from embodia.robots.spec import ACTION, OBS_STATE
 
 DEFAULT_CACHE = Path(os.environ.get("EMBODIA_CACHE", Path.home() / ".cache" / "embodia" / "frames"))
@@ -213,7 +215,7 @@ class TrainingDataset(Dataset):
             if self._generator is None:  # one stream per worker process
                 info = torch.utils.data.get_worker_info()
                 self._generator = torch.Generator().manual_seed(self.seed * 1000 + (info.id if info else 0))
-            batch = augment_batch(batch, self.cameras, generator=self._generator)
+            batch = ImageAugment(self.cameras)(batch, self._generator)
         return batch
 
 
@@ -222,51 +224,3 @@ def collate(batch: Any) -> dict[str, Any]:
     if isinstance(batch, dict):
         return batch
     return torch.utils.data.default_collate(batch)
-
-
-def augment_batch(
-    batch: dict[str, Any],
-    cameras: list[str],
-    generator: torch.Generator | None = None,
-    max_shift: float = 0.08,
-    brightness: float = 0.2,
-    contrast: float = 0.2,
-    saturation: float = 0.2,
-) -> dict[str, Any]:
-    """Random shift-crop and colour jitter on uint8 (B, C, H, W) images; returns float images in [0, 1].
-
-    One random draw per sample, shared by its cameras' colour (the light is the same for every
-    camera) but with an independent shift per camera.
-    """
-    out = dict(batch)
-    any_key = cameras[0]
-    b = batch[any_key].shape[0]
-    g = generator
-
-    def u(lo: float, hi: float) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(b, 1, 1, 1, generator=g)
-
-    bri, con, sat = (
-        u(1 - brightness, 1 + brightness),
-        u(1 - contrast, 1 + contrast),
-        u(1 - saturation, 1 + saturation),
-    )
-    for key in cameras:
-        x = batch[key]
-        _, c, h, w = x.shape
-        pad = max(1, int(round(max_shift * max(h, w))))
-        padded = torch.nn.functional.pad(
-            x, (pad, pad, pad, pad), mode="replicate"
-        )  # still uint8: 4x less memory
-        dx = torch.randint(0, 2 * pad + 1, (b,), generator=g).tolist()
-        dy = torch.randint(0, 2 * pad + 1, (b,), generator=g).tolist()
-        # Per-sample slicing is a plain memory copy; far cheaper than a gather over every pixel.
-        x = torch.stack([padded[j, :, dy[j] : dy[j] + h, dx[j] : dx[j] + w] for j in range(b)]).float()
-        # Brightness then contrast around the (brightened) image mean, folded into one affine map.
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = x.mul_(bri * con).add_(bri * mean * (1 - con))
-        if c == 3:  # saturation: blend with the luma image
-            gray = x[:, 0:1] * 0.299 + x[:, 1:2] * 0.587 + x[:, 2:3] * 0.114
-            x = x.mul_(sat).add_(gray * (1 - sat))
-        out[key] = x.div_(255.0).clamp_(0.0, 1.0)
-    return out

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from embodia.configs import non_negative, opt, positive_int
+from embodia.configs import nested, opt, positive_int
+from embodia.policy.executor import ExecutionConfig
 
 
 @dataclass(frozen=True)
@@ -17,22 +18,7 @@ class EvalConfig:
     split: Literal["train", "heldout", "all"] = opt("train", "instruction templates (tabletop)")
     episodes: int = opt(50, "episodes per task", parse=positive_int)
     num_envs: int = opt(2, "environments run in parallel (subprocesses)", parse=positive_int)
-    replan_every: int | None = opt(
-        None, "actions executed per chunk before re-planning (default: the policy's)", parse=positive_int
-    )
-    guided: bool = opt(
-        False,
-        "inpaint each re-planned chunk toward the unexecuted rest of the previous one (real-time "
-        "chunking's guidance), so re-planning corrects the plan instead of switching plans; needs "
-        "--replan-every below the chunk size",
-    )
-    ensemble: float | None = opt(
-        None,
-        "re-plan every step and execute ACT's temporal ensemble of the overlapping chunks, weights "
-        "exp(-COEFF * age) from the oldest (ACT uses 0.01)",
-        parse=non_negative,
-        metavar="COEFF",
-    )
+    execution: ExecutionConfig = nested(ExecutionConfig, "how chunks are executed")
     videos_per_task: int = opt(1, "episodes filmed per task", flag="videos", parse=int)
     image_size: int = opt(96, "camera image side, pixels; must match what the policy was trained on",
                           parse=positive_int)  # fmt: skip

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from embodia.eval.protocol import seed_policy_noise
+from embodia.policy.executor import ExecutionConfig, executor_for, step_policy
 from embodia.robots.spec import TASK
 from embodia.sim.tasks import COLORS, DIRECTIONS, FAMILIES, TaskInstance, make_task, parse_instruction
 
@@ -83,38 +83,33 @@ def run_episode(
     seed: int,
     task: TaskInstance | str | None = None,
     instruction: str | None = None,
-    replan_every: int | None = None,
+    execution: ExecutionConfig | None = None,
     max_steps: int | None = None,
     cameras: tuple[str, ...] = ("observation.images.front", "observation.images.wrist"),
     on_step=None,
 ) -> Episode:
-    """Reset `env` with `seed` (and `task`), then act with chunks of `policy` until success or the step
-    limit. `instruction` replaces the text the policy reads (the scene still follows `task`).
-    `on_step(env)`, if given, is called after every env step (e.g. to measure the scene)."""
+    """Reset `env` with `seed` (and `task`), then act with chunks of `policy` (executed as `execution`
+    says) until success or the step limit. `instruction` replaces the text the policy reads (the scene
+    still follows `task`). `on_step(env)`, if given, is called after every env step (e.g. to measure the
+    scene). The same seed replays the same episode: the policy's noise is seeded by it."""
     options = {"task": task} if task is not None else None
     obs, _ = env.reset(seed=seed, options=options)
     text = instruction or obs[TASK]
-    k = replan_every or policy.n_action_steps
     limit = max_steps or env.max_episode_steps
     frames = [_frame(obs, cameras)]
-    queue: list[np.ndarray] = []
-    success, steps, chunks = False, 0, 0
+    executor = executor_for(policy, execution)
+    executor.reset(seed)
     policy.reset()
-    seed_policy_noise(seed)  # the same seed replays the same episode
-    while steps < limit:
-        if not queue:
-            chunk = policy.predict_chunk([{**obs, TASK: text}])[0]
-            queue = list(chunk[:k])
-            chunks += 1
-        obs, _, terminated, truncated, info = env.step(queue.pop(0))
-        steps += 1
+    success = False
+    while executor.ticks < limit:
+        obs, _, terminated, truncated, info = env.step(step_policy(policy, executor, {**obs, TASK: text}))
         if on_step is not None:
             on_step(env)
         frames.append(_frame(obs, cameras))
         success = bool(info.get("success", terminated))
         if terminated or truncated:
             break
-    return Episode(text, getattr(env, "task", None), seed, success, steps, chunks, frames)
+    return Episode(text, getattr(env, "task", None), seed, success, executor.ticks, executor.chunks, frames)
 
 
 def _frame(obs: dict, cameras: tuple[str, ...]) -> np.ndarray:

@@ -7,7 +7,6 @@ without torch and cannot drift into depending on the model's internals.
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -37,18 +36,14 @@ class ChunkPolicy(Protocol):
         Each observation is exactly what the env returned: `observation.images.<camera>` uint8
         (H, W, 3), `observation.state` float32, `task` str. The B observations may come from
         different tasks and different points of their episodes.
+
+        Optional keywords, passed only when the signature has them (embodia.policy.executor):
+        `noise_seed` (one int per observation: a sampling policy draws that row's noise from a
+        generator seeded with it, so an episode acts the same whatever it is batched with) and
+        `pending` / `delay` (guided re-planning: real-time chunking's inpainting).
         """
         ...
 
     def reset(self) -> None:
         """Forget any internal state. Called once before an evaluation's first episode."""
         ...
-
-
-def seed_policy_noise(seed: int) -> None:
-    """Seed torch's global generator, where a flow-matching policy draws its noise, so that the same
-    episode (or evaluation) run twice acts the same. Evaluation never imports torch itself: a policy
-    that does not use it is unaffected."""
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.manual_seed(seed)

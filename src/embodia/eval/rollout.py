@@ -2,10 +2,11 @@
 
 The loop, per control tick:
 
-1. every env whose action queue is empty needs a new chunk; their observations go to ONE
-   `policy.predict_chunk` call (a batch of up to N), and the first `k` actions of each chunk fill
-   that env's queue (`k = replan_every`, by default the policy's `n_action_steps`);
-2. every running env executes the next action of its queue (one `VectorRunner.step`, in parallel);
+1. every env whose episode's `ChunkExecutor` (embodia.policy.executor) asks for a chunk at this tick
+   sends its observation to ONE `policy.predict_chunk` call (a batch of up to N; guided requests
+   in a call of their own), each row's noise seeded by (episode seed, chunk index), so an episode
+   acts the same whatever it is batched with;
+2. every running env executes its executor's action (one `VectorRunner.step`, in parallel);
 3. an env whose episode ended (terminated = success, or truncated at the env's step limit) is reset
    to the next planned episode, all such envs in one `reset` call.
 
@@ -20,7 +21,6 @@ instructions, so their difference is the policy's alone.
 
 from __future__ import annotations
 
-import inspect
 import re
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -32,6 +32,7 @@ import numpy as np
 
 from embodia.eval.protocol import ChunkPolicy
 from embodia.eval.suites import EvalTask, Suite
+from embodia.policy.executor import ChunkExecutor, ExecutionConfig, executor_for, predict
 from embodia.report.video import write_mp4
 from embodia.robots.spec import TASK
 from embodia.sim.vector import VectorRunner
@@ -92,38 +93,23 @@ class _Live:
     spec: EpisodeSpec
     obs: dict[str, Any]
     instruction: str
-    queue: deque = field(default_factory=deque)
-    rest: np.ndarray | None = None  # the last chunk's actions after the k executed ones (guided re-planning)
-    ensemble: TemporalEnsemble | None = None
-    steps: int = 0
-    chunks: int = 0
+    executor: ChunkExecutor
     frames: list[np.ndarray] | None = None
 
-
-class TemporalEnsemble:
-    """ACT's temporal ensembling: re-plan every step and execute, for step t, the weighted mean of what
-    every chunk still covering t predicted for it, weight exp(-coeff * i) with i = 0 the oldest chunk.
-
-    Re-planning every step makes the policy react to what it sees near the object, and averaging the
-    overlapping chunks keeps it from switching between samples of a multimodal action distribution
-    (which executing a fresh chunk every few steps does). coeff = 0 weights all chunks equally; larger
-    values favour the older ones (ACT's default is 0.01).
-    """
-
-    def __init__(self, coeff: float):
-        if not coeff >= 0:
-            raise ValueError(f"the ensembling coefficient must be >= 0, got {coeff}")
-        self.coeff = float(coeff)
-        self._chunks: deque[tuple[np.ndarray, int]] = deque()  # (chunk, index of the current step in it)
-
-    def add(self, chunk: np.ndarray) -> np.ndarray:
-        """Take the chunk predicted at this step; return the action to execute now."""
-        advanced = ((c, i + 1) for c, i in self._chunks)
-        self._chunks = deque((c, i) for c, i in advanced if i < len(c))
-        self._chunks.append((np.asarray(chunk, np.float64), 0))
-        weights = np.exp(-self.coeff * np.arange(len(self._chunks)))
-        actions = np.stack([c[i] for c, i in self._chunks])
-        return (weights @ actions / weights.sum()).astype(np.float32)
+    def result(self, success: bool, progress: Any, video: Path | None) -> EpisodeResult:
+        spec = self.spec
+        return EpisodeResult(
+            index=spec.index,
+            task=spec.task.name,
+            group=spec.task.group,
+            instruction=self.instruction,
+            seed=spec.seed,
+            success=success,
+            steps=self.executor.ticks,
+            chunks=self.executor.chunks,
+            video=video,
+            **_progress_fields(progress, success),
+        )
 
 
 def plan_episodes(suite: Suite, episodes: int, seed: int = 0, videos_per_task: int = 1) -> list[EpisodeSpec]:
@@ -139,8 +125,9 @@ def plan_episodes(suite: Suite, episodes: int, seed: int = 0, videos_per_task: i
     return plan
 
 
-def check_policy(policy: Any, replan_every: int | None) -> int:
-    """Validate the policy's interface; return k, the number of actions executed per chunk."""
+def check_policy(policy: Any, execution: ExecutionConfig) -> int:
+    """Validate the policy's interface and the execution settings against it; return k, the number of
+    actions executed per chunk."""
     missing = [
         name
         for name in (
@@ -158,11 +145,7 @@ def check_policy(policy: Any, replan_every: int | None) -> int:
             f"{type(policy).__name__} is not a ChunkPolicy: missing {missing or 'callable members'} "
             "(see embodia.eval.protocol)"
         )
-    h = int(policy.chunk_size)
-    k = int(policy.n_action_steps if replan_every is None else replan_every)
-    if not 1 <= k <= h:
-        raise ValueError(f"replan_every (actions executed per chunk) must be in 1..chunk_size ({h}), got {k}")
-    return k
+    return executor_for(policy, execution).k
 
 
 def _video_name(spec: EpisodeSpec) -> str:
@@ -175,9 +158,7 @@ def run_rollouts(
     runner: VectorRunner,
     plan: Sequence[EpisodeSpec],
     *,
-    replan_every: int | None = None,
-    guided: bool = False,
-    ensemble: float | None = None,
+    execution: ExecutionConfig | None = None,
     camera_key: str,
     fps: int,
     video_dir: Path | None = None,
@@ -185,23 +166,14 @@ def run_rollouts(
 ) -> list[EpisodeResult]:
     """Run every planned episode on `runner`'s envs; results in plan order.
 
-    `video_dir` receives one mp4 of `camera_key` per episode whose spec asks for a video (written when
-    the episode ends, so at most N episodes' frames are held in memory). `on_episode` is called as each
-    episode finishes (progress bars).
-
-    `guided`: each re-plan inpaints the new chunk toward the previous chunk's unexecuted actions
-    (`predict_chunk(..., pending=rest, delay=0)`, real-time chunking's guidance with no delay), so that
-    re-planning corrects the current plan instead of switching to an unrelated sample of a multimodal
-    action distribution.
-
-    `ensemble`: re-plan every step and execute the temporally ensembled action (`TemporalEnsemble`, this
-    value its coefficient); needs replan_every 1 and no guidance.
+    `execution` says how chunks are executed (re-plan interval, guided re-planning, temporal
+    ensembling, a simulated inference delay: `ExecutionConfig`). `video_dir` receives one mp4 of
+    `camera_key` per episode whose spec asks for a video (written when the episode ends, so at most N
+    episodes' frames are held in memory). `on_episode` is called as each episode finishes (progress
+    bars).
     """
-    k = check_policy(policy, replan_every)
-    if guided:
-        check_guidable(policy, k)
-    if ensemble is not None:
-        check_ensemble(ensemble, k, guided)
+    execution = execution or ExecutionConfig()
+    check_policy(policy, execution)
     if any(s.record_video for s in plan) and video_dir is None:
         raise ValueError("the plan films episodes but no video_dir was given")
     (action_space,) = runner.get_attr("action_space", indices=[0])
@@ -218,8 +190,9 @@ def run_rollouts(
         )
         for i, spec, (obs, _info) in zip(idx, specs, replies, strict=True):
             frames = [_frame(obs, camera_key)] if spec.record_video else None
-            smoother = TemporalEnsemble(ensemble) if ensemble is not None else None
-            active[i] = _Live(spec, obs, str(obs.get(TASK, "")), frames=frames, ensemble=smoother)
+            executor = executor_for(policy, execution)
+            executor.reset(spec.seed)
+            active[i] = _Live(spec, obs, str(obs.get(TASK, "")), executor, frames=frames)
 
     def finish(live: _Live, success: bool, progress: Any) -> None:
         video = None
@@ -227,19 +200,7 @@ def run_rollouts(
             assert video_dir is not None
             video = write_mp4(video_dir / _video_name(live.spec), live.frames, fps=fps)
             live.frames = None
-        spec = live.spec
-        result = EpisodeResult(
-            index=spec.index,
-            task=spec.task.name,
-            group=spec.task.group,
-            instruction=live.instruction,
-            seed=spec.seed,
-            success=success,
-            steps=live.steps,
-            chunks=live.chunks,
-            video=video,
-            **_progress_fields(progress, success),
-        )
+        result = live.result(success, progress, video)
         results.append(result)
         if on_episode is not None:
             on_episode(result)
@@ -247,28 +208,12 @@ def run_rollouts(
     start(list(range(min(runner.num_envs, len(pending)))))
     while active:
         idx = sorted(active)
-        need = [i for i in idx if not active[i].queue]
-        # Envs with a previous chunk are guided by its rest (one call); the others plan freely.
-        with_rest = [i for i in need if guided and active[i].rest is not None]
-        for group, use_rest in ((with_rest, True), ([i for i in need if i not in with_rest], False)):
-            if not group:
-                continue
-            rests = np.stack([active[i].rest for i in group]) if use_rest else None
-            chunks = _predict(policy, [active[i].obs for i in group], k, action_dim, rests)
-            for row, i in enumerate(group):
-                live = active[i]
-                if live.ensemble is not None:
-                    live.queue.append(live.ensemble.add(chunks[row]))
-                else:
-                    live.queue.extend(chunks[row, :k])
-                live.rest = chunks[row, k:].copy()
-                live.chunks += 1
-        actions = [active[i].queue.popleft() for i in idx]
+        _serve_chunks(policy, [active[i].executor for i in idx], [active[i].obs for i in idx], action_dim)
+        actions = [active[i].executor.action() for i in idx]
         replies = runner.step(actions, indices=idx)
         freed = []
         for i, (obs, _reward, terminated, truncated, info) in zip(idx, replies, strict=True):
             live = active[i]
-            live.steps += 1
             live.obs = obs
             if live.frames is not None:
                 live.frames.append(_frame(obs, camera_key))
@@ -280,6 +225,19 @@ def run_rollouts(
             start(freed)
     results.sort(key=lambda r: r.index)
     return results
+
+
+def _serve_chunks(
+    policy: ChunkPolicy, executors: list[ChunkExecutor], observations: list, action_dim: int
+) -> None:
+    """Every chunk due at this tick, batched across envs (synchronously: a simulated delay is in ticks)."""
+    while True:
+        asked = [(ex, r) for ex, obs in zip(executors, observations, strict=True) if (r := ex.request(obs))]
+        if not asked:
+            return
+        chunks = predict(policy, [r for _, r in asked], action_dim)
+        for (ex, _), chunk in zip(asked, chunks, strict=True):
+            ex.receive(chunk)
 
 
 def _progress_fields(progress: Any, success: bool) -> dict[str, Any]:
@@ -301,51 +259,6 @@ def _progress_fields(progress: Any, success: bool) -> dict[str, Any]:
         if isinstance(measures, dict)
         else {},
     }
-
-
-def check_ensemble(ensemble: float, k: int, guided: bool) -> None:
-    """Temporal ensembling averages a new chunk every step: it needs replan_every 1, and replaces guidance."""
-    TemporalEnsemble(ensemble)  # checks the coefficient
-    if k != 1:
-        raise ValueError(f"temporal ensembling re-plans every step: use replan_every 1, got {k}")
-    if guided:
-        raise ValueError("temporal ensembling and guided re-planning are alternatives: choose one")
-
-
-def check_guidable(policy: Any, k: int) -> None:
-    """Guided re-planning needs actions left over after the k executed ones, and a policy that takes them."""
-    if k >= int(policy.chunk_size):
-        raise ValueError(
-            f"guided re-planning needs actions left in the chunk to guide by: execute fewer than the chunk's "
-            f"{policy.chunk_size} actions per chunk (replan_every), got {k}"
-        )
-    if "pending" not in inspect.signature(policy.predict_chunk).parameters:
-        raise TypeError(
-            f"{type(policy).__name__}.predict_chunk takes no `pending` actions, so it cannot be guided "
-            "(see Policy.predict_chunk for the real-time-chunking arguments)"
-        )
-
-
-def _predict(
-    policy: ChunkPolicy,
-    observations: list[dict[str, Any]],
-    k: int,
-    action_dim: int,
-    pending: np.ndarray | None = None,
-) -> np.ndarray:
-    """One batched policy call, with the output checked against the contract before anything moves."""
-    if pending is None:
-        raw = policy.predict_chunk(observations)
-    else:
-        raw = policy.predict_chunk(observations, pending=pending, delay=0)
-    chunks = np.asarray(raw.detach().cpu() if hasattr(raw, "detach") else raw, dtype=np.float32)
-    b = len(observations)
-    if chunks.ndim != 3 or chunks.shape[0] != b or chunks.shape[1] < k or chunks.shape[2] != action_dim:
-        raise ValueError(
-            f"predict_chunk must return (B={b}, H>={k}, action_dim={action_dim}) actions for {b} "
-            f"observations, got shape {chunks.shape}"
-        )
-    return chunks
 
 
 def _frame(obs: dict[str, Any], camera_key: str) -> np.ndarray:

@@ -10,7 +10,7 @@ Output folder (default ``./embodia_runs/eval/<time>-<suite>/``)::
 
 results.json (``"schema": "embodia.eval/1"``)::
 
-    {"suite", "kind", "split", "episodes_per_task", "num_envs", "replan_every", "guided", "ensemble",
+    {"command", "suite", "kind", "split", "episodes_per_task", "num_envs", "replan_every", "join", "ensemble", "delay",
      "chunk_size", "n_action_steps", "image_size", "max_steps", "seed", "seed_base", "embodiment",
      "checkpoint_hash", "policy_class", "flow_steps", "flow_noise_scale" (local flow policies), "overall": RATE,
      "mean_task_success_rate", "groups": {name: RATE},
@@ -30,8 +30,8 @@ import json
 import platform
 import statistics
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,20 +41,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from embodia.eval.config import EvalConfig
-from embodia.eval.protocol import ChunkPolicy, seed_policy_noise
+from embodia.eval.protocol import ChunkPolicy
 from embodia.eval.rollout import (
     EVAL_SEED_BASE,
     EpisodeResult,
     EpisodeSpec,
-    check_ensemble,
-    check_guidable,
     check_policy,
     plan_episodes,
     run_rollouts,
 )
 from embodia.eval.stats import Rate, mean_rate, summarise
 from embodia.eval.suites import Suite, resolve_suite
+from embodia.policy.executor import ExecutionConfig
 from embodia.runs import atomic_write_text, git_sha, new_run_dir, package_versions, write_manifest
+from embodia.sim.progress import measure_text
 from embodia.sim.vector import VectorRunner
 
 if TYPE_CHECKING:
@@ -98,6 +98,8 @@ def evaluate(
     *,
     in_process: bool = False,
     show_progress: bool = True,
+    plan: Sequence[EpisodeSpec] | None = None,
+    command: str = "eval",
     **settings: Any,
 ) -> EvalResult:
     """Evaluate `policy` closed-loop: `cfg.episodes` per task of `cfg.suite`, `cfg.num_envs` envs in
@@ -109,98 +111,105 @@ def evaluate(
 
     A policy serving several embodiments (an `embodiments` collection) is evaluated as the one the
     suite runs (e.g. "sawyer" for Meta-World) whatever its default; the default is restored after.
+
+    `plan` replaces the planned episodes (their tasks from the suite, their own seeds: `embodia demo`
+    runs seeds 0..N-1); `command` names the run in its manifest and default folder.
     """
-    cfg = replace(cfg or EvalConfig(), **({"suite": suite} if suite is not None else {}), **settings)
-    suite, split, episodes, num_envs, seed = cfg.suite, cfg.split, cfg.episodes, cfg.num_envs, cfg.seed
-    replan_every, guided, ensemble, image_size = cfg.replan_every, cfg.guided, cfg.ensemble, cfg.image_size
-    max_steps, videos_per_task, out_dir = cfg.max_steps, cfg.videos_per_task, cfg.out_dir
-    if ensemble is not None and replan_every is None:
-        replan_every = 1
-    k = check_policy(policy, replan_every)
-    if guided:
-        check_guidable(policy, k)
-    if ensemble is not None:
-        check_ensemble(ensemble, k, guided)
-    if num_envs <= 0:
-        raise ValueError(f"num_envs must be positive, got {num_envs}")
-    if image_size <= 0:
-        raise ValueError(f"image_size must be a positive even number (yuv420p video), got {image_size}")
-    if max_steps is not None and max_steps <= 0:
-        raise ValueError(f"max_steps must be positive, got {max_steps}")
-    spec = resolve_suite(suite, split)
+    cfg = _with_settings(cfg or EvalConfig(), suite, settings)
+    k = check_policy(policy, cfg.execution)
+    if cfg.num_envs <= 0:
+        raise ValueError(f"num_envs must be positive, got {cfg.num_envs}")
+    if cfg.image_size <= 0:
+        raise ValueError(f"image_size must be a positive even number (yuv420p video), got {cfg.image_size}")
+    if cfg.max_steps is not None and cfg.max_steps <= 0:
+        raise ValueError(f"max_steps must be positive, got {cfg.max_steps}")
+    spec = resolve_suite(cfg.suite, cfg.split)
     embodiment = _suite_embodiment(policy, spec)
-    factory = spec.env_factory(embodiment, image_size, max_steps)
-    plan = plan_episodes(spec, episodes, seed, videos_per_task)
-    out = Path(out_dir) if out_dir is not None else new_run_dir("eval", suite.replace(":", "-"))
+    factory = spec.env_factory(embodiment, cfg.image_size, cfg.max_steps)
+    given_plan = plan is not None
+    plan = list(plan) if given_plan else plan_episodes(spec, cfg.episodes, cfg.seed, cfg.videos_per_task)
+    out = Path(cfg.out_dir) if cfg.out_dir is not None else new_run_dir(command, cfg.suite.replace(":", "-"))
     out.mkdir(parents=True, exist_ok=True)
-    settings = {
-        "suite": suite,
+    settings = _settings(policy, cfg, spec, command, k, embodiment, given_plan)
+    write_manifest(out, command, settings | {"out": str(out)}, seeds=sorted({e.seed for e in plan}))
+
+    default_embodiment = policy.embodiment
+    policy.embodiment = embodiment
+    try:
+        policy.reset()  # each episode's noise is seeded by its own seed (embodia.policy.executor)
+        t0 = time.perf_counter()
+        n_envs = min(cfg.num_envs, len(plan))
+        done = _run_with_progress(
+            policy, spec, plan, factory, n_envs, cfg.execution, out, in_process, show_progress
+        )
+        seconds = time.perf_counter() - t0
+    finally:
+        policy.embodiment = default_embodiment
+    result = _result(out, spec, done, seconds, str(policy.checkpoint_hash))
+    atomic_write_text(result.results_path, json.dumps(results_json(result, settings), indent=2) + "\n")
+    build_report(result, settings).save(result.report_path)
+    return result
+
+
+def _settings(
+    policy, cfg: EvalConfig, spec: Suite, command: str, k: int, embodiment: str, given_plan: bool
+) -> dict:
+    """What results.json and the manifest record about an evaluation's settings."""
+    execution = cfg.execution
+    return {
+        "command": command,
+        "suite": cfg.suite,
         "kind": spec.kind,
         "split": spec.split,
-        "episodes_per_task": episodes,
-        "num_envs": num_envs,
+        "episodes_per_task": None if given_plan else cfg.episodes,
+        "num_envs": cfg.num_envs,
         "replan_every": k,
-        "guided": guided,
-        "ensemble": ensemble,
+        "join": execution.join,
+        "ensemble": execution.ensemble,
+        "delay": execution.delay,
         "chunk_size": int(policy.chunk_size),
         "n_action_steps": int(policy.n_action_steps),
-        "image_size": image_size,
-        "max_steps": max_steps,
-        "seed": seed,
-        "seed_base": EVAL_SEED_BASE,
+        "image_size": cfg.image_size,
+        "max_steps": cfg.max_steps,
+        "seed": cfg.seed,
+        "seed_base": None if given_plan else EVAL_SEED_BASE,
         "embodiment": embodiment,
         "checkpoint_hash": str(policy.checkpoint_hash),
         "policy_class": f"{type(policy).__module__}.{type(policy).__qualname__}",
         **_sampler_settings(policy),
     }
-    write_manifest(out, "eval", settings | {"out": str(out)}, seeds=sorted({e.seed for e in plan}))
 
-    default_embodiment = policy.embodiment
-    policy.embodiment = embodiment
-    try:
-        policy.reset()
-        seed_policy_noise(EVAL_SEED_BASE + seed)  # the same evaluation repeats episode for episode
-        t0 = time.perf_counter()
-        episodes_done = _run_with_progress(
-            policy,
-            spec,
-            plan,
-            factory,
-            min(num_envs, len(plan)),
-            k,
-            guided,
-            ensemble,
-            out,
-            in_process,
-            show_progress,
-        )
-        seconds = time.perf_counter() - t0
-    finally:
-        policy.embodiment = default_embodiment
 
-    tasks = summarise(episodes_done, key=lambda e: e.task)
-    groups = summarise(episodes_done, key=lambda e: e.group)
-    overall = Rate.of(sum(e.success for e in episodes_done), len(episodes_done))
-    templates = summarise(episodes_done, key=_template_of) if spec.kind == "tabletop" else {}
-    result = EvalResult(
+def _result(
+    out: Path, spec: Suite, episodes: list[EpisodeResult], seconds: float, checkpoint_hash: str
+) -> EvalResult:
+    tasks = summarise(episodes, key=lambda e: e.task)
+    return EvalResult(
         out_dir=out,
         results_path=out / "results.json",
         report_path=out / "report.html",
         suite=spec,
-        overall=overall,
+        overall=Rate.of(sum(e.success for e in episodes), len(episodes)),
         mean_task_rate=mean_rate(tasks.values()),
-        groups=groups,
+        groups=summarise(episodes, key=lambda e: e.group),
         tasks=tasks,
-        episodes=episodes_done,
+        episodes=episodes,
         seconds=seconds,
-        checkpoint_hash=str(policy.checkpoint_hash),
-        templates=templates,
-        failures=count_failures(episodes_done),
-        measures=measure_medians(episodes_done),
+        checkpoint_hash=checkpoint_hash,
+        templates=summarise(episodes, key=_template_of) if spec.kind == "tabletop" else {},
+        failures=count_failures(episodes),
+        measures=measure_medians(episodes),
     )
-    atomic_write_text(result.results_path, json.dumps(results_json(result, settings), indent=2) + "\n")
-    build_report(result, settings).save(result.report_path)
-    return result
+
+
+def _with_settings(cfg: EvalConfig, suite: str | None, settings: dict[str, Any]) -> EvalConfig:
+    """`cfg` with `evaluate()`'s keyword overrides: EvalConfig fields, or ExecutionConfig fields
+    (replan_every=, join=, ensemble=, delay=) for its `execution`."""
+    names = {f.name for f in fields(ExecutionConfig)}
+    execution = {k: settings.pop(k) for k in list(settings) if k in names}
+    if execution:
+        settings["execution"] = replace(settings.get("execution", cfg.execution), **execution)
+    return replace(cfg, **({"suite": suite} if suite is not None else {}), **settings)
 
 
 def _sampler_settings(policy: ChunkPolicy) -> dict[str, Any]:
@@ -247,20 +256,6 @@ def measure_medians(episodes: list[EpisodeResult]) -> dict[str, dict[str, dict[s
     return out
 
 
-def measure_text(by_kind: dict[str, dict[str, dict[str, float]]]) -> str:
-    """'grasp: succeeded 28: 0.6 cm off, jaws 21 deg; failed 22: 1.8 cm off, jaws 29 deg'."""
-    from embodia.sim.progress import describe_measure
-
-    parts = []
-    for kind, by_outcome in by_kind.items():
-        outcomes = "; ".join(
-            f"{outcome} {int(row['episodes'])}: {describe_measure(kind, row)}"
-            for outcome, row in by_outcome.items()
-        )
-        parts.append(f"{kind}: {outcomes}")
-    return " | ".join(parts)
-
-
 def _template_of(episode: EpisodeResult) -> str:
     from embodia.sim.tasks import parse_instruction
 
@@ -290,9 +285,7 @@ def _run_with_progress(
     plan: list[EpisodeSpec],
     factory: Callable[[], gym.Env],
     n_envs: int,
-    k: int,
-    guided: bool,
-    ensemble: float | None,
+    execution: ExecutionConfig,
     out: Path,
     in_process: bool,
     show_progress: bool,
@@ -321,9 +314,7 @@ def _run_with_progress(
             policy,
             runner,
             plan,
-            replan_every=k,
-            guided=guided,
-            ensemble=ensemble,
+            execution=execution,
             camera_key=spec.camera_key,
             fps=spec.fps,
             video_dir=out / "videos",
@@ -376,13 +367,25 @@ def build_report(result: EvalResult, settings: dict[str, Any]) -> Report:
 
     cols = ["", "successes", "episodes", "success", "95 % CI (Wilson)"]
     split = f", {settings['split']} instructions" if settings.get("split") else ""
-    guided = ", each re-plan guided by the previous chunk's rest" if settings.get("guided") else ""
+    guided = {"guided": ", each re-plan guided by the previous chunk's rest", "blend": ", each new chunk "
+              "cross-faded into the previous one"}.get(settings.get("join"), "")  # fmt: skip
+    if settings.get("delay"):
+        guided += f", each chunk requested {settings['delay']} ticks before it runs"
     if settings.get("ensemble") is not None:
         guided = f", overlapping chunks temporally ensembled (coefficient {settings['ensemble']})"
-    rep = Report(f"embodia eval: {result.suite.spec}{split}", subtitle=f"checkpoint {result.checkpoint_hash}")
+    rep = Report(
+        f"embodia {settings.get('command', 'eval')}: {result.suite.spec}{split}",
+        subtitle=f"checkpoint {result.checkpoint_hash}",
+    )
     mean = "" if result.mean_task_rate is None else f" Mean of per-task rates: {result.mean_task_rate:.1%}."
     rep.paragraph(
-        f"{result.overall.n} episodes ({settings['episodes_per_task']} per task), "
+        f"{result.overall.n} episodes ("
+        + (
+            f"{settings['episodes_per_task']} per task"
+            if settings["episodes_per_task"]
+            else "seeds as planned"
+        )
+        + "), "
         f"success {result.overall}.{mean} Re-planning every {settings['replan_every']} of "
         f"{settings['chunk_size']} predicted actions{guided}; {result.seconds:.0f} s."
     )

@@ -34,17 +34,21 @@ class _PrefixFn(nn.Module):
     def forward(self, images, image_mask, lang_tokens, lang_mask, sentence, state, embodiment):
         p = self.model.encode_prefix(images, image_mask, lang_tokens, lang_mask, sentence, state, embodiment)
         flat = [t for kv in p.cross_kv for t in kv]
-        return (p.attn_mask, *flat)
+        return (p.memory, p.valid, p.attn_mask, *flat)
 
 
 class _StepFn(nn.Module):
+    """One flow step on the prefix `_PrefixFn` returned, rebuilt field by field (the expert reads only
+    the cross-attention K/V and the mask; memory and valid are handed on all the same, so that the
+    `Prefix` it sees is the one `encode_prefix` built)."""
+
     def __init__(self, model: VLA):
         super().__init__()
         self.model = model
 
-    def forward(self, x, t, attn_mask, *kv):
+    def forward(self, x, t, memory, valid, attn_mask, *kv):
         cross = [(kv[i], kv[i + 1]) for i in range(0, len(kv), 2)]
-        return self.model.velocity(x, t, Prefix(x, attn_mask, cross, attn_mask))
+        return self.model.velocity(x, t, Prefix(memory, valid, cross, attn_mask))
 
 
 def _freeze(module: nn.Module, args: tuple) -> nn.Module:
@@ -94,7 +98,7 @@ class FastSampler:
         args = tuple(inputs[k] for k in PREFIX_ARGS)
         key = tuple(tuple(a.shape) for a in args)
         prefix_fn = self._cached(self._prefix, key, lambda: _freeze(_PrefixFn(self.model), args))
-        attn_mask, *kv = prefix_fn(*args)
+        memory, valid, attn_mask, *kv = prefix_fn(*args)
         cfg = self.cfg
         b = args[0].shape[0]
         shape = (b, cfg.chunk_size, cfg.max_action_dim)
@@ -104,10 +108,10 @@ class FastSampler:
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             nonlocal step_fn
             if step_fn is None:
-                step_fn = self._step_fn(key, x, t, attn_mask, kv)
-            return step_fn(x, t, attn_mask, *kv)
+                step_fn = self._step_fn(key, x, t, (memory, valid, attn_mask, *kv))
+            return step_fn(x, t, memory, valid, attn_mask, *kv)
 
         return integrate(velocity, cfg, shape, keep, noise, steps, guide)
 
-    def _step_fn(self, key, x, t, attn_mask, kv) -> nn.Module:
-        return self._cached(self._step, key, lambda: _freeze(_StepFn(self.model), (x, t, attn_mask, *kv)))
+    def _step_fn(self, key, x, t, prefix: tuple) -> nn.Module:
+        return self._cached(self._step, key, lambda: _freeze(_StepFn(self.model), (x, t, *prefix)))

@@ -8,8 +8,9 @@
                                                         └──> velocity v(x_t, t)  (flow matching)
 
 Flow matching as in pi0: x_t = t * noise + (1 - t) * actions, target u = noise - actions, t drawn from
-Beta(1.5, 1) (more weight near the noisy end); inference integrates from t = 1 to 0 with a few Euler
-steps. An L1-regression head on the same backbone (`head="l1"`) predicts the chunk in one pass.
+Beta(1.5, 1) (more weight near the noisy end; `sample_flow_time`, the one definition, which the
+training loop uses too); inference integrates from t = 1 to 0 with a few Euler steps. An L1-regression
+head on the same backbone (`head="l1"`) predicts the chunk in one pass.
 
 State and action are zero-padded to `max_state_dim` / `max_action_dim` with masks, cameras to
 `max_cameras` with an image mask, so several embodiments share one network (cross-embodiment).
@@ -188,6 +189,18 @@ class VisionEncoder(nn.Module):
         return tokens + self.camera[:, :k]
 
 
+FLOW_TIME_MIN = 0.001  # as in pi0, the flow time is kept away from exactly 0 (pure data)
+
+
+def sample_flow_time(batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The flow-matching training time of each sample: t ~ Beta(1.5, 1) (more weight near the noisy
+    end), squeezed into [FLOW_TIME_MIN, 1]. Drawn by inverse CDF (F(x) = x^1.5) from one uniform per
+    sample, so that the draw comes from `generator` (the training loop's per-step generator: a batch is
+    a pure function of its step); torch's Beta sampler only uses the global generator. On the CPU."""
+    u = torch.rand(batch, generator=generator)
+    return u.pow(1 / 1.5) * (1 - FLOW_TIME_MIN) + FLOW_TIME_MIN
+
+
 def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal embedding of the flow time t in [0, 1]."""
     half = dim // 2
@@ -269,6 +282,14 @@ class Prefix:
     valid: torch.Tensor  # (B, N) bool
     cross_kv: list[tuple[torch.Tensor, torch.Tensor]]  # per expert layer
     attn_mask: torch.Tensor  # (B, 1, 1, N) bool, True where attention is allowed
+
+    def __post_init__(self) -> None:
+        memory, valid, mask = (tuple(x.shape) for x in (self.memory, self.valid, self.attn_mask))
+        if len(valid) != 2 or len(memory) != 3 or memory[:2] != valid or mask != (valid[0], 1, 1, valid[1]):
+            raise ValueError(
+                f"Prefix fields disagree: memory {memory}, valid {valid}, attn_mask {mask} "
+                "(want (B, N, D), (B, N) and (B, 1, 1, N))"
+            )
 
 
 class VLA(nn.Module):
@@ -352,7 +373,7 @@ class VLA(nn.Module):
         else:
             noise = torch.randn_like(actions) if noise is None else noise
             if t is None:
-                t = torch.distributions.Beta(1.5, 1.0).sample((b,)).to(actions.device) * 0.999 + 0.001
+                t = sample_flow_time(b).to(actions.device)
             tt = t[:, None, None]
             # Padded action dims carry nothing: zero them in the input too, not only in the loss.
             dims = loss_mask.any(dim=1, keepdim=True)
@@ -418,9 +439,10 @@ def integrate(velocity, cfg: VLAConfig, shape, keep, noise=None, steps=None, gui
     if cfg.head == "l1":
         x = velocity(torch.zeros(shape, device=device), torch.zeros(b, device=device)) * keep
         return x if guide is None else x + guide.weights * (guide.actions - x)
-    if noise is None:
-        noise = torch.randn(shape, device=device) * cfg.flow_noise_scale
-    noise = noise * keep
+    # `noise` is standard normal (drawn here, or given: seeded per row by the caller); the sampler's
+    # temperature scales it either way.
+    noise = torch.randn(shape, device=device) if noise is None else noise
+    noise = noise * cfg.flow_noise_scale * keep
     x = noise
     n = steps or cfg.flow_steps
     dt = 1.0 / n

@@ -6,13 +6,18 @@ order, chunking — behind one call, `predict_chunk(observations) -> raw actions
     chunk = policy.predict_chunk([obs])                       # (1, chunk_size, action_dim)
     for a in chunk[0, : policy.n_action_steps]: env.step(a)
 
+or, LeRobot-style, one action per call from the policy's own action queue (a `ChunkExecutor`):
+
+    policy.reset(seed=0)
+    while ...: obs, ... = env.step(policy.select_action(obs))
+
 Observations use the dataset/environment keys ('observation.images.<camera>' uint8 H x W x 3,
 'observation.state', 'task'); other image sizes are letterboxed to the model's size.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,7 @@ from embodia.policy.checkpoint import (
     resolve_policy,
     write_folder,
 )
+from embodia.policy.executor import ExecutionConfig, executor_for, rtc_weights, step_policy
 from embodia.policy.fast import FastSampler
 from embodia.policy.inputs import (
     EmbodimentInfo,
@@ -76,6 +82,7 @@ class Policy:
         # the eager module, e.g. after changing the weights in place.
         # The traces are for the built-in backbone; a transformers backbone runs eagerly.
         self._fast = FastSampler(self.model) if fast and model.cfg.backbone == "cnn" else None
+        self._executor = None  # select_action's action queue
 
     # ------------------------------------------------------------------ properties every consumer uses
     @property
@@ -98,8 +105,23 @@ class Policy:
             self._encoder = InstructionEncoder()
         return self._encoder
 
-    def reset(self) -> None:
-        """Policies here are stateless between chunks; kept for the eval/robot protocol."""
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def reset(self, seed: int | None = None, execution: ExecutionConfig | None = None) -> None:
+        """Start an episode for `select_action`: empty its action queue; `seed` seeds the episode's
+        sampling noise (with None, 0), `execution` how chunks are executed (default: this policy's
+        n_action_steps per chunk). `predict_chunk` itself is stateless."""
+        self._executor = executor_for(self, execution)
+        self._executor.reset(seed or 0)
+
+    def select_action(self, observation: dict[str, Any]) -> np.ndarray:
+        """The action for this control tick, from the policy's action queue (a new chunk is predicted
+        when the queue runs out; see embodia.policy.executor). Call `reset()` at each episode's start."""
+        if self._executor is None:
+            self.reset()
+        return step_policy(self, self._executor, observation)
 
     # ------------------------------------------------------------------ acting
     def expected_features(self, embodiment: str | None = None) -> dict[str, dict]:
@@ -138,39 +160,63 @@ class Policy:
         steps: int | None = None,
         pending: np.ndarray | None = None,
         delay: int = 0,
+        noise_seed: int | Sequence[int] | None = None,
     ) -> np.ndarray:
         """Raw actions (B, chunk_size, action_dim) float32 for a batch of observations.
+
+        Noise: `noise_seed` (one int per observation) draws each row's starting noise from its own
+        generator, so a row's chunk does not depend on the rest of the batch (the executor seeds it by
+        episode and chunk index; the server by the request's `seed`); `noise` gives it directly
+        (B, H, max_action_dim), standard normal; with neither, torch's global generator.
 
         Real-time chunking: `pending` (B, P, action_dim) are the actions of the previous chunk that
         will still run from the moment this observation was taken; the first `delay` of them execute
         while this call computes, so the new chunk reproduces them exactly, and the rest of the overlap
-        is inpainted with weights decaying to 0, so the new chunk joins the old one without a jump.
+        is inpainted with weights decaying to 0 (`rtc_weights`), so the new chunk joins the old one
+        without a jump.
         """
         if isinstance(observations, dict):
             observations = [observations]
         info = self.embodiments[embodiment or self.embodiment]
         for obs in observations:
             self._check(obs, info)
+        device, b, cfg = self.device, len(observations), self.cfg
+        if noise is None and noise_seed is not None:
+            noise = self.seeded_noise(noise_seed, b)
         images = []
         for cam in info.cameras:
             arr = np.stack([np.asarray(o[cam], dtype=np.uint8) for o in observations])
             images.append(torch.from_numpy(arr).permute(0, 3, 1, 2))
         state = torch.from_numpy(np.stack([np.asarray(o[OBS_STATE], np.float32) for o in observations]))
         language = encode_instructions(self.encoder, [str(o[TASK]) for o in observations])
-        cfg = self.cfg
-        inputs = model_inputs(
+        built = model_inputs(
             info, images, state, language, cfg.image_size, cfg.max_cameras, cfg.max_state_dim
         )
-        mask = action_dim_mask(info, len(observations), cfg.max_action_dim)
-        guide = None if pending is None else self._guide(info, pending, delay, len(observations), state)
-        if self._fast is not None:
+        inputs = {k: v.to(device) for k, v in built.items()}  # the inputs follow the model
+        mask = action_dim_mask(info, b, cfg.max_action_dim).to(device)
+        guide = None if pending is None else self._guide(info, pending, delay, b, state, device)
+        noise = None if noise is None else noise.to(device)
+        if self._fast is not None and device.type == "cpu":
             chunk = self._fast.sample(inputs, dim_mask=mask, noise=noise, steps=steps, guide=guide)
         else:
             prefix = self.model.encode_prefix(**inputs)
             chunk = self.model.sample(prefix, dim_mask=mask, noise=noise, steps=steps, guide=guide)
-        return to_numpy_actions(info, chunk, state)
+        return to_numpy_actions(info, chunk.cpu(), state)
 
-    def _guide(self, info: EmbodimentInfo, pending: np.ndarray, delay: int, batch: int, state) -> Guide:
+    def seeded_noise(self, noise_seed: int | Sequence[int], batch: int) -> torch.Tensor:
+        """Standard-normal starting noise (B, H, max_action_dim), row i from a generator seeded with
+        `noise_seed[i]` (the same numbers as the server draws for a request with that `seed`)."""
+        seeds = [noise_seed] if isinstance(noise_seed, int | np.integer) else list(noise_seed)
+        if len(seeds) != batch:
+            raise ValueError(f"noise_seed needs one seed per observation ({batch}), got {len(seeds)}")
+        shape = (self.cfg.chunk_size, self.cfg.max_action_dim)
+        return torch.stack(
+            [torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
+        )
+
+    def _guide(
+        self, info: EmbodimentInfo, pending: np.ndarray, delay: int, batch: int, state, device
+    ) -> Guide:
         pending = np.asarray(pending, dtype=np.float32)
         if pending.ndim == 2:
             pending = pending[None]
@@ -182,20 +228,11 @@ class Policy:
         if not np.all(np.isfinite(pending)):
             raise ValueError("pending actions contain NaN or inf")
         p = min(pending.shape[1], h)
-        if not 0 <= delay <= p:
-            raise ValueError(f"delay must be in 0..{p} (the number of pending actions), got {delay}")
+        weights = torch.from_numpy(rtc_weights(h, p, delay))  # checks delay
         target = torch.zeros(batch, h, self.cfg.max_action_dim)
         known = to_delta(info, torch.from_numpy(pending[:, :p]).double(), state.double())
-        norm = info.normalizer.normalize_action(known).float()
-        target[:, :p, : info.action_dim] = norm
-        weights = torch.zeros(batch, h, 1)
-        weights[:, :delay] = 1.0
-        # Soft mask over the rest of the overlap, decaying exponentially to 0 (as real-time chunking
-        # does): close to the frozen actions the new chunk follows the old plan, later it is free.
-        for i in range(delay, p):
-            r = (p - i) / (p - delay + 1)
-            weights[:, i] = r * math.expm1(r) / (math.e - 1)
-        return Guide(target, weights)
+        target[:, :p, : info.action_dim] = info.normalizer.normalize_action(known).float()
+        return Guide(target.to(device), weights[None, :, None].expand(batch, h, 1).to(device))
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, path: str | Path, extra_files: dict[str, Any] | None = None) -> Path:

@@ -13,32 +13,10 @@ replay history exactly. `run_recipe` (`recipes.runner`) runs them with per-stage
 
 from __future__ import annotations
 
-from embodia.recipes import base, fewshot_place, metaworld_mt10, metaworld_mt50
+from embodia.recipes.catalog import RECIPES, get_recipe, list_recipes
 from embodia.recipes.runner import RecipeResult, StageResult, read_manifest, run_recipe, stage_config
 from embodia.recipes.scale import SCALES, at_scale
 from embodia.recipes.stages import Average, Evaluate, Recipe, RecipeError, Record, Stage, Train
-
-RECIPES: dict[str, Recipe] = {
-    r.name: r
-    for r in (
-        base.RECIPE,
-        metaworld_mt10.RECIPE,
-        metaworld_mt50.RECIPE,
-        fewshot_place.RECIPE,
-        fewshot_place.RECIPE_STACK_D,
-    )
-}
-
-
-def list_recipes() -> list[Recipe]:
-    return list(RECIPES.values())
-
-
-def get_recipe(name: str) -> Recipe:
-    if name not in RECIPES:
-        raise RecipeError(f"unknown recipe {name!r}; valid: {', '.join(RECIPES)}")
-    return RECIPES[name]
-
 
 __all__ = [
     "RECIPES",

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from embodia.configs import to_dict
+from embodia.recipes.catalog import get_recipe
 from embodia.recipes.fingerprint import fingerprint
 from embodia.recipes.scale import SCALES, at_scale
 from embodia.recipes.stages import Average, Evaluate, Recipe, RecipeError, Record, Stage, Train, refs_of
@@ -91,8 +92,6 @@ def run_recipe(
 ) -> RecipeResult:
     """Run recipe `name` at `scale` ("full" or "tiny") into `out` (default
     ./embodia_runs/recipe/<name>-<scale>/); see the module docstring."""
-    from embodia.recipes import get_recipe
-
     recipe = get_recipe(name)
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
@@ -280,6 +279,7 @@ class _Run:
         }
 
     def _train(self, stage: Train, folder: Path, resume: bool) -> dict[str, Any]:
+        from embodia.sim.tasks import paraphrases
         from embodia.train.loop import train
 
         # A deep copy: training fills in the model's embodiments and a time budget's step count.
@@ -290,7 +290,7 @@ class _Run:
             init_from=str(self.resolve(stage.init_from, False)[0]) if stage.init_from else None,
             name=stage.name,
         )
-        train(cfg, folder, resume=resume, console=self.console)
+        train(cfg, folder, resume=resume, console=self.console, phrasings=paraphrases)
         return {"train": {"steps": cfg.steps, "final_loss": _last_loss(folder / "metrics.jsonl")}}
 
     def _evaluate(self, stage: Evaluate, folder: Path) -> dict[str, Any]:

@@ -243,15 +243,25 @@ class RemotePolicy:
         observations: dict[str, Any] | list[dict[str, Any]],
         pending: np.ndarray | None = None,
         delay: int = 0,
+        noise_seed: int | list[int] | None = None,
     ) -> np.ndarray:
+        """One request per observation; `noise_seed` (one per observation, as the executor passes them)
+        goes on the wire as each request's `seed`, so a served policy samples the same noise as the
+        same policy run locally. Without it, the client's fixed `seed` (or none)."""
         if isinstance(observations, dict):
             observations = [observations]
+        seeds = [noise_seed] if isinstance(noise_seed, int) else noise_seed
+        if seeds is not None and len(seeds) != len(observations):
+            raise ValueError(
+                f"noise_seed needs one seed per observation ({len(observations)}), got {len(seeds)}"
+            )
         # `evaluate` may switch `embodiment` to the one its suite runs; only then name it on the wire.
         embodiment = None if self.embodiment == self._default else self.embodiment
         chunks = []
         for i, obs in enumerate(observations):
             p = None if pending is None else np.asarray(pending)[i] if np.ndim(pending) == 3 else pending
-            chunks.append(self.client.act(obs, pending=p, delay=delay, seed=self.seed, embodiment=embodiment))
+            seed = self.seed if seeds is None else int(seeds[i])
+            chunks.append(self.client.act(obs, pending=p, delay=delay, seed=seed, embodiment=embodiment))
         return np.stack(chunks)
 
     def reset(self) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from embodia.policy.executor import executor_for, step_policy
 from embodia.robots.spec import SO101, TASK
 from embodia.sim.tasks import COLORS, DIRECTIONS, FAMILIES, TaskInstance, parse_instruction
 
@@ -193,24 +194,20 @@ class RobotTools:
             env.begin_task(task)
         obs = self._obs(text)
         frames = [self._frame(obs)] if self.video else []
-        queue: list[np.ndarray] = []
-        steps = chunks = 0
+        executor = executor_for(policy)
+        executor.reset(self._ticks)  # the tick count seeds this call's noise (reproducible sessions)
+        steps = 0
         success = False
         policy.reset()
         while steps < limit:
-            if not queue:
-                try:
-                    chunk = np.asarray(policy.predict_chunk([obs])[0])
-                except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
-                    raise RobotError(f"the policy failed after {steps} steps: {exc}") from None
-                queue = list(chunk[: policy.n_action_steps])
-                chunks += 1
-            action = queue.pop(0)
-            if not np.all(np.isfinite(action)):
+            try:
+                action = step_policy(policy, executor, obs)
+            except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
+                # NaN/inf actions are refused by the executor before they reach the arm.
                 raise RobotError(
-                    f"the policy produced a NaN/inf action after {steps} steps; it was not executed and the "
-                    "arm holds its last target. Try again, or reset()."
-                )
+                    f"the policy failed after {steps} steps: {exc}; the chunk was not executed and the arm "
+                    "holds its last target. Try again, or reset()."
+                ) from None
             info = env.step(action)[-1]
             self._ticks += 1
             steps += 1
@@ -238,6 +235,7 @@ class RobotTools:
                 if success
                 else f"not achieved within {steps} steps (stopped at: {stopped})"
             ) + how
+        chunks = executor.chunks
         summary = f"{text!r}: {outcome}; {chunks} chunks" + (f"; video: {video}" if video else "")
         data = {
             "instruction": text,

@@ -22,7 +22,6 @@ connections meanwhile.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
 import threading
@@ -37,6 +36,7 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from embodia.net import is_loopback
 from embodia.serve.protocol import ProtocolError, packb, to_jsonable, unpackb
 from embodia.serve.schema import RequestError, ServedSpec, metadata, parse_request
 
@@ -91,18 +91,12 @@ class InferenceService:
         """Validate one decoded observation map and return the reply map (arrays as numpy)."""
         t0 = time.perf_counter()
         req = parse_request(message, self.spec)
-        noise = None
-        if req.seed is not None:
-            import torch  # already loaded with the policy
-
-            gen = torch.Generator().manual_seed(req.seed)
-            noise = torch.randn(1, self.spec.chunk_size, self.policy.cfg.max_action_dim, generator=gen)
         with self._lock:
             t1 = time.perf_counter()
             chunk = self.policy.predict_chunk(
                 [req.observation],
                 embodiment=req.embodiment,
-                noise=noise,
+                noise_seed=None if req.seed is None else [req.seed],
                 pending=req.pending,
                 delay=req.delay,
             )
@@ -264,15 +258,6 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a hostname: assume it is reachable from elsewhere
 
 
 def check_binding(host: str, api_key: str | None) -> None:

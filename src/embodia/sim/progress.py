@@ -217,3 +217,15 @@ def describe_measure(kind: str, row: dict[str, float]) -> str:
         text = f"slid {row['slid_cm']:.1f} cm"
         return text + (f", {row['off_deg']:.0f} deg off" if "off_deg" in row else "")
     return ", ".join(f"{k} {v:g}" for k, v in row.items())
+
+
+def measure_text(by_kind: dict[str, dict[str, dict[str, float]]]) -> str:
+    """'grasp: succeeded 28: 0.6 cm off, jaws 21 deg; failed 22: 1.8 cm off, jaws 29 deg'."""
+    parts = []
+    for kind, by_outcome in by_kind.items():
+        outcomes = "; ".join(
+            f"{outcome} {int(row['episodes'])}: {describe_measure(kind, row)}"
+            for outcome, row in by_outcome.items()
+        )
+        parts.append(f"{kind}: {outcomes}")
+    return " | ".join(parts)

@@ -30,10 +30,11 @@ from embodia.policy.model import VLAConfig
 class LanguageAugConfig:
     """Language augmentations: make the policy follow an instruction's meaning, not its exact string."""
 
-    # `sim.tasks.paraphrases`: the family's train and augment templates. With only four phrasings per
-    # family the policy can key on exact strings; varied phrasings make it follow the task's meaning,
-    # which is what held-out templates and free-text `embodia run` instructions need. Instructions that
-    # are not tabletop templates are never swapped.
+    # The other phrasings come from whoever starts the run (`train(..., phrasings=)`): `embodia train`
+    # and the recipes pass the tabletop's (each family's train and augment templates). With only four
+    # phrasings per family the policy can key on exact strings; varied phrasings make it follow the
+    # task's meaning, which is what held-out templates and free-text `embodia run` instructions need.
+    # Instructions the source has no phrasings for (not tabletop templates) are never swapped.
     paraphrase: float = opt(
         0.0,
         "swap each sample's instruction for another phrasing of the same tabletop task with this "

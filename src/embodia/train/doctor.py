@@ -48,7 +48,7 @@ class Finding:
 # ---------------------------------------------------------------------------------------- preflight
 def preflight(cfg: TrainConfig, checkpoint=None, env_fps: float | None = None) -> list[Finding]:
     """Static checks of a training configuration (and the checkpoint it fine-tunes or is judged with)."""
-    from embodia.train.loop import embodiment_of
+    from embodia.train.batches import embodiment_of
 
     findings: list[Finding] = []
     findings += check_schedule(cfg)

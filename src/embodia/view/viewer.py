@@ -31,11 +31,11 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from embodia.report import viewer_data as vd
-from embodia.report.viewer_data import ViewerError, resolve_inside
+from embodia.net import LOOPBACK_HOSTS, is_loopback
+from embodia.view import viewer_data as vd
+from embodia.view.viewer_data import ViewerError, resolve_inside
 
 STATIC_DIR = Path(__file__).parent / "static"
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 # Media types the browser needs to play or render files; anything else is sent as a download-safe default.
 _MEDIA_TYPES = {
     ".mp4": "video/mp4",
@@ -150,8 +150,6 @@ def _bind(host: str, port: int) -> socket.socket:
 def serve_viewer(root: str | Path, host: str = "127.0.0.1", port: int = 8765, log_level: str = "warning"):
     """Serve the viewer until interrupted. Loopback addresses only: the viewer has no authentication."""
     import uvicorn
-
-    from embodia.serve.server import is_loopback
 
     if not is_loopback(host):
         raise ValueError(

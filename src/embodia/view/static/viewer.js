@@ -1,4 +1,4 @@
-// embodia view: the front end of `embodia view` (src/embodia/report/viewer.py serves it).
+// embodia view: the front end of `embodia view` (src/embodia/view/viewer.py serves it).
 // Plain JS, no build step and nothing fetched from elsewhere, so it works offline. Routes live in the URL
 // hash (#/dataset?path=...&episode=N, #/eval?path=..., #/run?path=...) so every view can be bookmarked.
 // Text from datasets and results is always set with textContent, never innerHTML: a task string must

@@ -392,7 +392,7 @@ def eval_summary(root: Path, folder: Path) -> dict[str, Any]:
 
 def _measure_texts(measures: Any) -> dict[str, str]:
     """Task -> the eval's one-line summary of how far off its episodes were; {} for results without."""
-    from embodia.eval.run import measure_text
+    from embodia.sim.progress import measure_text  # the tabletop's wording; loads gymnasium
 
     if not isinstance(measures, dict):
         return {}

@@ -80,7 +80,7 @@ def outputs(tmp_path_factory):
     final = train(cfg, root / "embodia_runs" / "train" / "t1")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)  # the demo writes ./embodia_runs/demo/<time>-vla/ like every command
-        assert main(["demo", "--checkpoint", str(final), "--family", "pick", "--max-steps", "8"]) == 0
+        assert main(["demo", "--checkpoint", str(final), "--family", "pick", "--max-steps", "8", "--episodes", "2"]) == 0
     (out["demo"],) = (root / "embodia_runs" / "demo").iterdir()
     return out
 
@@ -90,7 +90,7 @@ def base_url(outputs):
     """The viewer over the outputs folder, served by uvicorn in a thread on a free loopback port."""
     import uvicorn
 
-    from embodia.report.viewer import _bind, create_viewer_app
+    from embodia.view.viewer import _bind, create_viewer_app
 
     sock = _bind("127.0.0.1", 0)
     port = sock.getsockname()[1]
@@ -194,8 +194,9 @@ def open_view(page, url: str) -> None:
 def test_index_lists_every_output(page, base_url, shots):
     open_view(page, base_url + "/")
     text = page.locator("main").inner_text()
-    for words in ("Datasets (1)", "Evaluations (1)", "Training runs (1)", "datasets/tiny", "embodia_runs/eval/e1",
-                  "embodia_runs/train/t1", "touch,pick"):  # fmt: skip
+    # The demo is an evaluation too (seeds 0..N-1, its own results.json): listed beside the eval.
+    for words in ("Datasets (1)", "Evaluations (2)", "Training runs (1)", "datasets/tiny", "embodia_runs/eval/e1",
+                  "embodia_runs/demo/", "embodia_runs/train/t1", "touch,pick"):  # fmt: skip
         assert words in text
     assert page.locator("a[href^='/files/'][href$='report.html']").count() == 3  # doctor, eval, demo
     page.screenshot(path=str(shots / "view_index.png"), full_page=True)
@@ -287,7 +288,7 @@ def test_bad_path_shows_the_servers_message(page, base_url):
 # ---------------------------------------------------------------------------------------------- reports
 
 
-@pytest.mark.parametrize("kind, images, videos", [("doctor", 1, 0), ("eval", 1, 2), ("demo", 0, 1)])
+@pytest.mark.parametrize("kind, images, videos", [("doctor", 1, 0), ("eval", 1, 2), ("demo", 1, 1)])
 def test_report_opens_offline(page, outputs, shots, kind, images, videos):
     """Each report is one HTML file opened from disk (file://, no server): plots inline, videos beside."""
     path = outputs[kind] / "report.html"

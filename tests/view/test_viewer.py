@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from viewer_outputs import copy_dataset, make_eval, make_fake_run
 
 from embodia.cli import main, parse
-from embodia.report.viewer import create_viewer_app
+from embodia.view.viewer import create_viewer_app
 
 VIDEO = "datasets/tiny/videos/observation.images.front/chunk-000/file-000.mp4"
 
@@ -222,9 +222,9 @@ def test_static_files_ship_with_the_package():
 
     pyproject = Path(__file__).parents[2] / "pyproject.toml"
     patterns = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]["embodia"]
-    static = Path(__file__).parents[2] / "src" / "embodia" / "report" / "static"
+    static = Path(__file__).parents[2] / "src" / "embodia" / "view" / "static"
     files = sorted(p.relative_to(static.parents[1]).as_posix() for p in static.iterdir())
-    assert files == ["report/static/index.html", "report/static/viewer.css", "report/static/viewer.js"]
+    assert files == ["view/static/index.html", "view/static/viewer.css", "view/static/viewer.js"]
     from fnmatch import fnmatch
 
     assert all(any(fnmatch(f, pat) for pat in patterns) for f in files)

@@ -202,7 +202,7 @@ def test_a_nan_action_is_a_tool_error_and_never_reaches_the_arm(tmp_path):
 class _ExpertPolicy:
     """The scripted expert behind the ChunkPolicy interface: one privileged action per chunk."""
 
-    n_action_steps = 1
+    chunk_size = n_action_steps = 1
 
     def __init__(self):
         self.env = None

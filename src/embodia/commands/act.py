@@ -12,7 +12,7 @@ from embodia.eval.config import EvalConfig
 
 # The families the shipped base was trained on (place is held out: see its model card).
 DEMO_FAMILIES = ("pick", "push", "stack", "touch")
-DEMO_EPISODES = 12
+DEMO_EPISODES = 20
 
 
 @dataclass(frozen=True)

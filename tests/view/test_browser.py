@@ -80,7 +80,22 @@ def outputs(tmp_path_factory):
     final = train(cfg, root / "embodia_runs" / "train" / "t1")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)  # the demo writes ./embodia_runs/demo/<time>-vla/ like every command
-        assert main(["demo", "--checkpoint", str(final), "--family", "pick", "--max-steps", "8", "--episodes", "2"]) == 0
+        assert (
+            main(
+                [
+                    "demo",
+                    "--checkpoint",
+                    str(final),
+                    "--family",
+                    "pick",
+                    "--max-steps",
+                    "8",
+                    "--episodes",
+                    "2",
+                ]
+            )
+            == 0
+        )
     (out["demo"],) = (root / "embodia_runs" / "demo").iterdir()
     return out
 

@@ -294,3 +294,71 @@ def test_inference_lock_is_granted_in_arrival_order():
     for t in threads:
         t.join(5)
     assert order == [0, 1, 2, 3, 4]
+
+
+# ---------------------------------------------------------------------------------------------- hardening
+@pytest.mark.parametrize("embodiment", [["so101"], {"name": "so101"}, 3])
+def test_a_non_string_embodiment_is_a_client_error(server_url, client, embodiment):
+    obs = make_obs(client.metadata["observation"]) | {"embodiment": embodiment}
+    code, _, reply = http(server_url, "/v1/act", packb(obs), {"Content-Type": "application/msgpack"})
+    assert code == 422 and "'embodiment' must be a string" in json.loads(reply)["error"]
+    with connect(server_url) as ws:
+        unpackb(ws.recv())
+        ws.send(packb(obs))
+        assert "'embodiment' must be a string" in ws.recv()
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv()
+        assert closed.value.rcvd.code == 1008
+
+
+def test_json_nested_too_deep_is_a_client_error(server_url):
+    body = b"[" * 100_000 + b"]" * 100_000
+    code, _, reply = http(server_url, "/v1/act", body, {"Content-Type": "application/json"})
+    assert code == 422 and "nests too deeply" in json.loads(reply)["error"]
+
+
+class _NaNPolicy:
+    """The tiny policy whose output turns NaN when the state's first value is negative."""
+
+    def __init__(self, policy):
+        self._policy = policy
+
+    def __getattr__(self, name):
+        return getattr(self._policy, name)
+
+    def predict_chunk(self, observations, **kwargs):
+        out = self._policy.predict_chunk(observations, **kwargs)
+        if observations[0][STATE][0] < 0:
+            out[:, 3, 1] = np.nan
+        return out
+
+
+def test_non_finite_actions_never_leave_the_server(tiny_policy):
+    with running_server(_NaNPolicy(tiny_policy)) as url, Client(url) as c:
+        obs = make_obs(c.metadata["observation"])
+        good = obs | {STATE: np.abs(obs[STATE])}
+        bad = obs | {STATE: np.full(6, -1e30, np.float32)}
+        with pytest.raises(ServerError, match="not finite"):
+            c.act(bad)
+        assert np.all(np.isfinite(c.act(good)))  # the server goes on
+        as_json = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in bad.items()}
+        code, _, reply = http(
+            url, "/v1/act", json.dumps(as_json).encode(), {"Content-Type": "application/json"}
+        )
+        assert (
+            code == 422
+            and "not finite" in json.loads(reply)["error"]
+            and "1e+30" in json.loads(reply)["error"]
+        )
+
+
+def test_an_absurd_state_never_returns_non_finite_actions(client):
+    """With the real policy: a state of 1e30 gives finite actions or a clear error, never NaN in a reply."""
+    obs = make_obs(client.metadata["observation"])
+    for state in (np.full(6, 1e30, np.float32), np.array([0, 0, 1e25, 0, 0, 0], np.float32)):
+        try:
+            actions = client.act(obs | {STATE: state})
+        except ServerError as exc:
+            assert "not finite" in str(exc)
+        else:
+            assert np.all(np.isfinite(actions))

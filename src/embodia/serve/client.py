@@ -90,9 +90,14 @@ class Client:
             message["embodiment"] = embodiment
         reply = self.infer(message)
         try:
-            return np.asarray(reply["actions"], dtype=np.float32)
+            actions = np.asarray(reply["actions"], dtype=np.float32)
         except KeyError:
             raise ServerError(f"the server's reply has no 'actions' (keys {sorted(reply)})") from None
+        except (TypeError, ValueError) as exc:
+            raise ServerError(f"the server's 'actions' are not an array of numbers ({exc})") from None
+        if not np.all(np.isfinite(actions)):  # any server, not only embodia's: nothing non-finite goes on
+            raise ServerError("the server replied with NaN or inf actions; they were not used")
+        return actions
 
     def infer(self, message: dict[str, Any]) -> dict[str, Any]:
         """Send one observation map, return the server's whole reply (openpi's `infer`)."""

@@ -247,6 +247,10 @@ def parse_request(msg: Any, spec: ServedSpec) -> Request:
     if bad_keys:
         raise RequestError(f"observation keys must be strings, got {bad_keys[:3]!r}")
     name = msg.get("embodiment", spec.default)
+    if not isinstance(name, str):  # a list or map would be unhashable: a client mistake, said as one
+        raise RequestError(
+            f"'embodiment' must be a string, one of {sorted(spec.embodiments)}; got {type(name).__name__}"
+        )
     if name not in spec.embodiments:
         raise RequestError(f"unknown embodiment {name!r}; this server has {sorted(spec.embodiments)}")
     view = spec.embodiments[name]

@@ -38,7 +38,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from embodia.net import is_loopback
 from embodia.serve.protocol import ProtocolError, packb, to_jsonable, unpackb
-from embodia.serve.schema import RequestError, ServedSpec, metadata, parse_request
+from embodia.serve.schema import STATE, RequestError, ServedSpec, metadata, parse_request
 
 log = logging.getLogger("embodia.serve")
 
@@ -50,6 +50,10 @@ CLOSE_UNSUPPORTED = 1003  # a text frame where binary msgpack was expected
 CLOSE_POLICY = 1008  # bad request / bad API key
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
+
+
+class NonFiniteActions(RequestError):
+    """The policy's output for a request is NaN or inf: never sent; the client is told why."""
 
 
 class FifoLock:
@@ -102,19 +106,29 @@ class InferenceService:
             )
             infer_ms = (time.perf_counter() - t1) * 1e3
         actions = np.ascontiguousarray(np.asarray(chunk, dtype=np.float32)[0])
+        if not np.all(np.isfinite(actions)):  # nothing non-finite leaves the server
+            state = np.abs(np.asarray(req.observation[STATE], np.float64))
+            raise NonFiniteActions(
+                "the policy's actions for this observation are not finite (NaN or inf), so none are "
+                f"returned; the largest |observation.state| value is {state.max():.3g}: check its units "
+                f"({self.spec.embodiments[req.embodiment].state_dim} values, as in /v1/metadata)"
+            )
         timing = {"infer_ms": infer_ms, "server_ms": (time.perf_counter() - t0) * 1e3}
         return {"actions": actions, "embodiment": req.embodiment, "server_timing": timing}
 
     def act_encoded(self, body: bytes, json_body: bool = False) -> dict[str, Any]:
         """Decode (msgpack, or JSON with arrays as nested lists) and act. Runs in the worker thread
         too: decoding a large JSON body takes long enough to stall the event loop."""
-        if not json_body:
-            return self.act(unpackb(body))
         try:
-            message = json.loads(body)
+            message = unpackb(body) if not json_body else json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RequestError(f"the body is not valid JSON ({exc})") from None
-        return self.act(message)
+        except RecursionError:
+            raise RequestError("the message nests too deeply") from None
+        try:
+            return self.act(message)
+        except RecursionError:  # deeply nested lists where an array was expected
+            raise RequestError("the message nests too deeply") from None
 
 
 def _authorized(headers, api_key: str | None) -> bool:

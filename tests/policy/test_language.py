@@ -87,3 +87,37 @@ def test_an_instruction_table_gives_back_the_encoders_output_and_nothing_else(en
     )
     with pytest.raises(ValueError, match=r"expected tokens \(1, 32, 384\)"):
         InstructionTable(other)
+
+
+def test_the_cache_is_bounded_least_recently_used_first(encoder, monkeypatch):
+    monkeypatch.setattr(encoder, "max_cached", 3)
+    encoder._cache.clear()
+    first = encoder.encode(["touch the red block"])[2]
+    encoder.encode(["lift the blue block", "push the green block left"])
+    encoder.encode(["touch the red block"])  # used again: now the most recent
+    encoder.encode(["stack the red block on the blue block"])
+    assert encoder.cache_size == 3 and "lift the blue block" not in encoder._cache
+    assert "touch the red block" in encoder._cache
+    # A batch larger than the cache still encodes every one of its instructions.
+    many = [f"touch block number {i}" for i in range(5)]
+    tokens, mask, pooled = encoder.encode(many)
+    assert tokens.shape[0] == 5 and encoder.cache_size == 3
+    torch.testing.assert_close(encoder.encode(["touch the red block"])[2], first)
+
+
+def test_a_huge_prompt_costs_what_its_first_tokens_cost(encoder, monkeypatch):
+    from embodia.policy.language import MAX_CHARS
+
+    seen = []
+    tokenizer = encoder.tokenizer
+
+    def spy(texts, **kwargs):
+        seen.extend(len(t) for t in texts)
+        return tokenizer(texts, **kwargs)
+
+    monkeypatch.setattr(encoder, "tokenizer", spy)
+    text = "touch the red block " + "very " * 200_000  # 1 MB
+    a, b = encoder.encode([text]), encoder.encode([text[:MAX_CHARS]])
+    assert seen == [MAX_CHARS, MAX_CHARS]  # cut before tokenising
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x, y)

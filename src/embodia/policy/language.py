@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 MAX_TOKENS = 32  # instructions are short; a fixed length keeps batches rectangular
+MAX_CHARS = 1024  # far more than MAX_TOKENS tokens of text: the rest is cut before tokenising
 HIDDEN = 384
 
 
@@ -52,8 +53,9 @@ class _Encodings:
     """Encodings kept per distinct instruction; `_add_missing` supplies the ones not seen yet."""
 
     _cache: dict[str, Encoded]
+    max_cached: int | None = None  # keep at most this many (least recently used go first); None: all
 
-    def _add_missing(self, texts: list[str]) -> None:
+    def _add_missing(self, texts: list[str]) -> dict[str, Encoded]:
         raise NotImplementedError
 
     def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -61,14 +63,24 @@ class _Encodings:
         if isinstance(texts, str):
             raise TypeError("encode() takes a list of instructions")
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if missing:
-            self._add_missing(missing)
-        items = [self._cache[t] for t in texts]
+        new = self._add_missing(missing) if missing else {}
+        items = [new[t] if t in new else self._cache[t] for t in texts]
+        self._remember(texts, new)
         return (
             torch.stack([e.tokens for e in items]),
             torch.stack([e.mask for e in items]),
             torch.stack([e.pooled for e in items]),
         )
+
+    def _remember(self, texts: list[str], new: dict[str, Encoded]) -> None:
+        self._cache.update(new)
+        if self.max_cached is None:
+            return
+        for t in texts:  # most recently used last
+            if t in self._cache:
+                self._cache[t] = self._cache.pop(t)
+        while len(self._cache) > self.max_cached:
+            del self._cache[next(iter(self._cache))]
 
     @property
     def cache_size(self) -> int:
@@ -76,7 +88,12 @@ class _Encodings:
 
 
 class InstructionEncoder(_Encodings):
-    """Frozen; `encode(texts)` returns batched tensors, computing each distinct string once."""
+    """Frozen; `encode(texts)` returns batched tensors, computing each distinct string once and keeping
+    the `max_cached` most recently used (about 50 KB each), so a server fed ever new prompts stays
+    bounded. Only the first `MAX_TOKENS` tokens count, so text past `MAX_CHARS` characters is cut before
+    tokenising (a megabyte prompt costs no more than a short one)."""
+
+    max_cached = 1024
 
     def __init__(self, device: str | torch.device = "cpu"):
         from transformers import AutoModel, AutoTokenizer
@@ -93,19 +110,25 @@ class InstructionEncoder(_Encodings):
         self._cache: dict[str, Encoded] = {}
 
     @torch.no_grad()
-    def _encode_new(self, texts: list[str]) -> None:
+    def _encode_new(self, texts: list[str]) -> dict[str, Encoded]:
         batch = self.tokenizer(
-            texts, padding="max_length", truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
+            [t[:MAX_CHARS] for t in texts],
+            padding="max_length",
+            truncation=True,
+            max_length=MAX_TOKENS,
+            return_tensors="pt",
         ).to(self.device)
         hidden = self.model(**batch).last_hidden_state  # (B, T, 384)
         mask = batch["attention_mask"].bool()
         summed = (hidden * mask[..., None]).sum(1)
         pooled = torch.nn.functional.normalize(summed / mask.sum(1, keepdim=True).clamp(min=1), dim=-1)
-        for i, text in enumerate(texts):
-            self._cache[text] = Encoded(hidden[i].float().cpu(), mask[i].cpu(), pooled[i].float().cpu())
+        return {
+            text: Encoded(hidden[i].float().cpu(), mask[i].cpu(), pooled[i].float().cpu())
+            for i, text in enumerate(texts)
+        }
 
-    def _add_missing(self, texts: list[str]) -> None:
-        self._encode_new(texts)
+    def _add_missing(self, texts: list[str]) -> dict[str, Encoded]:
+        return self._encode_new(texts)
 
 
 # An instruction table: the encoder's output for a fixed set of instructions, in one safetensors file.

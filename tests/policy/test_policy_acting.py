@@ -87,3 +87,21 @@ def test_select_action_owns_the_action_queue(policy, observations):
     assert policy._executor.chunks == 2  # the queue ran out: a second chunk
     policy.reset(seed=3)
     np.testing.assert_array_equal(policy.select_action(observations[0]), first[0])  # replays
+
+
+def test_images_are_resized_before_they_are_letterboxed():
+    """A (1, W, 3) image costs its own size, not a W x W square (the old pad-then-resize order), and a
+    wide frame keeps its aspect ratio with equal bands above and below."""
+    import torch
+
+    from embodia.policy.inputs import fit_image, to_model_image
+
+    thin = torch.full((1, 3, 1, 50_000), 255, dtype=torch.uint8)  # padded first: 30 GB of float32
+    out = to_model_image(thin, 96)
+    assert out.shape == (1, 3, 96, 96) and out.sum(dim=(0, 1, 3)).nonzero().numel() == 1
+    wide = np.full((480, 960, 3), 200, np.uint8)
+    fitted = fit_image(wide, 96)
+    rows = np.flatnonzero(fitted[:, :, 0].max(axis=1))
+    assert (rows[0], rows[-1]) == (24, 71)  # 48 rows of image, 24 of padding on each side
+    same = to_model_image(torch.from_numpy(wide).permute(2, 0, 1)[None], 96)
+    np.testing.assert_array_equal(fitted, (same[0].permute(1, 2, 0) * 255).round().byte().numpy())

@@ -63,7 +63,7 @@ def test_http_metadata_and_health(server_url, client):
     status, _, body = http(server_url, "/v1/metadata")
     assert status == 200 and json.loads(body) == json.loads(json.dumps(client.metadata))
     status, _, body = http(server_url, "/healthz")
-    assert status == 200 and json.loads(body) == {"status": "ok"}
+    assert status == 200 and json.loads(body) == {"status": "ok", "ready": True}
 
 
 def test_act_matches_predict_chunk_with_the_same_noise(client, tiny_policy):
@@ -337,7 +337,7 @@ def test_non_finite_actions_never_leave_the_server(tiny_policy):
     with running_server(_NaNPolicy(tiny_policy)) as url, Client(url) as c:
         obs = make_obs(c.metadata["observation"])
         good = obs | {STATE: np.abs(obs[STATE])}
-        bad = obs | {STATE: np.full(6, -1e30, np.float32)}
+        bad = obs | {STATE: np.full(6, -0.5, np.float32)}  # plausible, so it reaches the policy
         with pytest.raises(ServerError, match="not finite"):
             c.act(bad)
         assert np.all(np.isfinite(c.act(good)))  # the server goes on
@@ -346,19 +346,102 @@ def test_non_finite_actions_never_leave_the_server(tiny_policy):
             url, "/v1/act", json.dumps(as_json).encode(), {"Content-Type": "application/json"}
         )
         assert (
-            code == 422
-            and "not finite" in json.loads(reply)["error"]
-            and "1e+30" in json.loads(reply)["error"]
+            code == 422 and "not finite" in json.loads(reply)["error"] and "0.5" in json.loads(reply)["error"]
         )
 
 
-def test_an_absurd_state_never_returns_non_finite_actions(client):
-    """With the real policy: a state of 1e30 gives finite actions or a clear error, never NaN in a reply."""
+def test_an_absurd_state_is_refused_before_inference(tiny_policy):
+    """A state of 1e30 (or one element of 1e25) is refused by name, in the policy's standard deviations,
+    before it costs an inference: never NaN in a reply, never a 500."""
+    calls = []
+
+    class Counting(_NaNPolicy):
+        def predict_chunk(self, observations, **kwargs):
+            calls.append(1)
+            return self._policy.predict_chunk(observations, **kwargs)
+
+    with running_server(Counting(tiny_policy)) as url, Client(url) as c:
+        obs = make_obs(c.metadata["observation"])
+        warmed = len(calls)
+        for state in (np.full(6, 1e30, np.float32), np.array([0, 0, 1e25, 0, 0, 0], np.float32)):
+            with pytest.raises(ServerError, match="standard deviations .* check its units"):
+                c.act(obs | {STATE: state})
+        assert len(calls) == warmed  # no inference was spent on them
+        as_json = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in obs.items()}
+        as_json[STATE] = [0, 0, 1e25, 0, 0, 0]
+        code, _, reply = http(
+            url, "/v1/act", json.dumps(as_json).encode(), {"Content-Type": "application/json"}
+        )
+        assert code == 422 and "standard deviations" in json.loads(reply)["error"]
+        assert np.all(np.isfinite(c.act(obs)))  # the server goes on
+
+
+@pytest.mark.parametrize(
+    "shape, why",
+    [((1, 23_000, 3), "aspect ratio"), ((2000, 1000, 3), "1920 pixels"), ((3, 1, 9000), "aspect ratio")],
+)
+def test_oversized_or_elongated_images_are_refused_before_any_work(client, shape, why):
+    """A (1, W, 3) image used to be padded to a W x W float square before resizing (quadratic memory and
+    time under the inference lock); now sides and aspect ratio are checked first."""
     obs = make_obs(client.metadata["observation"])
-    for state in (np.full(6, 1e30, np.float32), np.array([0, 0, 1e25, 0, 0, 0], np.float32)):
-        try:
-            actions = client.act(obs | {STATE: state})
-        except ServerError as exc:
-            assert "not finite" in str(exc)
-        else:
-            assert np.all(np.isfinite(actions))
+    with pytest.raises(ServerError, match=why):
+        client.act(obs | {FRONT: np.zeros(shape, np.uint8)})
+
+
+def test_the_largest_accepted_image_is_served_like_its_fitted_copy(client, tiny_policy):
+    """A 1920 x 1080 frame is fitted to the model's input outside the lock, exactly as the policy would."""
+    from embodia.policy.inputs import fit_image
+
+    obs = make_obs(client.metadata["observation"], seed=3)
+    frame = np.random.default_rng(0).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    fitted = fit_image(frame, tiny_policy.cfg.image_size)
+    assert fitted.shape == (tiny_policy.cfg.image_size,) * 2 + (3,) and fitted.dtype == np.uint8
+    big = client.act(obs | {FRONT: frame}, seed=5)
+    np.testing.assert_array_equal(big, client.act(obs | {FRONT: fitted}, seed=5))
+
+
+def test_json_bodies_are_kept_small_and_msgpack_lists_bounded(server_url, client):
+    from embodia.serve.protocol import MAX_LIST_ITEMS
+    from embodia.serve.server import MAX_JSON_BYTES
+
+    assert client.metadata["max_json_bytes"] == MAX_JSON_BYTES
+    body = b'{"task": "x", "observation.state": [' + b"0," * (MAX_JSON_BYTES // 2) + b"0]}"
+    code, _, reply = http(server_url, "/v1/act", body, {"Content-Type": "application/json"})
+    assert code == 413 and "msgpack" in json.loads(reply)["error"]
+    many = packb({"task": "x", "observation.state": [[0] * 1000] * (MAX_LIST_ITEMS // 1000 + 1)})
+    code, _, reply = http(server_url, "/v1/act", many, {"Content-Type": "application/msgpack"})
+    assert code == 422 and "numpy arrays" in json.loads(reply)["error"]
+
+
+def test_request_work_happens_outside_the_inference_lock(tiny_policy):
+    """While another request holds the model, a new request's image is fitted and its instruction
+    encoded: only the inference itself waits."""
+    from embodia.serve.server import InferenceService
+
+    service = InferenceService(tiny_policy)
+    obs = make_obs(service.metadata["observation"]) | {"task": "a sentence nobody has sent before"}
+    obs[FRONT] = np.zeros((480, 640, 3), np.uint8)
+    done = threading.Event()
+    with service._lock:  # the model is busy
+        worker = threading.Thread(target=lambda: (service.act(obs), done.set()), daemon=True)
+        worker.start()
+        deadline = time.monotonic() + 30
+        encoder = tiny_policy.encoder
+        while "a sentence nobody has sent before" not in encoder._cache and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "a sentence nobody has sent before" in encoder._cache and not done.is_set()
+    worker.join(timeout=30)
+    assert done.is_set()
+
+
+def test_the_server_warms_up_before_it_answers(tiny_policy):
+    calls = []
+
+    class Counting(_NaNPolicy):
+        def predict_chunk(self, observations, **kwargs):
+            calls.append(kwargs.get("embodiment"))
+            return self._policy.predict_chunk(observations, **kwargs)
+
+    with running_server(Counting(tiny_policy)) as url:
+        assert calls == sorted(tiny_policy.embodiments)  # one inference per embodiment, already done
+        assert json.loads(http(url, "/healthz")[2]) == {"status": "ok", "ready": True}

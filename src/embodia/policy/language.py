@@ -12,6 +12,7 @@ Instructions repeat across a dataset and an episode, so encodings are cached per
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,18 +55,25 @@ class _Encodings:
 
     _cache: dict[str, Encoded]
     max_cached: int | None = None  # keep at most this many (least recently used go first); None: all
+    _cache_lock = threading.Lock()  # replaced per instance in __init__; here for subclasses' safety
 
     def _add_missing(self, texts: list[str]) -> dict[str, Encoded]:
         raise NotImplementedError
 
     def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(tokens (B, T, 384), mask (B, T), pooled (B, 384)) for a list of instructions."""
+        """(tokens (B, T, 384), mask (B, T), pooled (B, 384)) for a list of instructions.
+
+        Thread-safe: the cache is read and updated under a lock; new instructions are encoded outside
+        it (a server encodes one request's instruction while another request runs the model)."""
         if isinstance(texts, str):
             raise TypeError("encode() takes a list of instructions")
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        with self._cache_lock:
+            known = {t: self._cache[t] for t in texts if t in self._cache}
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
         new = self._add_missing(missing) if missing else {}
-        items = [new[t] if t in new else self._cache[t] for t in texts]
-        self._remember(texts, new)
+        items = [new[t] if t in new else known[t] for t in texts]
+        with self._cache_lock:
+            self._remember(texts, new)
         return (
             torch.stack([e.tokens for e in items]),
             torch.stack([e.mask for e in items]),
@@ -108,6 +116,7 @@ class InstructionEncoder(_Encodings):
             p.requires_grad_(False)
         self.device = torch.device(device)
         self._cache: dict[str, Encoded] = {}
+        self._cache_lock = threading.Lock()
 
     @torch.no_grad()
     def _encode_new(self, texts: list[str]) -> dict[str, Encoded]:

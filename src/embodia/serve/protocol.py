@@ -30,6 +30,11 @@ import numpy as np
 # msgpack scalar form (openpi refuses it too), 'M'/'m' (datetime) nobody needs.
 ALLOWED_KINDS = frozenset("biufUS")
 MAX_NDIM = 8  # an observation or action is at most rank 4 (B, H, W, C); deeper is certainly an error
+# Plain msgpack lists are decoded into Python objects, item by item, holding the interpreter lock: a
+# 16 MB message of small integers would stall every other client for seconds. Arrays travel as numpy
+# (openpi's encoding: one bin, no per-item cost); lists may hold this many items in all (about two
+# 224 x 224 RGB images written as nested lists, for clients without numpy).
+MAX_LIST_ITEMS = 262_144
 _ARRAY_KEYS = ("__ndarray__", b"__ndarray__")
 _SCALAR_KEYS = ("__npgeneric__", b"__npgeneric__")
 
@@ -108,6 +113,22 @@ def _decode_hook(obj: dict) -> Any:
     return obj
 
 
+class _ListBudget:
+    """msgpack `list_hook`: counts the items of the lists decoded so far and stops past the budget."""
+
+    def __init__(self, budget: int = MAX_LIST_ITEMS):
+        self.left = budget
+
+    def __call__(self, items: list) -> list:
+        self.left -= len(items)
+        if self.left < 0:
+            raise ProtocolError(
+                f"the message's lists hold more than {MAX_LIST_ITEMS} items in all; send arrays as numpy "
+                "arrays (msgpack-numpy, as openpi clients do), not as lists"
+            )
+        return items
+
+
 def packb(obj: Any) -> bytes:
     """Encode a message (dicts, lists, scalars, str, bytes, numpy arrays and scalars)."""
     return msgpack.packb(obj, default=_encode_default, use_bin_type=True)
@@ -118,7 +139,9 @@ def unpackb(data: bytes) -> Any:
     try:
         # strict_map_key=False: openpi's marker keys are bin (bytes); msgpack's default refuses only
         # non-str/bytes keys anyway, but being explicit documents that bytes keys are expected.
-        return msgpack.unpackb(data, object_hook=_decode_hook, raw=False, strict_map_key=False)
+        return msgpack.unpackb(
+            data, object_hook=_decode_hook, list_hook=_ListBudget(), raw=False, strict_map_key=False
+        )
     except ProtocolError:
         raise
     except (ValueError, TypeError, msgpack.exceptions.ExtraData, msgpack.exceptions.FormatError) as exc:

@@ -5,9 +5,12 @@ unit-testable and the client can import the same constants.
 
 A request is one observation map, as openpi clients send it, plus optional embodia fields:
 
-    observation.images.<camera>  (H, W, 3) uint8; any H x W (the policy letterboxes); also accepted:
-                                 (3, H, W), integer arrays within 0..255, float arrays within [0, 1]
-                                 (scaled by 255, as openpi's image tools do)
+    observation.images.<camera>  (H, W, 3) uint8; any H x W with sides up to MAX_IMAGE_SIDE (1920)
+                                 and an aspect ratio up to MAX_ASPECT (4:1): the server resizes it to
+                                 the model's input (longer side first, then letterboxed) before it
+                                 queues the request; also accepted: (3, H, W), integer arrays within
+                                 0..255, float arrays within [0, 1] (scaled by 255, as openpi's image
+                                 tools do)
     observation.state            (state_dim,) any real dtype whose values fit float32; no NaN / inf
     task | prompt                the instruction (openpi clients call it `prompt`)
     pending, delay               real-time chunking: the previous chunk's actions that will still run
@@ -31,6 +34,10 @@ PROMPT = "prompt"  # openpi's name for the instruction
 STATE = "observation.state"
 OPTION_KEYS = ("pending", "delay", "seed", "embodiment")
 MAX_SEED = 2**63 - 1
+# The largest image side accepted (full HD), and the most elongated aspect ratio: the cost of fitting
+# an image to the model's input grows with its area, so both are checked before anything is allocated.
+MAX_IMAGE_SIDE = 1920
+MAX_ASPECT = 4.0
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -178,16 +185,44 @@ def _int(value: Any, key: str, low: int, high: int) -> int:
     return value
 
 
-def _image(value: Any, key: str, view: EmbodimentView) -> np.ndarray:
-    arr = _array(value, key)
-    trained = tuple(view.features[key]["shape"])
-    if arr.ndim == 3 and arr.shape[-1] != 3 and arr.shape[0] == 3:
-        arr = arr.transpose(1, 2, 0)  # (3, H, W) channel-first, as some openpi clients send
-    if arr.ndim != 3 or arr.shape[-1] != 3 or min(arr.shape[:2]) < 1:
+def _nominal_shape(value: Any) -> tuple[int, ...]:
+    """The shape an array or a nested list claims (a list's first elements, at most 4 levels), read
+    without converting anything: a JSON image is checked before it becomes an array."""
+    if isinstance(value, np.ndarray):
+        return value.shape
+    shape = []
+    while isinstance(value, list) and len(shape) < 4:
+        shape.append(len(value))
+        value = value[0] if value else None
+    return tuple(shape)
+
+
+def _image_shape(shape: tuple[int, ...], key: str, trained: tuple) -> tuple[int, int]:
+    """(H, W) of an (H, W, 3) or (3, H, W) image within the accepted size, or a RequestError."""
+    if len(shape) == 3 and shape[-1] != 3 and shape[0] == 3:
+        shape = (*shape[1:], 3)
+    if len(shape) != 3 or shape[-1] != 3 or min(shape[:2]) < 1:
         raise RequestError(
-            f"'{key}' has shape {arr.shape}; expected an RGB image (H, W, 3) uint8 "
+            f"'{key}' has shape {shape}; expected an RGB image (H, W, 3) uint8 "
             f"(trained at {trained}; other sizes are letterboxed)"
         )
+    h, w = shape[:2]
+    if max(h, w) > MAX_IMAGE_SIDE or max(h, w) > MAX_ASPECT * min(h, w):
+        raise RequestError(
+            f"'{key}' is {h} x {w}; images up to {MAX_IMAGE_SIDE} pixels a side with an aspect ratio "
+            f"up to {MAX_ASPECT:g}:1 are accepted (trained at {trained}: send that size, e.g. resize "
+            "on the client)"
+        )
+    return h, w
+
+
+def _image(value: Any, key: str, view: EmbodimentView) -> np.ndarray:
+    trained = tuple(view.features[key]["shape"])
+    _image_shape(_nominal_shape(value), key, trained)  # before any conversion
+    arr = _array(value, key)
+    if arr.ndim == 3 and arr.shape[-1] != 3 and arr.shape[0] == 3:
+        arr = arr.transpose(1, 2, 0)  # (3, H, W) channel-first, as some openpi clients send
+    _image_shape(arr.shape, key, trained)  # a ragged list may claim one shape and be another
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype.kind in "iu":

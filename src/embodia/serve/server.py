@@ -4,10 +4,12 @@
                            msgpack observation is answered with {"actions": (H, d) float32,
                            "server_timing": {"infer_ms", ...}}. A bad message gets a text frame with
                            the error, then that connection (only) is closed.
-    GET  /healthz          200 {"status": "ok"} (no API key needed: for load balancers and scripts)
+    GET  /healthz          200 {"status": "ok", "ready": true} (no API key needed: for load balancers
+                           and scripts); the port opens only once the model is loaded and warmed up
     GET  /v1/metadata      the same metadata as JSON
-    POST /v1/act           one observation as JSON (arrays as nested lists) or msgpack, by Content-Type;
-                           the reply uses the same encoding (or the one `Accept` names)
+    POST /v1/act           one observation as JSON (arrays as nested lists; at most MAX_JSON_BYTES) or
+                           msgpack, by Content-Type; the reply uses the same encoding (or the one
+                           `Accept` names)
 
 Metadata and requests are described in serve/schema.py; the codec in serve/protocol.py.
 
@@ -34,15 +36,21 @@ import anyio.to_thread
 import numpy as np
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from embodia.net import is_loopback
 from embodia.serve.protocol import ProtocolError, packb, to_jsonable, unpackb
-from embodia.serve.schema import STATE, RequestError, ServedSpec, metadata, parse_request
+from embodia.serve.schema import STATE, TASK, RequestError, ServedSpec, metadata, parse_request
+from embodia.serve.transport import uvicorn_config
 
 log = logging.getLogger("embodia.serve")
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# JSON is parsed item by item holding the interpreter lock (~20 ms per MB, stalling every client), so
+# JSON bodies are kept small: enough for the trained 96 x 96 cameras as nested lists; larger images go
+# as msgpack, whose numpy arrays cost nothing to decode.
+MAX_JSON_BYTES = 256 * 1024
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
 JSON_TYPES = ("application/json",)
 # Websocket close codes (RFC 6455 section 7.4.1).
@@ -50,6 +58,8 @@ CLOSE_UNSUPPORTED = 1003  # a text frame where binary msgpack was expected
 CLOSE_POLICY = 1008  # bad request / bad API key
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
+# A state farther than this from the training data's mean, in its standard deviations, is refused.
+MAX_STATE_SIGMAS = 1000.0
 
 
 class NonFiniteActions(RequestError):
@@ -87,7 +97,10 @@ class InferenceService:
         self.policy = policy
         self.spec = ServedSpec.from_policy(policy)
         self.max_message_bytes = int(max_message_bytes)
-        self.metadata = metadata(self.spec, self.max_message_bytes, __version__)
+        self.metadata = {
+            **metadata(self.spec, self.max_message_bytes, __version__),
+            "max_json_bytes": min(MAX_JSON_BYTES, self.max_message_bytes),
+        }
         self.metadata_msgpack = packb(self.metadata)
         self._lock = FifoLock()
 
@@ -95,6 +108,7 @@ class InferenceService:
         """Validate one decoded observation map and return the reply map (arrays as numpy)."""
         t0 = time.perf_counter()
         req = parse_request(message, self.spec)
+        self._prepare(req)
         with self._lock:
             t1 = time.perf_counter()
             chunk = self.policy.predict_chunk(
@@ -115,6 +129,58 @@ class InferenceService:
             )
         timing = {"infer_ms": infer_ms, "server_ms": (time.perf_counter() - t0) * 1e3}
         return {"actions": actions, "embodiment": req.embodiment, "server_timing": timing}
+
+    def _prepare(self, req) -> None:
+        """The request's own work, done before it queues for the model (so one client's large image or
+        new instruction does not stall the others): images fitted to the model's input, the
+        instruction encoded into the encoder's cache."""
+        self._check_state_range(req)
+        size = self.spec.model.get("image_size")
+        if size:
+            from embodia.policy.inputs import fit_image
+
+            for cam in self.spec.embodiments[req.embodiment].cameras:
+                req.observation[cam] = fit_image(req.observation[cam], int(size))
+        encoder = getattr(self.policy, "encoder", None)
+        if encoder is not None and hasattr(encoder, "encode"):
+            encoder.encode([req.observation[TASK]])
+
+    def _check_state_range(self, req) -> None:
+        """A state thousands of standard deviations from what the policy was trained on is in other
+        units (or garbage): refused before it costs an inference (whose actions would be meaningless,
+        or not finite)."""
+        info = getattr(self.policy, "embodiments", {}).get(req.embodiment)
+        norm = getattr(info, "normalizer", None)
+        if norm is None:
+            return
+        import torch
+
+        state = np.asarray(req.observation[STATE], np.float64)
+        # The policy's own normalisation (a dimension that never varied in training stays raw).
+        z = np.abs(norm.normalize_state(torch.from_numpy(state)).numpy())
+        i = int(np.argmax(z))
+        if z[i] > MAX_STATE_SIGMAS:
+            names = getattr(info, "state_names", None) or []
+            name = names[i] if i < len(names) else f"[{i}]"
+            raise RequestError(
+                f"'{STATE}' {name} = {state[i]:.4g} lies {z[i]:.3g} standard deviations from the values "
+                f"this policy was trained on (mean {norm.state_mean[i]:.4g}, std {norm.state_std[i]:.4g}): "
+                "check its units (the metadata lists the state's names; SO-101 joints are radians)"
+            )
+
+    def warm_up(self) -> None:
+        """One request per embodiment, built from the metadata alone, before the server answers
+        anything: the first inference (tracing, allocation, the encoder's first call) costs seconds, and
+        a server that says it is healthy should answer at its usual speed."""
+        for name, view in self.spec.embodiments.items():
+            obs: dict[str, Any] = {"embodiment": name, TASK: "warm up"}
+            for key, f in view.features.items():
+                if key != TASK:
+                    obs[key] = np.zeros(f["shape"], np.uint8 if f["dtype"] == "uint8" else np.float32)
+            try:
+                self.act(obs)
+            except NonFiniteActions as exc:  # said to the client of any such request; noted here
+                log.warning("warm-up request for %s: %s", name, exc)
 
     def act_encoded(self, body: bytes, json_body: bool = False) -> dict[str, Any]:
         """Decode (msgpack, or JSON with arrays as nested lists) and act. Runs in the worker thread
@@ -201,7 +267,8 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz() -> dict:
-        return {"status": "ok"}
+        # `serve` warms the model up before it binds the port: an answer here means ready to act.
+        return {"status": "ok", "ready": True}
 
     @app.get("/")
     async def index() -> dict:
@@ -227,11 +294,18 @@ def create_app(
                 {"error": f"Content-Type must be application/json or application/msgpack, got {ctype!r}"},
                 status_code=415,
             )
-        body = await _read_limited(request, limit)
-        if body is None:
-            return JSONResponse(
-                {"error": f"request body exceeds the limit of {limit} bytes"}, status_code=413
+        try:
+            body = await _read_limited(
+                request, limit if ctype in MSGPACK_TYPES else min(limit, MAX_JSON_BYTES)
             )
+        except ClientDisconnect:  # gone mid-body (or timed out): nobody to answer, nothing to log
+            return Response(status_code=400)
+        if body is None:
+            text = f"request body exceeds the limit of {limit} bytes"
+            if ctype in JSON_TYPES and limit > MAX_JSON_BYTES:
+                text = (f"a JSON body may be at most {MAX_JSON_BYTES} bytes (JSON is slow to parse); "
+                        f"send larger requests as msgpack (up to {limit} bytes)")  # fmt: skip
+            return JSONResponse({"error": text}, status_code=413)
         accept = request.headers.get("accept", "")
         as_msgpack = any(t in accept for t in MSGPACK_TYPES) or (
             ctype in MSGPACK_TYPES and "json" not in accept
@@ -266,7 +340,7 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         return None
     chunks, size = [], 0
-    async for chunk in request.stream():
+    async for chunk in request.stream():  # ClientDisconnect if the client leaves mid-body
         size += len(chunk)
         if size > limit:
             return None
@@ -280,23 +354,6 @@ def check_binding(host: str, api_key: str | None) -> None:
             f"serving on {host} makes the policy reachable from other machines: give --api-key KEY "
             "(or set EMBODIA_API_KEY); clients send it as 'Authorization: Api-Key KEY'"
         )
-
-
-def uvicorn_config(app: FastAPI, host: str, port: int, max_message_bytes: int, log_level: str = "info"):
-    import uvicorn
-
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        ws="websockets-sansio",
-        # Refused by the websocket layer before the message is assembled in memory (close code 1009).
-        ws_max_size=max_message_bytes,
-        # Images are already compact binary; deflate would cost CPU on every frame for little gain.
-        ws_per_message_deflate=False,
-        log_level=log_level,
-        lifespan="off",
-    )
 
 
 def serve(
@@ -316,9 +373,20 @@ def serve(
     check_binding(host, api_key)
     if max_message_bytes <= 0:
         raise ValueError(f"max_message_bytes must be positive, got {max_message_bytes}")
+    check_port(port)
     policy = Policy.from_pretrained(checkpoint)
-    app = create_app(InferenceService(policy, max_message_bytes), api_key=api_key)
-    uvicorn.Server(uvicorn_config(app, host, port, max_message_bytes, log_level)).run()
+    service = InferenceService(policy, max_message_bytes)
+    service.warm_up()
+    app = create_app(service, api_key=api_key)
+    server = uvicorn.Server(uvicorn_config(app, host, port, max_message_bytes, log_level))
+    server.run()
+    if not server.started:  # uvicorn logged why (e.g. the port is in use) and gave up
+        raise OSError(f"could not listen on {host}:{port} (see the message above; is the port in use?)")
+
+
+def check_port(port: int) -> None:
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be an integer in 0..65535, got {port!r}")
 
 
 @contextmanager
@@ -336,9 +404,11 @@ def running_server(
     import uvicorn
 
     check_binding(host, api_key)
+    check_port(port)
     service = policy_or_service
     if not isinstance(service, InferenceService):
         service = InferenceService(service, max_message_bytes)
+        service.warm_up()
     app = create_app(service, api_key=api_key)
     server = uvicorn.Server(uvicorn_config(app, host, port, service.max_message_bytes, log_level))
     thread = threading.Thread(target=server.run, name="embodia-serve", daemon=True)

@@ -52,6 +52,11 @@ BAD_KINDS = (
     "text_frame",
     "not_a_map",
     "wrong_api_key",
+    "thin_image",  # (1, W, 3): refused by its aspect ratio before any work (once padded to W x W)
+    "state_1e30",  # refused before inference (once: NaN actions returned as success)
+    "embodiment_list",  # unhashable: once a 500
+    "deep_msgpack",  # a list nested 100,000 deep
+    "list_flood",  # 300,000 small integers as a plain msgpack list (seconds of decoding, once)
 )
 
 
@@ -104,6 +109,16 @@ def bad_message(kind: str, meta: dict, rng: np.random.Generator) -> bytes | str:
         return json.dumps({"state": [0.0]})
     elif kind == "not_a_map":
         return packb([1, 2, 3])
+    elif kind == "thin_image":
+        obs[image_key] = rng.integers(0, 256, (1, 7_850, 3), dtype=np.uint8)
+    elif kind == "state_1e30":
+        obs[state_key] = np.full_like(obs[state_key], 1e30)
+    elif kind == "embodiment_list":
+        obs["embodiment"] = ["so101"]
+    elif kind == "deep_msgpack":
+        return b"\x81" + packb("task") + b"\x91" * 100_000 + b"\x00"
+    elif kind == "list_flood":
+        obs["task"] = [0] * 300_000
     return packb(obs)
 
 

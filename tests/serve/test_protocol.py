@@ -115,3 +115,13 @@ def test_interoperates_with_openpi_client_codec():
         np.testing.assert_array_equal(out["img"], msg["img"])
         assert out["s"] == np.float32(2.5) and out["s"].dtype == np.float32 and out["t"] == "x"
     assert packb(msg) == codec.packb(msg)  # byte for byte
+
+
+def test_deep_nesting_and_list_floods_are_protocol_errors():
+    from embodia.serve.protocol import MAX_LIST_ITEMS, ProtocolError, unpackb
+
+    with pytest.raises(ProtocolError, match="nests too deeply"):
+        unpackb(b"\x81" + packb("task") + b"\x91" * 100_000 + b"\x00")
+    with pytest.raises(ProtocolError, match="numpy arrays"):
+        unpackb(packb({"task": [0] * (MAX_LIST_ITEMS + 1)}))
+    assert unpackb(packb({"task": [[0] * 96] * 96})) == {"task": [[0] * 96] * 96}  # within budget

@@ -144,6 +144,8 @@ def unpackb(data: bytes) -> Any:
         )
     except ProtocolError:
         raise
+    except msgpack.exceptions.StackError:  # msgpack's own depth limit; its message is empty
+        raise ProtocolError("message nests too deeply") from None
     except (ValueError, TypeError, msgpack.exceptions.ExtraData, msgpack.exceptions.FormatError) as exc:
         raise ProtocolError(f"not a valid msgpack message: {exc}") from None
     except RecursionError:

@@ -19,15 +19,22 @@ def test_fast_sampler_matches_eager(tiny_policy_dir):
     fast = Policy.from_pretrained(tiny_policy_dir)
     eager = Policy.from_pretrained(tiny_policy_dir, encoder=fast.encoder, fast=False)
     rng = np.random.default_rng(0)
-    # Different batch sizes and instruction lengths -> different traces.
-    for batch, task in [(1, "pick up the red block"), (2, "touch the blue block"), (1, "stack it")]:
+    # Different batch sizes and instruction-length buckets -> different traces; lengths within one
+    # bucket of LANG_BUCKET tokens share one (the padding is masked out).
+    long = "pick up the red block and then put it down very gently right next to the blue bowl"
+    for batch, task in [
+        (1, "pick up the red block"),
+        (2, "touch the blue block"),
+        (1, "stack it"),
+        (1, long),
+    ]:
         obs = [_obs(rng, task) for _ in range(batch)]
         noise = torch.randn(batch, fast.chunk_size, fast.cfg.max_action_dim)
         a = fast.predict_chunk(obs, noise=noise)
         b = eager.predict_chunk(obs, noise=noise)
         assert a.shape == (batch, fast.chunk_size, 6)
         np.testing.assert_allclose(a, b, atol=1e-5)
-    assert len(fast._fast._prefix) == 3
+    assert len(fast._fast._prefix) == 3  # (1, 8 tokens), (2, 8 tokens), (1, 24 tokens)
 
 
 def test_real_time_chunking_reproduces_the_frozen_actions(tiny_policy_dir):
@@ -73,8 +80,8 @@ def test_each_flow_step_sees_the_prefix_encode_prefix_built(monkeypatch):
         "state": torch.randn(2, 6, generator=g),
         "embodiment": torch.zeros(2, dtype=torch.long),
     }
-    with torch.no_grad():
-        want = model.encode_prefix(**inputs)
+    with torch.no_grad():  # the fast path pads the language to its bucket (masked out)
+        want = model.encode_prefix(**fast._pad_language(inputs))
     seen = []
     velocity = VLA.velocity
 

@@ -19,7 +19,7 @@ from websockets.sync.client import connect
 
 from embodia.serve.client import Client, ServerError
 from embodia.serve.protocol import packb, unpackb
-from embodia.serve.server import FifoLock, check_binding, running_server
+from embodia.serve.server import WARM_UP_LENGTHS, FifoLock, check_binding, running_server
 
 STATE = "observation.state"
 FRONT = "observation.images.front"
@@ -443,5 +443,22 @@ def test_the_server_warms_up_before_it_answers(tiny_policy):
             return self._policy.predict_chunk(observations, **kwargs)
 
     with running_server(Counting(tiny_policy)) as url:
-        assert calls == sorted(tiny_policy.embodiments)  # one inference per embodiment, already done
+        # Four instructions per embodiment (one per language bucket of the fast sampler), already done.
+        assert calls == [e for e in sorted(tiny_policy.embodiments) for _ in WARM_UP_LENGTHS]
         assert json.loads(http(url, "/healthz")[2]) == {"status": "ok", "ready": True}
+
+
+def test_memory_is_handed_back_once_the_server_is_idle():
+    from embodia.serve.server import IdleTrimmer
+
+    calls = []
+    trimmer = IdleTrimmer(0.2)
+    trimmer._trim = calls.append  # glibc's malloc_trim(0), recorded
+    trimmer.touch()
+    time.sleep(0.05)
+    assert calls == []  # not while requests come in
+    deadline = time.monotonic() + 5
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert calls == [0]  # once per idle period, not repeatedly

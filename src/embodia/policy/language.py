@@ -45,7 +45,7 @@ def model_dir() -> Path:
 
 @dataclass(frozen=True)
 class Encoded:
-    tokens: torch.Tensor  # (T, 384) float32 hidden states, padded to MAX_TOKENS
+    tokens: torch.Tensor  # (n, 384) float32 hidden states of the n <= MAX_TOKENS real tokens
     mask: torch.Tensor  # (T,) bool, True for real tokens
     pooled: torch.Tensor  # (384,) unit vector
 
@@ -74,11 +74,10 @@ class _Encodings:
         items = [new[t] if t in new else known[t] for t in texts]
         with self._cache_lock:
             self._remember(texts, new)
-        return (
-            torch.stack([e.tokens for e in items]),
-            torch.stack([e.mask for e in items]),
-            torch.stack([e.pooled for e in items]),
-        )
+        tokens = torch.zeros(len(items), MAX_TOKENS, HIDDEN)
+        for row, e in zip(tokens, items, strict=True):  # stored without their padding (see Encoded)
+            row[: len(e.tokens)] = e.tokens
+        return tokens, torch.stack([e.mask for e in items]), torch.stack([e.pooled for e in items])
 
     def _remember(self, texts: list[str], new: dict[str, Encoded]) -> None:
         self._cache.update(new)
@@ -97,7 +96,7 @@ class _Encodings:
 
 class InstructionEncoder(_Encodings):
     """Frozen; `encode(texts)` returns batched tensors, computing each distinct string once and keeping
-    the `max_cached` most recently used (about 50 KB each), so a server fed ever new prompts stays
+    the `max_cached` most recently used (about 20 KB each), so a server fed ever new prompts stays
     bounded. Only the first `MAX_TOKENS` tokens count, so text past `MAX_CHARS` characters is cut before
     tokenising (a megabyte prompt costs no more than a short one)."""
 
@@ -131,8 +130,15 @@ class InstructionEncoder(_Encodings):
         mask = batch["attention_mask"].bool()
         summed = (hidden * mask[..., None]).sum(1)
         pooled = torch.nn.functional.normalize(summed / mask.sum(1, keepdim=True).clamp(min=1), dim=-1)
+        # Only the real tokens are kept (padding positions are masked out wherever tokens are used, so
+        # zeros there give the same results): about 2.5x less memory per cached instruction.
+        lengths = mask.sum(1).tolist()
         return {
-            text: Encoded(hidden[i].float().cpu(), mask[i].cpu(), pooled[i].float().cpu())
+            text: Encoded(
+                hidden[i, : lengths[i]].float().cpu().clone(),
+                mask[i].cpu().clone(),
+                pooled[i].float().cpu().clone(),
+            )  # fmt: skip
             for i, text in enumerate(texts)
         }
 

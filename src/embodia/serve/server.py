@@ -58,6 +58,11 @@ CLOSE_UNSUPPORTED = 1003  # a text frame where binary msgpack was expected
 CLOSE_POLICY = 1008  # bad request / bad API key
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
+# Instructions ("warm up" repeated) whose token counts fall in each of the fast sampler's language
+# buckets (policy/fast.py, 8 tokens wide up to 32): every trace a batch-1 request can need is built.
+WARM_UP_LENGTHS = (1, 6, 10, 20)
+WORKER_THREADS = 8
+IDLE_TRIM_S = 2.0  # after this long without a request, freed memory is handed back to the system
 # A state farther than this from the training data's mean, in its standard deviations, is refused.
 MAX_STATE_SIGMAS = 1000.0
 
@@ -88,6 +93,44 @@ class FifoLock:
             self._cond.notify_all()
 
 
+class IdleTrimmer:
+    """Hands memory that requests freed back to the system once the server has been idle a while
+    (glibc's `malloc_trim`): Python and torch free into the allocator's arenas, which otherwise keep
+    a burst of large or varied requests resident for good. A no-op where glibc is absent."""
+
+    def __init__(self, idle_s: float):
+        self.idle_s = idle_s
+        self._last = 0.0
+        self._dirty = False
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        try:
+            import ctypes
+
+            self._trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            self._trim = None
+
+    def touch(self) -> None:
+        if self._trim is None:
+            return
+        with self._lock:
+            self._last, self._dirty = time.monotonic(), True
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="embodia-trim", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.idle_s / 2)
+            with self._lock:
+                due = self._dirty and time.monotonic() - self._last >= self.idle_s
+                if due:
+                    self._dirty = False
+            if due:
+                self._trim(0)
+
+
 class InferenceService:
     """The policy and everything that touches it; its methods run in worker threads."""
 
@@ -103,10 +146,12 @@ class InferenceService:
         }
         self.metadata_msgpack = packb(self.metadata)
         self._lock = FifoLock()
+        self._trimmer = IdleTrimmer(IDLE_TRIM_S)
 
     def act(self, message: Any) -> dict[str, Any]:
         """Validate one decoded observation map and return the reply map (arrays as numpy)."""
         t0 = time.perf_counter()
+        self._trimmer.touch()
         req = parse_request(message, self.spec)
         self._prepare(req)
         with self._lock:
@@ -173,14 +218,15 @@ class InferenceService:
         anything: the first inference (tracing, allocation, the encoder's first call) costs seconds, and
         a server that says it is healthy should answer at its usual speed."""
         for name, view in self.spec.embodiments.items():
-            obs: dict[str, Any] = {"embodiment": name, TASK: "warm up"}
+            obs: dict[str, Any] = {"embodiment": name}
             for key, f in view.features.items():
                 if key != TASK:
                     obs[key] = np.zeros(f["shape"], np.uint8 if f["dtype"] == "uint8" else np.float32)
-            try:
-                self.act(obs)
-            except NonFiniteActions as exc:  # said to the client of any such request; noted here
-                log.warning("warm-up request for %s: %s", name, exc)
+            for words in WARM_UP_LENGTHS:  # instructions of 4, 14, 22 and 32+ tokens
+                try:
+                    self.act(obs | {TASK: " ".join(["warm up"] * words)})
+                except NonFiniteActions as exc:  # said to the client of any such request; noted here
+                    log.warning("warm-up request for %s: %s", name, exc)
 
     def act_encoded(self, body: bytes, json_body: bool = False) -> dict[str, Any]:
         """Decode (msgpack, or JSON with arrays as nested lists) and act. Runs in the worker thread
@@ -254,7 +300,7 @@ def create_app(
                     return
                 t0 = time.perf_counter()
                 try:
-                    reply = await anyio.to_thread.run_sync(service.act_encoded, data)
+                    reply = await anyio.to_thread.run_sync(service.act_encoded, data, limiter=_limiter(app))
                 except Exception as exc:  # every failure is reported to this client only
                     await _fail(ws, *_error_text(exc))
                     return
@@ -311,7 +357,9 @@ def create_app(
             ctype in MSGPACK_TYPES and "json" not in accept
         )
         try:
-            reply = await anyio.to_thread.run_sync(service.act_encoded, body, ctype in JSON_TYPES)
+            reply = await anyio.to_thread.run_sync(
+                service.act_encoded, body, ctype in JSON_TYPES, limiter=_limiter(app)
+            )
         except Exception as exc:  # reported to this client; internal errors are logged too
             text, code = _error_text(exc)
             return JSONResponse({"error": text}, status_code=422 if code == CLOSE_POLICY else 500)
@@ -320,6 +368,15 @@ def create_app(
         return JSONResponse(to_jsonable(reply))
 
     return app
+
+
+def _limiter(app: FastAPI) -> anyio.CapacityLimiter:
+    """At most WORKER_THREADS requests are decoded, checked and prepared at once (anyio's default
+    pool is 40 threads: each in-flight request holds its message, and every thread that touched torch
+    keeps its own allocator arena)."""
+    if getattr(app.state, "limiter", None) is None:
+        app.state.limiter = anyio.CapacityLimiter(WORKER_THREADS)
+    return app.state.limiter
 
 
 async def _fail(ws: WebSocket, text: str, code: int) -> None:

@@ -100,7 +100,7 @@ class InstructionEncoder(_Encodings):
     bounded. Only the first `MAX_TOKENS` tokens count, so text past `MAX_CHARS` characters is cut before
     tokenising (a megabyte prompt costs no more than a short one)."""
 
-    max_cached = 1024
+    max_cached = 256  # ~20 KB each: a few MB; a miss costs ~5 ms of encoding, outside the model lock
 
     def __init__(self, device: str | torch.device = "cpu"):
         from transformers import AutoModel, AutoTokenizer

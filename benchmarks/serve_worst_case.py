@@ -42,6 +42,7 @@ from serve_load import API_KEY, BAD_KINDS, bad_message, free_port, valid_obs  # 
 
 AUTH = {"Authorization": f"Api-Key {API_KEY}"}
 WORST_KINDS = (
+    "second_valid",  # the reference: a second client sending valid requests back to back
     "thin_image_23kb",  # (1, W, 3): padded to W x W before resizing in old servers
     "largest_image",  # the largest image the server documents as accepted
     "prompt_4mb",
@@ -202,6 +203,8 @@ def _pack_deep(obs: dict) -> bytes:
 
 def send_worst(kind: str, port: int, meta: dict) -> tuple[bool, str]:
     """Send one worst-case request; (answered with a clear error or a valid reply, what came back)."""
+    if kind == "second_valid":
+        return bool(valid_latencies(port, 1, seed=11)), "actions"
     if kind == "deep_json":
         body = b'{"task": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
         status, text = http("POST", port, "/v1/act", body, "application/json")
@@ -309,7 +312,7 @@ def corpus(port: int, meta: dict) -> tuple[int, int, list[str]]:
     sent, clear, misses = 0, 0, []
     # serve_load's "oversized" is sized for its 2 MB limit: here the 17 MB kind stands for it.
     ws_kinds = [k for k in BAD_KINDS if k not in ("wrong_api_key", "oversized")] + [
-        k for k in WORST_KINDS if k not in ("largest_image", "prompt_4mb", "deep_json", "json_near_limit",
+        k for k in WORST_KINDS if k not in ("second_valid", "largest_image", "prompt_4mb", "deep_json", "json_near_limit",
                                             "slow_headers", "disconnect_mid_body")]  # fmt: skip
     for kind in ws_kinds:
         msg = worst_message(kind, meta) if kind in WORST_KINDS else bad_message(kind, meta, rng)

@@ -15,6 +15,7 @@ from embodia.commands.act import (
 )
 from embodia.commands.common import Command, console
 from embodia.commands.data import (
+    ConvertUnitsOptions,
     DeleteOptions,
     DoctorDataOptions,
     InfoOptions,
@@ -23,6 +24,7 @@ from embodia.commands.data import (
     SplitOptions,
     StatsOptions,
     TasksOptions,
+    cmd_dataset_convert_units,
     cmd_dataset_delete,
     cmd_dataset_info,
     cmd_dataset_merge,
@@ -62,6 +64,7 @@ COMMANDS: tuple[Command, ...] = (
         _command("split", SplitOptions, cmd_dataset_split),
         _command("merge", MergeOptions, cmd_dataset_merge),
         _command("recompute-stats", StatsOptions, cmd_dataset_stats),
+        _command("convert-units", ConvertUnitsOptions, cmd_dataset_convert_units),
     )),
     Command("doctor", "Find what makes a policy converge and then fail: `doctor data`, `doctor train`.",
             description=_EXIT, subcommands=(

@@ -58,27 +58,63 @@ def cmd_record(o: RecordOptions) -> int:
 class InfoOptions:
     root: str = opt(help="dataset folder", positional=True)
     json: bool = opt(False, "print the summary as JSON")
+    verify: bool = opt(
+        False,
+        "read every parquet file in full and decode every video frame, checking row and frame counts "
+        "against the metadata; exit 1 on any problem (without it only the metadata is read)",
+    )
 
 
 def cmd_dataset_info(o: InfoOptions) -> int:
-    """Summary of a dataset."""
+    """Summary of a dataset; with --verify, a full read that reports every corrupt or inconsistent file."""
     import json
 
     from embodia.data import edit
+    from embodia.data.format import DatasetError
 
-    summary = edit.info(o.root)
+    # A root that is not there is an error (exit 2, with its Hub-id hint), not a problem found reading.
+    problems = _verify_dataset(o.root, quiet=o.json) if o.verify and Path(o.root).is_dir() else None
+    try:
+        summary = edit.info(o.root)
+    except DatasetError:
+        if not problems:
+            raise
+        summary = None  # the metadata itself is broken: the problems say how
     if o.json:
-        print(json.dumps(summary, indent=2))
-        return 0
-    table = Table(title=f"{summary['root']} (LeRobotDataset {summary['version']})")
-    table.add_column("field")
-    table.add_column("value", overflow="fold")
-    for key in ("robot_type", "fps", "episodes", "frames", "seconds", "episode_length", "cameras"):
-        table.add_row(key, str(summary[key]))
-    for task, n in summary["tasks"].items():
-        table.add_row("task", f"{task!r}: {n} episodes")
-    console.print(table)
-    return 0
+        out = summary or {"root": o.root}
+        out |= {"verified": o.verify, "problems": [str(p) for p in problems or []]}
+        print(json.dumps(out, indent=2))
+        return 1 if problems else 0
+    if summary is not None:
+        table = Table(title=f"{summary['root']} (LeRobotDataset {summary['version']})")
+        table.add_column("field")
+        table.add_column("value", overflow="fold")
+        for key in ("robot_type", "fps", "episodes", "frames", "seconds", "episode_length", "cameras"):
+            table.add_row(key, str(summary[key]))
+        for task, n in summary["tasks"].items():
+            table.add_row("task", f"{task!r}: {n} episodes")
+        console.print(table)
+    if problems is None:
+        console.print(
+            "not verified: only the metadata was read, not the data files or videos in full; "
+            "pass --verify to read every parquet file and decode every video frame"
+        )
+    elif problems:
+        console.print(f"[red]{len(problems)} problem(s)[/] found reading every file:")
+        for p in problems:
+            console.print(f"  {p}", markup=False, highlight=False, soft_wrap=True)  # paths stay whole
+    else:
+        console.print("verified: every parquet file read in full and every video frame decoded; no problems")
+    return 1 if problems else 0
+
+
+def _verify_dataset(root: str, quiet: bool) -> list:
+    from embodia.data.verify import verify
+
+    if quiet:
+        return verify(root)
+    with console.status("verifying ...") as status:
+        return verify(root, progress=lambda path: status.update(f"verifying: reading {path}"))
 
 
 @dataclass(frozen=True)
@@ -226,4 +262,40 @@ def cmd_tasks(o: TasksOptions) -> int:
         )
     console.print(table)
     console.print(f"colors: {', '.join(COLORS)}; directions (robot's frame): {', '.join(DIRECTIONS)}")
+    return 0
+
+
+# ------------------------------------------------------------------------ embodia dataset convert-units
+@dataclass(frozen=True)
+class ConvertUnitsOptions:
+    root: str = opt(help="an SO-100/SO-101 dataset recorded by LeRobot", positional=True)
+    out: str = opt(help="folder of the new dataset, in embodia's radians")
+    source_units: str = opt(
+        "auto",
+        "LeRobot's convention of ROOT: auto (detected), degrees (LeRobot >= 0.4, so_follower) or "
+        "range_m100_100 (LeRobot 0.2-0.3, so101_follower: needs --calibration)",
+        flag="from",
+        choices=("auto", "degrees", "range_m100_100"),
+    )
+    calibration: str | None = opt(
+        None,
+        "LeRobot's calibration JSON of the recording arm "
+        "(~/.cache/huggingface/lerobot/calibration/robots/so101_follower/<id>.json): needed for "
+        "range_m100_100, and for the gripper's exact span in degrees",
+        metavar="FILE",
+    )
+
+
+def cmd_dataset_convert_units(o: ConvertUnitsOptions) -> int:
+    """Convert a LeRobot SO-101 dataset (degrees or -100..100) into embodia's radians, as a new dataset."""
+    from embodia.data.units import convert
+
+    res = convert(o.root, o.out, o.source_units, o.calibration)
+    console.print(f"detected: {res.convention.describe()}")
+    for note in res.notes:
+        console.print(f"[yellow]note[/]: {note}")
+    console.print(
+        f"converted from {res.used} ({res.episodes} episodes, {res.frames} frames; gripper from the "
+        f"{res.gripper}): [bold]{res.out}[/]"
+    )
     return 0

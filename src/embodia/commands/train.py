@@ -39,6 +39,9 @@ class TrainOptions:
         metavar="FILE",
     )
     no_preflight: bool = opt(False, "skip the training doctor's static checks")
+    allow_preflight_fail: bool = opt(
+        False, "train even when the training doctor's static checks find a FAIL (printed all the same)"
+    )
 
 
 def base_config(given: dict[str, Any]) -> TrainConfig:
@@ -73,7 +76,9 @@ def config_from_run(path: str | Path) -> TrainConfig:
 
 
 def cmd_train(o: TrainOptions) -> int:
-    """Train the VLA on LeRobotDatasets (from scratch, or fine-tuning a checkpoint with --init-from)."""
+    """Train the VLA on LeRobotDatasets (from scratch, or fine-tuning a checkpoint with --init-from).
+    Exit status 1, before any run folder exists, when the preflight finds a FAIL (override:
+    --allow-preflight-fail)."""
     from embodia.runs import new_run_dir, write_manifest
     from embodia.sim.tasks import paraphrases  # the phrasings --paraphrase swaps in: the tabletop's
     from embodia.train.loop import train
@@ -105,15 +110,22 @@ def cmd_train(o: TrainOptions) -> int:
         # Under `accelerate launch` every process runs this; they must agree on one folder.
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not cfg.out:
             raise ValueError("with several processes (accelerate launch), give the run folder with --out")
+        check_inputs(cfg)  # a missing dataset or checkpoint fails here, before the run folder exists
+        # Every process runs the (deterministic) checks, so that all of them stop or none does.
+        if not o.no_preflight and not run_preflight(cfg, o.allow_preflight_fail, show=main_process):
+            return 1
         run_dir = Path(cfg.out) if cfg.out else new_run_dir("train", cfg.name)
         if main_process:
             write_manifest(run_dir, "train", cfg.to_dict(), seeds=[cfg.seed])
     if main_process:
         console.print(f"training run: [bold]{run_dir}[/]")
-        if not o.resume and not o.no_preflight:
-            print_preflight(cfg)
     t0 = time.perf_counter()
-    final = train(cfg, run_dir, resume=bool(o.resume), console=console, phrasings=paraphrases)
+    try:
+        final = train(cfg, run_dir, resume=bool(o.resume), console=console, phrasings=paraphrases)
+    except BaseException:
+        if main_process and not o.resume:
+            _remove_if_unstarted(run_dir)
+        raise
     if main_process:
         console.print(
             f"done in {time.perf_counter() - t0:.0f} s; policy: [bold]{final}[/], "
@@ -122,23 +134,63 @@ def cmd_train(o: TrainOptions) -> int:
     return 0
 
 
-def print_preflight(cfg: TrainConfig) -> None:
-    """The training doctor's static checks, before any compute is spent (skip: --no-preflight)."""
+def check_inputs(cfg: TrainConfig) -> None:
+    """Open every dataset's metadata and check the checkpoint folder (cheap): bad inputs raise a
+    ValueError that names them."""
+    from embodia.data.reader import LeRobotDataset
+
+    for root in cfg.datasets:
+        LeRobotDataset.open(root)
+    if cfg.init_from:
+        from embodia.policy.checkpoint import check_policy_folder, resolve_policy
+
+        check_policy_folder(resolve_policy(cfg.init_from))
+
+
+def _remove_if_unstarted(run_dir: Path) -> None:
+    """A start that failed before training wrote anything leaves no run folder behind (only this
+    command's manifest.json in it; a user's existing folder with other files is left alone)."""
+    import shutil
+
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {"manifest.json"}:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def run_preflight(cfg: TrainConfig, allow_fail: bool = False, show: bool = True) -> bool:
+    """The training doctor's static checks, before any compute is spent (skip: --no-preflight).
+    Prints the findings (with `show`); False when one FAILs and `allow_fail` is not set."""
     from embodia.policy.policy import Policy
     from embodia.train.doctor import preflight, severity_rank
 
     checkpoint = Policy.from_pretrained(cfg.init_from) if cfg.init_from else None
     findings = sorted(preflight(cfg, checkpoint=checkpoint), key=severity_rank)
+    fails = sum(f.severity == "FAIL" for f in findings)
+    if show:
+        print_findings(findings)
+        if fails and allow_fail:
+            console.print(f"[yellow]training despite {fails} preflight FAIL(s)[/] (--allow-preflight-fail)")
+        elif fails:
+            console.print(
+                f"[bold red]not training[/]: {fails} preflight FAIL(s). Fix them, check the setup with "
+                "`embodia doctor train`, or pass --allow-preflight-fail to train anyway (--no-preflight "
+                "skips the checks)"
+            )
+    return allow_fail or not fails
+
+
+def print_findings(findings: list) -> None:
+    """Every FAIL, and the first five findings whatever their severity (sorted: FAILs first)."""
     if not findings:
         console.print("preflight: [green]no findings[/]")
         return
-    for f in findings[:5]:
+    shown = [f for i, f in enumerate(findings) if f.severity == "FAIL" or i < 5]
+    for f in shown:
         color = "red" if f.severity == "FAIL" else "yellow"
         console.print(
             f"preflight [{color}]{f.severity}[/] {f.check}: {f.message}" + (f" -> {f.fix}" if f.fix else "")
         )
-    if len(findings) > 5:
-        console.print(f"... and {len(findings) - 5} more: embodia doctor train")
+    if len(findings) > len(shown):
+        console.print(f"... and {len(findings) - len(shown)} more: embodia doctor train")
 
 
 # ------------------------------------------------------------------------------ embodia doctor train

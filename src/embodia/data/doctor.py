@@ -38,6 +38,7 @@ from embodia.data import doctor_camera as dcam
 from embodia.data import doctor_checks as dc
 from embodia.data import doctor_motion as dm
 from embodia.data import stats as st
+from embodia.data import units as du
 from embodia.data.doctor_checks import FAIL, SKIP, CamTrace, Check, EpisodeScan, Scan
 from embodia.data.doctor_report import CheckResult, Diagnosis
 from embodia.data.format import INDEX_FEATURES, DatasetError, data_keys
@@ -84,11 +85,15 @@ def _gripper(ds: LeRobotDataset, spec: EmbodimentSpec | None, key: str) -> int |
 
 
 def _bounds(
-    spec: EmbodimentSpec | None, episodes: list[EpisodeScan]
+    spec: EmbodimentSpec | None, episodes: list[EpisodeScan], units: du.Convention | None = None
 ) -> tuple[np.ndarray | None, np.ndarray | None, str]:
     acts = [e.action for e in episodes if e.action is not None and len(e.action)]
     if not acts:
         return None, None, "none"
+    if units is not None and units.name == du.RANGE and acts[0].shape[1] == 6:
+        # LeRobot clamps each motor to its calibrated range: +-100 (gripper 0..100) are the real bounds.
+        lo, hi = np.array([-100.0] * 5 + [0.0]), np.full(6, 100.0)
+        return lo, hi, "LeRobot -100..100 units, see the units check"
     x = np.concatenate(acts).astype(np.float64)
     x = x[np.all(np.isfinite(x), axis=1)]
     if not len(x):
@@ -299,6 +304,8 @@ def _scan_videos(ds: LeRobotDataset, episodes: list[EpisodeScan], progress=None)
 # ---- the checks, in report order (thresholds and their reasons in doctor_checks) -------------------
 
 CHECKS: list[Check] = [
+    Check("units", "units", "embodiment's units", "an SO-101 dataset in embodia's radians, not LeRobot's "
+          "degrees or -100..100 (FAIL; WARN on weak evidence)", du.check_units),
     Check("timestamps.monotonic", "timestamps", "timestamps increase", "every step > 0", dc.check_monotonic),
     Check("timestamps.gaps", "timestamps", "no timestamp gaps", f"step <= {dc.GAP_FACTOR} / fps", dc.check_gaps,
           score_label="largest step (frame periods)", score_threshold=dc.GAP_FACTOR),
@@ -381,12 +388,14 @@ def diagnose(
     decode = video and bool(ds.camera_keys) and any(c.needs_video for c in wanted)
     if decode:
         _scan_videos(ds, episodes, progress)
-    lo, hi, source = _bounds(spec, episodes)
+    columns = [e.columns.get(k) for e in episodes for k in ("observation.state", "action")]
+    units = du.detect_from(ds.robot_type, ds.features, ds.info, columns)
+    lo, hi, source = _bounds(spec, episodes, units)
     scan = Scan(
         fps=ds.fps, features=ds.features, tasks=ds.tasks, stats=_stats_dict(ds), camera_keys=ds.camera_keys,
         episodes=episodes, kind=kind, grip_action=_gripper(ds, spec, "action"),
         grip_state=_gripper(ds, spec, "observation.state"), action_low=lo, action_high=hi,
-        bounds_source=source, video_scanned=decode,
+        bounds_source=source, video_scanned=decode, units=units,
     )  # fmt: skip
     results = [_run(check, scan) for check in wanted]
     return Diagnosis(

@@ -166,6 +166,7 @@ class Scan:
     video_scanned: bool
     a_range: np.ndarray | None = None
     s_range: np.ndarray | None = None
+    units: object = None  # embodia.data.units.Convention of state and action, set by doctor.diagnose
 
     def __post_init__(self) -> None:
         self.a_range = robust_range([e.action for e in self.episodes])

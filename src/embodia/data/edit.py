@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,16 @@ def _check_out(out: Path) -> None:
         raise DatasetError(f"{out}: already exists and is not empty; choose a new output folder")
 
 
-def copy_episodes(selection: list[tuple[LeRobotDataset, int]], out: str | Path) -> Path:
-    """Write the selected (dataset, episode_index) pairs, in order, as a new dataset at `out`."""
+def copy_episodes(
+    selection: list[tuple[LeRobotDataset, int]],
+    out: str | Path,
+    transform: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
+    robot_type: str | None = None,
+    info_extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write the selected (dataset, episode_index) pairs, in order, as a new dataset at `out`.
+    `transform` maps each episode's data columns to new ones (same keys and shapes; e.g. a change of
+    units), `robot_type` replaces the source's, and `info_extra` adds keys to meta/info.json."""
     out = Path(out)
     _check_out(out)
     if not selection:
@@ -65,14 +74,17 @@ def copy_episodes(selection: list[tuple[LeRobotDataset, int]], out: str | Path) 
     features = dict(first.features)
     # Episodes committed 50 at a time: one rewrite of each growing video file per 50 episodes.
     writer = DatasetWriter.create(
-        out, features, fps=first.fps, robot_type=first.robot_type or "unknown", commit_every=50
+        out, features, fps=first.fps, robot_type=robot_type or first.robot_type or "unknown", commit_every=50
     )
+    writer.info.update(info_extra or {})  # written with the first commit
     tmp = Path(tempfile.mkdtemp(prefix="embodia-edit-"))
     try:
         for ds, ep_index in selection:
             ep = ds.episode(ep_index)
             data = ds.episode_data(ep_index)
             columns = {k: v for k, v in data.items() if k in data_keys(features) and k not in INDEX_FEATURES}
+            if transform is not None:
+                columns = transform(columns)
             frame_tasks = [ds.tasks[int(t)] for t in data["task_index"]]
             videos: dict[str, Path] = {}
             image_stats = {}

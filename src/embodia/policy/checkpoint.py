@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from embodia.net import hub_id_hint
 from embodia.runs import publish_mode
 
 FORMAT = "embodia-policy"
@@ -76,9 +77,21 @@ def resolve_policy(name_or_path: str | Path | None = None) -> Path:
         return path
     if name in SHIPPED_POLICIES:
         return _shipped(name)
+    if hub_error := _hub_id_error(name):
+        raise hub_error
     raise CheckpointError(
         f"{name}: neither a checkpoint folder (with {', '.join(POLICY_FILES)}) nor a shipped policy "
         f"name (shipped: {', '.join(SHIPPED_POLICIES)})"
+    )
+
+
+def _hub_id_error(arg: str | Path) -> CheckpointError | None:
+    """The error for a missing path that looks like a Hub model id (`lerobot/smolvla_base`), else None."""
+    hint = hub_id_hint(arg, "model")
+    if hint is None:
+        return None
+    return CheckpointError(
+        f"{hint}; DIR must be an embodia checkpoint folder (with {', '.join(POLICY_FILES)})"
     )
 
 
@@ -163,6 +176,8 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
 def check_policy_folder(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_dir():
+        if hub_error := _hub_id_error(path):
+            raise hub_error
         raise CheckpointError(
             f"{path}: not a checkpoint folder (expected a folder with {', '.join(POLICY_FILES)})"
         )

@@ -46,11 +46,9 @@ anything that imports mujoco or metaworld, or set MUJOCO_GL yourself.
 
 from __future__ import annotations
 
-import atexit
 import functools
 import string
 import warnings
-import weakref
 from typing import Any
 
 import gymnasium as gym
@@ -63,6 +61,7 @@ from gymnasium import spaces
 
 from embodia.robots.safety import SafetyLayer
 from embodia.robots.spec import OBS_STATE, SAWYER, TASK, EmbodimentSpec, image_key
+from embodia.sim.render import make_renderer
 
 # --------------------------------------------------------------------------------------------------
 # Task catalogue
@@ -248,21 +247,6 @@ def _scene_task(name: str) -> metaworld.Task:
 
 
 # --------------------------------------------------------------------------------------------------
-# Closing renderers at exit
-
-# mujoco.egl registers `eglTerminate` with atexit when the first context is made; a Renderer freed
-# after that (by __del__ during interpreter shutdown) raises EGL errors. We register our own hook
-# right after the first renderer exists, so (atexit being LIFO) it runs before eglTerminate.
-_LIVE_ENVS: weakref.WeakSet[MetaWorldEnv] = weakref.WeakSet()
-_atexit_registered = False
-
-
-def _close_live_renderers() -> None:
-    for env in list(_LIVE_ENVS):
-        env._close_renderer()
-
-
-# --------------------------------------------------------------------------------------------------
 # The environment
 
 
@@ -441,32 +425,20 @@ class MetaWorldEnv(gym.Env):
         return np.ascontiguousarray(np.flip(self._renderer.render(), (0, 1)))
 
     def _make_renderer(self) -> mujoco.Renderer:
-        global _atexit_registered
         model = self._mw.model
         # The offscreen buffer must hold the image; MSAA (offsamples) is read when the context is made.
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, self.image_size)
         model.vis.global_.offheight = max(model.vis.global_.offheight, self.image_size)
         if not self.antialias:
             model.vis.quality.offsamples = 0
-        renderer = mujoco.Renderer(model, self.image_size, self.image_size)
-        # Scene flags persist across update_scene/render; these three effects cost most on a CPU rasteriser.
-        for flag in (
-            mujoco.mjtRndFlag.mjRND_SHADOW,
-            mujoco.mjtRndFlag.mjRND_REFLECTION,
-            mujoco.mjtRndFlag.mjRND_SKYBOX,
-        ):
-            renderer.scene.flags[flag] = 0
-        _LIVE_ENVS.add(self)
-        if not _atexit_registered:
-            atexit.register(_close_live_renderers)
-            _atexit_registered = True
-        return renderer
+        # Without shadows, reflections and skybox; closed at exit before EGL goes even if the env never
+        # is (see embodia.sim.render).
+        return make_renderer(model, self.image_size, self.image_size)
 
     def _close_renderer(self) -> None:
         if getattr(self, "_renderer", None) is not None:
             self._renderer.close()
             self._renderer = None
-        _LIVE_ENVS.discard(self)
 
     def __repr__(self) -> str:
         return f"MetaWorldEnv({self.task_name!r}, image_size={self.image_size}, render={self.render_images})"

@@ -15,12 +15,7 @@ from embodia.robots.kinematics import SO101Kinematics
 from embodia.robots.safety import SafetyLayer
 from embodia.robots.so101 import ALL_JOINTS, GRASP_SITE
 from embodia.robots.spec import OBS_STATE, SO101, SO101_EE, EmbodimentSpec, image_key
-
-_FAST_RENDER_OFF = (
-    mujoco.mjtRndFlag.mjRND_SHADOW,
-    mujoco.mjtRndFlag.mjRND_REFLECTION,
-    mujoco.mjtRndFlag.mjRND_SKYBOX,
-)
+from embodia.sim.render import make_renderer
 
 
 class SimSO101:
@@ -101,9 +96,8 @@ class SimSO101:
 
     def _ensure_renderer(self) -> mujoco.Renderer:
         if self._renderer is None:
-            self._renderer = mujoco.Renderer(self.model, self.height, self.width)
-            for flag in _FAST_RENDER_OFF:  # ~3x faster on a CPU renderer
-                self._renderer.scene.flags[flag] = 0
+            # Closed at exit before EGL goes even if the env never is (see embodia.sim.render).
+            self._renderer = make_renderer(self.model, self.height, self.width)
         return self._renderer
 
     def _ee_to_joint(self, action: np.ndarray) -> np.ndarray:

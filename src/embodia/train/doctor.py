@@ -70,6 +70,7 @@ def preflight(cfg: TrainConfig, checkpoint=None, env_fps: float | None = None) -
                                     f"exceed the model's {m.max_state_dim} / {m.max_action_dim}",
                                     "raise max_state_dim / max_action_dim"))  # fmt: skip
         actions = _column(ds, ACTION)
+        findings += check_units(ds, name, actions)
         findings += check_stats(ds, name, actions)
         findings += check_chunking(ds, name, cfg)
         findings += check_idle_starts(ds, name, actions)
@@ -94,6 +95,20 @@ def check_schedule(cfg: TrainConfig) -> list[Finding]:
                         "let the schedule decay over the run (decay_steps = steps, the default)",
                         {"first_near_zero_step": first, "fraction": near_zero})]  # fmt: skip
     return []
+
+
+def check_units(ds: LeRobotDataset, name: str, actions: np.ndarray) -> list[Finding]:
+    """An SO-101 dataset in LeRobot's degrees or -100..100 instead of radians (embodia.data.units)."""
+    from embodia.data import units
+
+    conv = units.detect_from(ds.robot_type, ds.features, ds.info, [_column(ds, OBS_STATE), actions])
+    if not conv.lerobot:
+        return []
+    need = "--calibration CAL.json" if conv.name == units.RANGE else "[--calibration CAL.json]"
+    return [Finding("units", "FAIL" if conv.confidence != "low" else "WARN",
+                    f"{name}: in LeRobot's units ({conv.describe()}), not radians: the policy would learn "
+                    "degrees or percentages as radians", f"{units.COMMAND} {name} --out OUT {need}",
+                    {"convention": conv.name, "confidence": conv.confidence})]  # fmt: skip
 
 
 def check_stats(ds: LeRobotDataset, name: str, actions: np.ndarray) -> list[Finding]:

@@ -270,6 +270,8 @@ def train(
     log_path = run_dir / "metrics.jsonl"
     if acc.is_main_process and not resume:
         _write_config(run_dir, cfg)
+    if acc.is_main_process and resume:
+        _truncate_metrics(log_path, trainer.step)  # steps logged after that checkpoint are trained again
     losses: list[float] = []
     t0, last_t, last_step = time.perf_counter(), time.perf_counter(), trainer.step
     progress = _progress(console) if acc.is_main_process and console is not None else None
@@ -349,6 +351,23 @@ def _follow_budget(
             if acc.is_main_process:
                 _write_config(run_dir, cfg)
     return decided
+
+
+def _truncate_metrics(log_path: Path, step: int) -> None:
+    """Drop the metrics of steps after `step` (logged before the run stopped, past its last checkpoint)
+    and any torn last line, so that a resumed run logs each step once."""
+    if not log_path.exists():
+        return
+    kept = []
+    for line in log_path.read_text().splitlines():
+        try:
+            if int(json.loads(line)["step"]) <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a kill
+    from embodia.runs import atomic_write_text
+
+    atomic_write_text(log_path, "".join(f"{line}\n" for line in kept))
 
 
 def _write_config(run_dir: Path, cfg: TrainConfig) -> None:

@@ -113,3 +113,26 @@ def test_embodia_serve_command(tiny_policy_dir):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_a_bad_port_is_a_usage_error_not_a_traceback(port, capsys):
+    from embodia.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["serve", "--port", port])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "TCP port (0-65535)" in err and "Traceback" not in err
+
+
+def test_a_port_in_use_is_said_plainly(tiny_policy_dir):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "embodia.cli", "serve", tiny_policy_dir, "--port", str(port)],
+            capture_output=True, text=True, timeout=300, env={**os.environ, "MUJOCO_GL": "egl"},
+        )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "address already in use" in out.lower() and "Traceback" not in out

@@ -33,7 +33,7 @@ def cmd_demo(o: DemoOptions) -> int:
     from embodia.eval.rollout import EpisodeSpec
     from embodia.eval.run import evaluate
     from embodia.eval.suites import resolve_suite
-    from embodia.policy.policy import Policy
+    from embodia.policy.loading import load_policy
     from embodia.runs import new_run_dir
     from embodia.sim.tasks import FAMILIES
 
@@ -41,7 +41,7 @@ def cmd_demo(o: DemoOptions) -> int:
     if o.family is not None and o.family not in FAMILIES:
         raise ValueError(f"unknown family {o.family!r}; valid task families: {', '.join(FAMILIES)}")
     families = o.family or ",".join(DEMO_FAMILIES)
-    policy = Policy.from_pretrained(o.checkpoint)
+    policy = load_policy(o.checkpoint)
     driver = f"VLA {o.checkpoint or 'shipped base'}"
     tasks = resolve_suite(families).tasks
     # Episode i: seed i, the families in turn; the first episode of each family is filmed.
@@ -71,8 +71,8 @@ def image_size_of(policy) -> int:
     """The camera size `policy` was trained on (96 px without one)."""
     if policy is None:
         return 96
-    shape = next(iter(policy.info.image_shapes.values()), [policy.cfg.image_size] * 2)
-    return int(shape[0])
+    shapes = list(policy.info.image_shapes.values())
+    return int(shapes[0][0]) if shapes else int(policy.cfg.image_size)
 
 
 def tabletop_for(policy):
@@ -109,12 +109,12 @@ class RunOptions:
 def cmd_run(o: RunOptions) -> int:
     """Run the VLA for one episode on a free-text instruction (any phrasing), video out."""
     from embodia.eval.episode import interpret, run_episode
-    from embodia.policy.policy import Policy
+    from embodia.policy.loading import load_policy
     from embodia.runs import new_run_dir, write_manifest
 
     if not o.instruction.strip():
         raise ValueError('the instruction is empty; e.g. embodia run "pick up the red block"')
-    policy = Policy.from_pretrained(o.checkpoint)
+    policy = load_policy(o.checkpoint)
     task, score = interpret(o.instruction, policy.encoder)
     console.print(
         f"scene and success check: [bold]{task.instruction!r}[/] "
@@ -190,9 +190,14 @@ def _remote_policy(o: EvalOptions):
 
 def _local_policy(o: EvalOptions):
     """Load the checkpoint and apply --flow-steps / --noise-scale (inference only; weights unchanged)."""
-    from embodia.policy.policy import Policy
+    from embodia.policy.loading import is_lerobot, load_policy
 
-    policy = Policy.from_pretrained(o.checkpoint)
+    policy = load_policy(o.checkpoint)
+    if is_lerobot(policy) and (o.flow_steps is not None or o.noise_scale is not None):
+        raise ValueError("--flow-steps and --noise-scale set embodia's flow sampler; a LeRobot policy samples "
+                         "as its own config.json says")  # fmt: skip
+    if is_lerobot(policy):
+        return policy
     if (o.flow_steps is not None or o.noise_scale is not None) and policy.cfg.head != "flow":
         raise ValueError("--flow-steps and --noise-scale apply to a flow-matching head; this policy uses L1")
     if o.flow_steps is not None:

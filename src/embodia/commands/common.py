@@ -10,7 +10,10 @@ from rich.console import Console
 
 console = Console()
 
-CHECKPOINT_HELP = "a checkpoint folder or a shipped policy's name: base, metaworld_mt10, metaworld_mt50"
+CHECKPOINT_HELP = (
+    "a checkpoint folder (embodia's, or a LeRobot pretrained_model folder) or a shipped policy's name: "
+    "base, metaworld_mt10, metaworld_mt50"
+)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,9 @@ class ChunkPolicy(Protocol):
         Optional keywords, passed only when the signature has them (embodia.policy.executor):
         `noise_seed` (one int per observation: a sampling policy draws that row's noise from a
         generator seeded with it, so an episode acts the same whatever it is batched with) and
-        `pending` / `delay` (guided re-planning: real-time chunking's inpainting).
+        `pending` / `delay` (guided re-planning: real-time chunking's inpainting) and `episodes` (one
+        (session, request index) pair per observation: a stateful policy keeps its state per episode,
+        starting afresh at index 0).
         """
         ...
 

@@ -36,6 +36,7 @@ This module is numpy only: evaluation imports it without loading torch.
 from __future__ import annotations
 
 import inspect
+import itertools
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from embodia.configs import non_negative, non_negative_int, opt, positive_int
 
 JOINS = ("naive", "blend", "guided")
 _SEED_MASK = (1 << 63) - 1  # the policy server accepts seeds in 0..2**63 - 1
+_SESSIONS = itertools.count(1)  # one id per executed episode, unique in this process
 
 
 def noise_seed(episode_seed: int, chunk_index: int) -> int:
@@ -147,12 +149,16 @@ class ExecutionConfig:
 @dataclass
 class ChunkRequest:
     """What to ask the policy for: a chunk for `observation` (a snapshot: the env may reuse its
-    buffers), inpainting `pending` (P, action_dim) with `delay` when guided, noise from `noise_seed`."""
+    buffers), inpainting `pending` (P, action_dim) with `delay` when guided, noise from `noise_seed`.
+    `session` (the episode's id in this process) and `index` (the request's number in it, 0 first) let
+    a stateful policy keep its queues per episode."""
 
     observation: dict[str, Any]
     noise_seed: int
     pending: np.ndarray | None = None
     delay: int = 0
+    session: int = 0
+    index: int = 0
 
 
 class TemporalEnsemble:
@@ -191,6 +197,7 @@ class ChunkExecutor:
     def reset(self, episode_seed: int) -> None:
         """Forget the current chunk: a new episode starts, its noise seeded by `episode_seed`."""
         self.episode_seed = int(episode_seed)
+        self.session = next(_SESSIONS)
         self._chunk: np.ndarray | None = None
         self._next: np.ndarray | None = None
         self._start = self._pos = 0
@@ -227,7 +234,7 @@ class ChunkExecutor:
         self._outstanding = True
         seed = noise_seed(self.episode_seed, self.chunks)
         self.chunks += 1
-        return ChunkRequest(_snapshot(obs), seed, pending, delay)
+        return ChunkRequest(_snapshot(obs), seed, pending, delay, self.session, self.chunks - 1)
 
     def receive(self, chunk: np.ndarray) -> None:
         """The chunk for the outstanding request."""
@@ -301,6 +308,8 @@ def predict(policy: Any, requests: Sequence[ChunkRequest], action_dim: int | Non
         kwargs: dict[str, Any] = {}
         if "noise_seed" in params:
             kwargs["noise_seed"] = [requests[i].noise_seed for i in rows]
+        if "episodes" in params:
+            kwargs["episodes"] = [(requests[i].session, requests[i].index) for i in rows]
         if plen is not None:
             kwargs |= {"pending": np.stack([requests[i].pending for i in rows]), "delay": delay}
         raw = policy.predict_chunk([requests[i].observation for i in rows], **kwargs)

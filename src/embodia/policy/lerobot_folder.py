@@ -180,8 +180,6 @@ def map_features(
     if rename is None and any(k != v for k, v in mapping.items()):
         pairs = ", ".join(f"{k} -> {v}" for k, v in mapping.items())
         notes.append(f"cameras matched in order (pass a rename map to choose): {pairs}")
-    if spec.robot_type.startswith("so10"):
-        notes.append("SO-101 joints are converted to LeRobot's degrees (gripper 0..100) and back")
     shapes = {k: folder.cameras[k].shape[1:3] for k in wanted}
     return FeatureMap(mapping, shapes, notes)
 

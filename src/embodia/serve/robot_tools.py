@@ -120,10 +120,10 @@ class RobotTools:
             size = size or _served_image_size(policy.client.metadata)
             source = f"policy server {policy_url}"
         else:
-            from embodia.policy.policy import Policy
+            from embodia.policy.loading import load_policy
 
             try:
-                policy = Policy.from_pretrained(checkpoint)
+                policy = load_policy(checkpoint)
                 source = f"checkpoint {policy.path}"
             except CheckpointError as exc:
                 if checkpoint is not None:
@@ -135,8 +135,8 @@ class RobotTools:
                     "open_gripper, close_gripper, reset and list_skills work without a policy."
                 )
             if policy is not None and size is None:
-                shape = next(iter(policy.info.image_shapes.values()), [policy.cfg.image_size] * 2)
-                size = int(shape[0])
+                shapes = list(policy.info.image_shapes.values())
+                size = int(shapes[0][0]) if shapes else int(policy.cfg.image_size)
         env = TabletopEnv(image_size=size or 96, cameras=("front", "wrist"))
         return cls(env, policy, error, source, **kwargs)
 

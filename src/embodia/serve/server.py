@@ -425,13 +425,13 @@ def serve(
     it until interrupted."""
     import uvicorn
 
-    from embodia.policy.policy import Policy
+    from embodia.policy.loading import load_policy
 
     check_binding(host, api_key)
     if max_message_bytes <= 0:
         raise ValueError(f"max_message_bytes must be positive, got {max_message_bytes}")
     check_port(port)
-    policy = Policy.from_pretrained(checkpoint)
+    policy = load_policy(checkpoint)
     service = InferenceService(policy, max_message_bytes)
     service.warm_up()
     app = create_app(service, api_key=api_key)

@@ -34,6 +34,7 @@ from embodia.commands.data import (
     cmd_record,
     cmd_tasks,
 )
+from embodia.commands.lerobot import InspectOptions, SetupOptions, cmd_lerobot_inspect, cmd_lerobot_setup
 from embodia.commands.recipe import RecipeListOptions, RecipeRunOptions, cmd_recipe_list, cmd_recipe_run
 from embodia.commands.serve import McpOptions, ServeOptions, ViewOptions, cmd_mcp, cmd_serve, cmd_view
 from embodia.commands.train import (
@@ -77,6 +78,11 @@ COMMANDS: tuple[Command, ...] = (
     _command("eval", EvalOptions, cmd_eval),
     _command("average", AverageOptions, cmd_average),
     _command("tasks", TasksOptions, cmd_tasks),
+    Command("lerobot", "Run LeRobot's policies (ACT, Diffusion, SmolVLA, pi0 ...) in embodia: their environment.",
+            subcommands=(
+        _command("setup", SetupOptions, cmd_lerobot_setup),
+        _command("inspect", InspectOptions, cmd_lerobot_inspect),
+    )),
     Command("recipe", "The checked-in recipes that rebuild the shipped policies.", subcommands=(
         _command("list", RecipeListOptions, cmd_recipe_list),
         _command("run", RecipeRunOptions, cmd_recipe_run),

@@ -212,15 +212,15 @@ class DoctorTrainOptions:
 def cmd_doctor_train(o: DoctorTrainOptions) -> int:
     """Check a training setup: preflight, overfit probe, open-loop replay, closed-loop gap. Exit status:
     0 with no FAIL finding, 1 with any."""
-    from embodia.policy.policy import Policy
+    from embodia.policy.loading import is_lerobot, load_policy
     from embodia.runs import new_run_dir, write_manifest
     from embodia.train.doctor import run_doctor
 
     if not o.train.datasets:
         raise ValueError("give the dataset(s) to train on")
-    checkpoint = Policy.from_pretrained(o.checkpoint) if o.checkpoint else None
+    checkpoint = load_policy(o.checkpoint) if o.checkpoint else None
     cfg = dataclasses.replace(o.train, datasets=[str(Path(d)) for d in o.train.datasets])
-    if checkpoint is not None:  # judge the configuration the checkpoint was trained with
+    if checkpoint is not None and not is_lerobot(checkpoint):  # judge the configuration the checkpoint was trained with
         cfg.model = dataclasses.replace(checkpoint.cfg, embodiments=list(checkpoint.cfg.embodiments))
     run_dir = Path(o.out) if o.out else new_run_dir("doctor", "train")
     write_manifest(run_dir, "doctor train", {"datasets": cfg.datasets, "checkpoint": o.checkpoint,

@@ -188,6 +188,22 @@ class LeRobotPolicy:
         feats[TASK] = {"shape": [], "dtype": "str"}
         return feats
 
+    def action_range(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(low, high) of the actions the policy was trained on, in the world's units, from its saved
+        statistics (min/max, else mean -+ 3 std); None when it saved none."""
+        stats = _normalizer_stats(self.path)
+        if f"{ACTION}.min" in stats and f"{ACTION}.max" in stats:
+            low, high = stats[f"{ACTION}.min"], stats[f"{ACTION}.max"]
+        elif f"{ACTION}.mean" in stats and f"{ACTION}.std" in stats:
+            mean, std = stats[f"{ACTION}.mean"], stats[f"{ACTION}.std"]
+            low, high = mean - 3 * std, mean + 3 * std
+        else:
+            return None
+        low, high = np.asarray(low, np.float64).reshape(-1), np.asarray(high, np.float64).reshape(-1)
+        if self.units == DEGREES:
+            low, high = from_lerobot_units(low), from_lerobot_units(high)
+        return low, high
+
     def predict_chunk(self, observations: list[dict[str, Any]], noise_seed=None, episodes=None,
                       embodiment: str | None = None, **guided) -> np.ndarray:  # fmt: skip
         """(B, H, action_dim) float32 in the world's units. `episodes` ((session, chunk index) per row,

@@ -199,6 +199,8 @@ def check_against_checkpoint(ds, name, emb, state_dim, action_dim, actions, poli
         rename = dict(zip(cams, info.cameras, strict=False)) if len(cams) == len(info.cameras) else {}
         out.append(Finding("camera_keys", "FAIL", msg + ": each camera would feed the other's slot",
                            f"rename/reorder to match (suggested map by position: {rename})", {"rename": rename}))  # fmt: skip
+    if info.normalizer is None:  # a LeRobot policy: it normalises inside its own processors
+        return out + _check_action_range(name, actions, policy.action_range())
     # Units / normalisation: the data normalised with the checkpoint's stats should mostly lie in [-1, 1].
     targets = torch.from_numpy(actions).double()
     if info.delta_dims:  # the checkpoint predicts actions relative to the state: compare like with like
@@ -217,6 +219,21 @@ def check_against_checkpoint(ds, name, emb, state_dim, action_dim, actions, poli
                            f"checkpoint's normalisation{units}", "check units and calibration; recompute stats",
                            {"fraction_outside": outside}))  # fmt: skip
     return out
+
+
+def _check_action_range(name: str, actions: np.ndarray, bounds) -> list[Finding]:
+    """The data against the range of actions the policy was trained on (its own statistics, in the
+    world's units), widened by a quarter of its span on each side."""
+    if bounds is None:
+        return []
+    low, high = (np.asarray(b, np.float64) for b in bounds)
+    margin = 0.25 * np.maximum(high - low, 1e-6)
+    outside = float(np.mean((actions < low - margin) | (actions > high + margin)))
+    if outside <= 0.1:
+        return []
+    return [Finding("units", "FAIL", f"{name}: {outside:.0%} of action values fall outside the range the policy "
+                    "was trained on (its saved statistics)", "check units and calibration (embodia doctor data)",
+                    {"fraction_outside": outside})]  # fmt: skip
 
 
 def _column(ds: LeRobotDataset, key: str) -> np.ndarray:
@@ -286,6 +303,7 @@ def open_loop_replay(policy, dataset: str | Path, episodes: list[int] | None = N
     h = policy.chunk_size
     errs = []
     gen = torch.Generator().manual_seed(seed)
+    scale = _replay_scale(info, ds, chosen)
     for ep in chosen:
         data = ds.episode_data(ep)
         frames = {cam: ds.episode_frames(ep, cam) for cam in info.cameras}
@@ -294,15 +312,9 @@ def open_loop_replay(policy, dataset: str | Path, episodes: list[int] | None = N
         for t in range(0, n - h, every):
             obs = {cam: frames[cam][t] for cam in info.cameras}
             obs[OBS_STATE], obs["task"] = data[OBS_STATE][t], task
-            noise = torch.randn(1, h, policy.cfg.max_action_dim, generator=gen)
-            pred = policy.predict_chunk(obs, noise=noise)[0]
+            pred = _replay_chunk(policy, obs, gen)
             true = data[ACTION][t : t + h]
-            norm = info.normalizer
-            e = np.abs(
-                norm.normalize_action(torch.from_numpy(pred).double()).numpy()
-                - norm.normalize_action(torch.from_numpy(np.array(true, np.float64))).numpy()
-            )
-            errs.append(e)
+            errs.append(np.abs(scale(pred) - scale(np.array(true, np.float64))))
     err = np.stack(errs)  # (N, H, d)
     names = info.action_names or [f"a{i}" for i in range(info.action_dim)]
     return {
@@ -312,6 +324,30 @@ def open_loop_replay(policy, dataset: str | Path, episodes: list[int] | None = N
         "mae_per_joint": {n: float(v) for n, v in zip(names, err.mean((0, 1)), strict=False)},
         "mae_per_step": [float(v) for v in err.mean((0, 2))],
     }
+
+
+def _replay_chunk(policy, obs: dict[str, Any], gen: torch.Generator) -> np.ndarray:
+    """One chunk for `obs`: embodia's policy from noise drawn here; another ChunkPolicy (a LeRobot
+    policy) from a noise seed drawn here, each chunk as a new episode of its own."""
+    max_dim = getattr(policy.cfg, "max_action_dim", None)
+    if max_dim is not None:
+        noise = torch.randn(1, policy.chunk_size, max_dim, generator=gen)
+        return policy.predict_chunk(obs, noise=noise)[0]
+    seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+    return policy.predict_chunk([obs], noise_seed=[seed], episodes=[(seed, 0)])[0]
+
+
+def _replay_scale(info, ds: LeRobotDataset, episodes: list[int]):
+    """Actions -> the units replay errors are reported in: the checkpoint's normalisation (1.0 is half
+    its q01..q99 range), or for a policy that normalises inside itself, the same measured on the
+    replayed episodes."""
+    norm = info.normalizer
+    if norm is not None:
+        return lambda a: norm.normalize_action(torch.from_numpy(np.asarray(a, np.float64))).numpy()
+    actions = np.concatenate([ds.episode_data(e)[ACTION] for e in episodes]).astype(np.float64)
+    lo, hi = np.quantile(actions, [0.01, 0.99], axis=0)
+    mid, half = (lo + hi) / 2, np.maximum((hi - lo) / 2, 1e-6)
+    return lambda a: (np.asarray(a, np.float64) - mid) / half
 
 
 def diagnose(findings: list[Finding], replay: dict | None, success: float | None) -> list[str]:

@@ -21,3 +21,41 @@ def tiny_policy_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny_policy")
     cfg = preset("tiny", datasets=[str(TINY_DATASET)], cache_dir=str(root / "cache"), steps=4)
     return train(cfg, root / "run")
+
+
+# ------------------------------------------------------------------------------ LeRobot's own code
+LEROBOT_BUILDER = Path(__file__).parent / "lerobot" / "make_tiny_policies.py"
+LEROBOT_TYPES = ("act", "act_ensemble", "diffusion", "smolvla")
+
+
+@pytest.fixture(scope="session")
+def lerobot_python() -> Path:
+    """The LeRobot environment's interpreter (`embodia lerobot setup`; CI builds it once per run). Tests
+    that need it skip without it here, and fail in CI, so a missing environment cannot pass there."""
+    from embodia.policy.lerobot_policy import LeRobotEnvError, env_python
+
+    try:
+        return env_python()
+    except LeRobotEnvError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the LeRobot tests: {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def lerobot_policies(lerobot_python, tmp_path_factory) -> dict[str, Path]:
+    """Tiny, randomly initialised LeRobot policies built and saved by LeRobot's own classes and
+    processors (tests/lerobot/make_tiny_policies.py), for the tabletop's two 96 px cameras; and an ACT
+    whose statistics are in LeRobot's degrees ('act_degrees')."""
+    import subprocess
+
+    root = tmp_path_factory.mktemp("lerobot_policies")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    run = [str(lerobot_python), "-I", str(LEROBOT_BUILDER)]
+    subprocess.run([*run, str(root), "--types", ",".join(LEROBOT_TYPES)], check=True, env=env,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run([*run, str(root / "degrees"), "--types", "act", "--stats", "degrees"], check=True, env=env,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    folders = {t: root / t for t in LEROBOT_TYPES}
+    folders["act_degrees"] = root / "degrees" / "act"
+    return folders

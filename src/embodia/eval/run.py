@@ -214,6 +214,9 @@ def _with_settings(cfg: EvalConfig, suite: str | None, settings: dict[str, Any])
 
 def _sampler_settings(policy: ChunkPolicy) -> dict[str, Any]:
     """A local flow policy's sampler (steps, temperature): they change its success, so results record them."""
+    described = getattr(policy, "settings", None)  # a policy that says what it runs as (LeRobotPolicy)
+    if isinstance(described, dict):
+        return dict(described)
     cfg = getattr(policy, "cfg", None)
     if getattr(cfg, "head", None) != "flow":
         return {}

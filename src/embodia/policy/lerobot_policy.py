@@ -179,6 +179,14 @@ class LeRobotPolicy:
         return self._encoder
 
     # ------------------------------------------------------------------ ChunkPolicy
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What results.json records about how this policy ran."""
+        return {"lerobot_type": self.policy_type, "lerobot_version": self.ready["lerobot"],
+                "lerobot_torch": self.ready["torch"], "units": self.units,
+                "mode": "step (select_action)" if self.stateful else "chunk (predict_action_chunk)",
+                "camera_map": dict(self.features.rename)}  # fmt: skip
+
     def expected_features(self, embodiment: str | None = None) -> dict[str, dict]:
         """Observation keys with shape and dtype (as `Policy.expected_features`)."""
         feats: dict[str, dict] = {

@@ -53,3 +53,24 @@ def test_mcp_do_runs_a_lerobot_policy(lerobot_policies, tmp_path):
     assert not res.is_error, res.content
     out = res.structured_content
     assert out["steps"] == 12 and out["chunks"] >= 2 and out["judged_as"] == "pick up the red block"
+
+
+def test_a_stateful_policy_keeps_one_episode_per_connection(lerobot_policies):
+    """Diffusion (observation history): each websocket connection is one episode; two connections
+    interleaved act exactly as each alone."""
+    with LeRobotPolicy(lerobot_policies["diffusion"]) as policy, running_server(policy) as url:
+        with Client(url) as probe:
+            assert probe.metadata["stateful"] is True
+            features = probe.metadata["observation"]
+        frames = [make_obs(features, seed=i) for i in range(4)]
+        others = [make_obs(features, seed=10 + i) for i in range(4)]
+        with Client(url) as alone:
+            solo = [alone.act(f, seed=5) for f in frames]
+        with Client(url) as a, Client(url) as b:
+            mixed = []
+            for f, g in zip(frames, others, strict=True):
+                b.act(g, seed=6)
+                mixed.append(a.act(f, seed=5))
+        for x, y in zip(solo, mixed, strict=True):
+            np.testing.assert_allclose(x, y, atol=1e-5)
+        assert solo[0].shape == (1, 6)

@@ -24,6 +24,8 @@ connections meanwhile.
 from __future__ import annotations
 
 import hmac
+import inspect
+import itertools
 import json
 import logging
 import threading
@@ -143,26 +145,41 @@ class InferenceService:
         self.metadata = {
             **metadata(self.spec, self.max_message_bytes, __version__),
             "max_json_bytes": min(MAX_JSON_BYTES, self.max_message_bytes),
+            # True: the policy keeps state between a connection's requests (one connection, one episode).
+            "stateful": bool(getattr(policy, "stateful", False)),
         }
         self.metadata_msgpack = packb(self.metadata)
         self._lock = FifoLock()
         self._trimmer = IdleTrimmer(IDLE_TRIM_S)
+        # A stateful policy (a LeRobot Diffusion's observation history, ACT's temporal ensemble) keeps
+        # one episode per websocket connection: its requests are that episode's steps, in order.
+        self._episodes = "episodes" in inspect.signature(policy.predict_chunk).parameters
+        self._sessions = itertools.count(1)
 
-    def act(self, message: Any) -> dict[str, Any]:
-        """Validate one decoded observation map and return the reply map (arrays as numpy)."""
+    def new_session(self) -> list[int]:
+        """[session id, requests so far]: one per connection, passed back to `act`."""
+        return [next(self._sessions), 0]
+
+    def act(self, message: Any, session: list[int] | None = None) -> dict[str, Any]:
+        """Validate one decoded observation map and return the reply map (arrays as numpy). `session`
+        (from `new_session`; None: a one-request episode, as over HTTP) orders a connection's requests."""
         t0 = time.perf_counter()
         self._trimmer.touch()
         req = parse_request(message, self.spec)
         self._prepare(req)
         with self._lock:
             t1 = time.perf_counter()
+            session = session if session is not None else self.new_session()
+            episode = {"episodes": [(session[0], session[1])]} if self._episodes else {}
             chunk = self.policy.predict_chunk(
                 [req.observation],
                 embodiment=req.embodiment,
                 noise_seed=None if req.seed is None else [req.seed],
                 pending=req.pending,
                 delay=req.delay,
+                **episode,
             )
+            session[1] += 1
             infer_ms = (time.perf_counter() - t1) * 1e3
         actions = np.ascontiguousarray(np.asarray(chunk, dtype=np.float32)[0])
         if not np.all(np.isfinite(actions)):  # nothing non-finite leaves the server
@@ -228,7 +245,9 @@ class InferenceService:
                 except NonFiniteActions as exc:  # said to the client of any such request; noted here
                     log.warning("warm-up request for %s: %s", name, exc)
 
-    def act_encoded(self, body: bytes, json_body: bool = False) -> dict[str, Any]:
+    def act_encoded(
+        self, body: bytes, json_body: bool = False, session: list[int] | None = None
+    ) -> dict[str, Any]:
         """Decode (msgpack, or JSON with arrays as nested lists) and act. Runs in the worker thread
         too: decoding a large JSON body takes long enough to stall the event loop."""
         try:
@@ -238,7 +257,7 @@ class InferenceService:
         except RecursionError:
             raise RequestError("the message nests too deeply") from None
         try:
-            return self.act(message)
+            return self.act(message, session)
         except RecursionError:  # deeply nested lists where an array was expected
             raise RequestError("the message nests too deeply") from None
 
@@ -283,6 +302,7 @@ def create_app(
             return
         await ws.accept()
         prev_total_ms = None
+        session = service.new_session()
         try:
             await ws.send_bytes(service.metadata_msgpack)
             while True:
@@ -300,7 +320,9 @@ def create_app(
                     return
                 t0 = time.perf_counter()
                 try:
-                    reply = await anyio.to_thread.run_sync(service.act_encoded, data, limiter=_limiter(app))
+                    reply = await anyio.to_thread.run_sync(
+                        service.act_encoded, data, False, session, limiter=_limiter(app)
+                    )
                 except Exception as exc:  # every failure is reported to this client only
                     await _fail(ws, *_error_text(exc))
                     return

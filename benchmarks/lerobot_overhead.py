@@ -98,7 +98,9 @@ def main() -> int:
     own_m, ours_m = float(np.median(own)), float(np.median(ours))
     print(f"LeRobot's own chunk:  median {own_m:.2f} ms, p90 {np.percentile(own, 90):.2f} ms")
     print(f"through embodia:      median {ours_m:.2f} ms, p90 {np.percentile(ours, 90):.2f} ms")
-    print(f"overhead: {ours_m - own_m:+.2f} ms = {(ours_m - own_m) / own_m:+.1%} of LeRobot's own (target <= 10 %)")
+    print(
+        f"overhead: {ours_m - own_m:+.2f} ms = {(ours_m - own_m) / own_m:+.1%} of LeRobot's own (target <= 10 %)"
+    )
     return 0
 
 

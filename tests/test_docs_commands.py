@@ -9,6 +9,8 @@ README's headline table. Each is checked at least with `--help`:
   then the whole line is parsed (not run) and must not name an unknown option or choice.
 - `python benchmarks/X.py ...` / `python examples/X.py ...`: `python X.py --help` must exit 0 (an
   import crash shows here).
+- `lerobot-train ...` (LeRobot's own commands, from the LeRobot environment of `embodia lerobot setup`):
+  `lerobot-train --policy.type=TYPE --help` must exit 0 there and list every `--option` the line uses.
 - setup lines (`python3 -m venv`, `pip`, `python -m pytest`, `cd`, `export`, `git`) are skipped but counted.
 Any other command fails the test: a quoted command this file cannot check is a command nobody checks.
 """
@@ -206,6 +208,8 @@ def classify(text: str) -> tuple[str, tuple[str, ...]]:
         return SETUP, tuple(words)
     if prog == "embodia":
         return "embodia", tuple(args)
+    if re.match(r"^(\S+/)?lerobot-[a-z_-]+$", prog):
+        return "lerobot", (prog.rsplit("/", 1)[-1], *args)
     if prog == "accelerate" and "-m" in args:
         i = args.index("-m")
         if args[i + 1 : i + 2] == ["embodia.cli"]:
@@ -285,6 +289,9 @@ def test_quoted_command_exists(cmd: Command):
     if cmd.kind == "unknown":
         pytest.fail(f"{cmd.id}: {cmd.text!r} is neither an embodia command, a benchmarks/ or examples/ "
                     "script, nor a setup line: this test cannot check it")  # fmt: skip
+    if cmd.kind == "lerobot":
+        check_lerobot_command(cmd)
+        return
     if cmd.kind == "script":
         rc, out = script_help(cmd.argv[0])
         assert rc == 0, f"{cmd.id}: `python {cmd.argv[0]} --help` exited {rc}:\n{out[-3000:]}"
@@ -310,6 +317,32 @@ def test_quoted_command_exists(cmd: Command):
         parser().parse_args(list(cmd.argv))
     stale = re.search(r"(unrecognized arguments|invalid choice|ambiguous option).*", err.getvalue())
     assert stale is None, f"{cmd.id}: {cmd.text!r}: {stale.group(0) if stale else ''}"
+
+
+def check_lerobot_command(cmd: Command) -> None:
+    from embodia.policy.lerobot_policy import LeRobotEnvError, env_python
+
+    try:
+        python = env_python()
+    except LeRobotEnvError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"{cmd.id}: CI must check LeRobot's commands: {exc}")
+        pytest.skip(str(exc))
+    program, *args = cmd.argv
+    policy = [a for a in args if a.startswith("--policy.type=")]
+    rc, out = lerobot_help(str(python.parent / program), tuple(policy))
+    assert rc == 0, f"{cmd.id}: `{program} {' '.join(policy)} --help` exited {rc}:\n{out[-3000:]}"
+    for arg in args:
+        name = arg.split("=", 1)[0]
+        if name.startswith("--"):
+            assert f"[{name} " in out or f"[{name}]" in out, f"{cmd.id}: {program} has no option {name}"
+
+
+@cache
+def lerobot_help(program: str, args: tuple[str, ...]) -> tuple[int, str]:
+    proc = subprocess.run([program, *args, "--help"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    return proc.returncode, " ".join((proc.stdout + proc.stderr).split())
 
 
 @cache

@@ -16,7 +16,7 @@ def test_cli_eval_runs_and_reports(tmp_path, monkeypatch, capsys, hold_policy):
 
     class FakePolicy:
         @staticmethod
-        def from_pretrained(path):
+        def from_pretrained(path, device="cpu"):
             loaded.append(path)
             return hold_policy(chunk_size=4, n_action_steps=4)
 
@@ -35,7 +35,7 @@ def test_cli_eval_runs_and_reports(tmp_path, monkeypatch, capsys, hold_policy):
 
 def test_cli_eval_bad_suite_is_a_clear_error(tmp_path, monkeypatch, capsys, hold_policy):
     policy_module = types.SimpleNamespace(
-        Policy=types.SimpleNamespace(from_pretrained=lambda path: hold_policy())
+        Policy=types.SimpleNamespace(from_pretrained=lambda path, device="cpu": hold_policy())
     )
     monkeypatch.setitem(sys.modules, "embodia.policy.policy", policy_module)
     assert main(["eval", "x", "--suite", "juggle", "--out", str(tmp_path / "ev")]) == 2
@@ -46,7 +46,7 @@ def test_cli_eval_bad_suite_is_a_clear_error(tmp_path, monkeypatch, capsys, hold
 def test_cli_eval_overrides_the_flow_sampler_and_records_it(tmp_path, monkeypatch, capsys, hold_policy):
     policies = []
 
-    def load(path, head="flow"):
+    def load(path, head="flow", device="cpu"):
         policy = hold_policy(chunk_size=4, n_action_steps=4)
         policy.cfg = types.SimpleNamespace(head=head, flow_steps=3, flow_noise_scale=1.0)
         policies.append(policy)
@@ -79,7 +79,9 @@ def test_cli_eval_overrides_the_flow_sampler_and_records_it(tmp_path, monkeypatc
     monkeypatch.setitem(
         sys.modules,
         "embodia.policy.policy",
-        types.SimpleNamespace(Policy=types.SimpleNamespace(from_pretrained=lambda p: load(p, head="l1"))),
+        types.SimpleNamespace(
+            Policy=types.SimpleNamespace(from_pretrained=lambda p, device="cpu": load(p, head="l1"))
+        ),
     )
     assert main([*argv, "--flow-steps", "2", "--out", str(tmp_path / "y")]) == 2
     assert "flow-matching head" in " ".join(capsys.readouterr().out.split())  # rich wraps lines

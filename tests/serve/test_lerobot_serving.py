@@ -74,3 +74,41 @@ def test_a_stateful_policy_keeps_one_episode_per_connection(lerobot_policies):
         for x, y in zip(solo, mixed, strict=True):
             np.testing.assert_allclose(x, y, atol=1e-5)
         assert solo[0].shape == (1, 6)
+
+
+@pytest.mark.parametrize("kind", ["act_ensemble", "diffusion", "smolvla"])
+def test_each_policy_type_runs_serves_acts_as_a_tool_and_replays(kind, lerobot_policies, tmp_path):
+    """The paths of the table in docs/lerobot.md for the policies the tests above do not drive through
+    all of them: `run`'s episode, `serve`, the MCP `do` tool and the doctor's open-loop replay."""
+    from pathlib import Path
+
+    from embodia.eval.episode import run_episode
+    from embodia.sim.tabletop import TabletopEnv
+    from embodia.train.doctor import open_loop_replay
+
+    with LeRobotPolicy(lerobot_policies[kind]) as policy:
+        env = TabletopEnv(image_size=96, cameras=("front", "wrist"))
+        try:
+            ep = run_episode(policy, env, seed=0, task="pick up the red block", max_steps=6)
+            assert ep.steps == 6
+        finally:
+            env.close()
+        dataset = Path(__file__).parents[1] / "fixtures" / "so101_tabletop_tiny"
+        replay = open_loop_replay(policy, dataset, episodes=[4], every=16)
+        assert replay["chunks"] >= 1 and np.isfinite(replay["mae"])
+        with running_server(policy) as url, Client(url) as client:
+            reply = client.act(make_obs(client.metadata["observation"]))
+            assert reply.shape == (policy.chunk_size, 6) and np.all(np.isfinite(reply))
+        worker = RobotWorker(lambda: RobotTools(TabletopEnv(image_size=96, cameras=("front", "wrist")), policy,
+                                                out_dir=tmp_path, video=False))  # fmt: skip
+        try:
+
+            async def main():
+                async with McpClient(build_server(worker)) as c:
+                    return await c.call_tool("do", {"instruction": "touch the red block", "max_steps": 4})
+
+            res = anyio.run(main)
+        finally:
+            worker.close()
+        assert not res.is_error, res.content
+        assert res.structured_content["steps"] == 4  # (closing the tools closed the policy)

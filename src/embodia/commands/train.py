@@ -220,7 +220,9 @@ def cmd_doctor_train(o: DoctorTrainOptions) -> int:
         raise ValueError("give the dataset(s) to train on")
     checkpoint = load_policy(o.checkpoint) if o.checkpoint else None
     cfg = dataclasses.replace(o.train, datasets=[str(Path(d)) for d in o.train.datasets])
-    if checkpoint is not None and not is_lerobot(checkpoint):  # judge the configuration the checkpoint was trained with
+    if checkpoint is not None and not is_lerobot(
+        checkpoint
+    ):  # judge the configuration the checkpoint was trained with
         cfg.model = dataclasses.replace(checkpoint.cfg, embodiments=list(checkpoint.cfg.embodiments))
     run_dir = Path(o.out) if o.out else new_run_dir("doctor", "train")
     write_manifest(run_dir, "doctor train", {"datasets": cfg.datasets, "checkpoint": o.checkpoint,

@@ -25,7 +25,7 @@ def tiny_policy_dir(tmp_path_factory) -> Path:
 
 # ------------------------------------------------------------------------------ LeRobot's own code
 LEROBOT_BUILDER = Path(__file__).parent / "lerobot" / "make_tiny_policies.py"
-LEROBOT_TYPES = ("act", "act_ensemble", "diffusion", "smolvla")
+LEROBOT_TYPES = ("act", "act_ensemble", "diffusion", "smolvla", "xvla")
 
 
 @pytest.fixture(scope="session")

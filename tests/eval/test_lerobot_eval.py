@@ -15,7 +15,7 @@ from embodia.policy.lerobot_policy import LeRobotPolicy
 TINY_DATASET = Path(__file__).parents[1] / "fixtures" / "so101_tabletop_tiny"
 
 
-@pytest.mark.parametrize("kind", ["act", "diffusion", "act_ensemble", "smolvla"])
+@pytest.mark.parametrize("kind", ["act", "diffusion", "act_ensemble", "smolvla", "xvla"])
 def test_eval_runs_each_policy_closed_loop(kind, lerobot_policies, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     argv = ["eval", str(lerobot_policies[kind]), "--suite", "pick", "--episodes", "2", "--max-steps", "10",

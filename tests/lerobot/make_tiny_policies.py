@@ -4,7 +4,7 @@ Tests of embodia's LeRobot adapter build their policies with this script. It run
 LeRobot 0.4.4 virtual environment (torch, transformers, the `smolvla` extra), needs no network
 (run it with HF_HUB_OFFLINE=1) and takes seconds per policy on a CPU.
 
-    python make_tiny_policies.py OUT_DIR [--types act,diffusion,smolvla,act_ensemble]
+    python make_tiny_policies.py OUT_DIR [--types act,diffusion,smolvla,act_ensemble,xvla]
         [--image-size 96] [--state-dim 6] [--action-dim 6] [--cameras front,wrist]
         [--stats radians|degrees] [--seed 0]
 
@@ -19,7 +19,7 @@ runs one observation through preprocessor -> policy -> postprocessor, checks sha
 and prints one JSON line per policy (folder, parameter count, build and verify seconds).
 
 Types: `act`, `act_ensemble` (ACT with temporal_ensemble_coeff=0.01, n_action_steps=1),
-`diffusion`, `smolvla`. act/act_ensemble/diffusion are checked through `select_action` where
+`diffusion`, `smolvla`, `xvla`. act/act_ensemble/diffusion are checked through `select_action` where
 `predict_action_chunk` alone does not work on a fresh policy: diffusion's `predict_action_chunk`
 reads its observation queues (and the stacked `observation.images` key), which only
 `select_action` fills; act_ensemble's chunk only makes sense through its temporal ensembler.
@@ -43,6 +43,26 @@ Llama text tower and a 1-layer, 32-wide vision tower on 32x32 images (patch 8), 
 BPE tokenizer (256 byte tokens, no merges, plus the SmolVLM special tokens) built with the
 `tokenizers` library. The policy's config.json and policy_preprocessor.json name that folder by
 its ABSOLUTE path, so OUT_DIR must not be moved after building (rebuild instead).
+
+X-VLA offline. LeRobot 0.4.4 vendors Florence-2 (policies/xvla/modeling_florence2.py) and builds it
+from `XVLAConfig.florence_config` (a dict: vision_config, text_config, projection_dim) with random
+weights, no download. The one name it reaches is `XVLAConfig.tokenizer_name` (default
+facebook/bart-large): processor_xvla.py's `TokenizerProcessorStep(tokenizer_name=...)` calls
+`AutoTokenizer.from_pretrained` when built and when policy_preprocessor.json is loaded. That is met by
+OUT_DIR/xvla_tokenizer, made here: a byte-level BPE tokenizer with BART's special tokens at BART's
+ids (<s> 0, <pad> 1, </s> 2, <unk> 3, which Florence-2's text config expects), named by ABSOLUTE path
+as above. The tiny Florence-2 has a four-stage DaViT (widths 8, 8, 16, 16, one block each) and a
+one-layer, 32-wide BART encoder (the decoder is deleted by XVLAModel); the action transformer is one
+32-wide block. Florence-2's `image_projection` is left uninitialised by LeRobot (`torch.empty`)
+and is filled here with a truncated normal (std 0.02). `action_mode="auto"` makes the model pad actions to `max_action_dim` (20) inside and
+trim them back to the dataset's action size, so the saved policy outputs `--action-dim` values per
+step; X-VLA's default action mode `ee6d` always outputs 20 (xyz, 6D rotation, gripper, twice) and the
+postprocessor does not trim them. XVLAConfig's default normalization is IDENTITY for images, state and
+action, kept here as `lerobot-train` would keep it: the saved normalizer steps carry the stats but do
+not change values, so `--stats` does not change an X-VLA policy's inputs or outputs.
+
+pi0, pi05, pi0_fast and groot cannot be built offline with LeRobot 0.4.4 as installed; the exact steps
+that stop each of them are in BLOCKERS.md beside this script.
 """
 
 from __future__ import annotations
@@ -63,7 +83,7 @@ try:
 except ImportError as error:  # pragma: no cover - only meaningful outside the LeRobot venv
     sys.exit(f"make_tiny_policies.py must run inside the LeRobot 0.4.4 venv: {error}")
 
-ALL_TYPES = ("act", "diffusion", "smolvla", "act_ensemble")
+ALL_TYPES = ("act", "diffusion", "smolvla", "act_ensemble", "xvla")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SMOLVLM_SPECIAL_TOKENS = {
@@ -74,6 +94,10 @@ SMOLVLM_SPECIAL_TOKENS = {
 }
 BACKBONE_IMAGE_SIZE = 32  # SmolVLA resizes (with padding) every camera to this before the vision tower
 BACKBONE_PATCH_SIZE = 8
+BART_SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>")  # ids 0..3, as in facebook/bart-large
+XVLA_WIDTH = 32  # Florence-2 text width = image projection = the action transformer's input
+XVLA_TEXT_TOKENS = 48
+DAVIT_STRIDE = 32  # DaViT's four stages downsample by 4 * 2 * 2 * 2
 
 
 # --------------------------------------------------------------------------- features and stats
@@ -206,18 +230,27 @@ def smolvla_config(inputs: dict, outputs: dict, backbone: Path):
 # --------------------------------------------------------------------------- SmolVLA backbone
 
 
-def make_tiny_tokenizer():
-    """Byte-level BPE without merges (any text encodes) plus SmolVLM's special tokens."""
+def byte_level_bpe(specials: tuple[str, ...] = ()):
+    """A `tokenizers` byte-level BPE without merges (any text encodes): `specials` first, then the
+    256 byte tokens."""
     from tokenizers import Tokenizer, decoders, models
     from tokenizers.pre_tokenizers import ByteLevel
-    from transformers import PreTrainedTokenizerFast
 
-    vocab = {char: index for index, char in enumerate(sorted(ByteLevel.alphabet()))}
+    vocab = {token: index for index, token in enumerate(specials)}
+    for char in sorted(ByteLevel.alphabet()):
+        vocab[char] = len(vocab)
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     core.pre_tokenizer = ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
+    return core
+
+
+def make_tiny_tokenizer():
+    """Byte-level BPE without merges (any text encodes) plus SmolVLM's special tokens."""
+    from transformers import PreTrainedTokenizerFast
+
     return PreTrainedTokenizerFast(
-        tokenizer_object=core,
+        tokenizer_object=byte_level_bpe(),
         bos_token="<|im_start|>",
         eos_token="<end_of_utterance>",
         pad_token="<|im_end|>",
@@ -280,6 +313,107 @@ def build_smolvla_backbone(folder: Path) -> Path:
     return folder
 
 
+# --------------------------------------------------------------------------- X-VLA
+
+
+def build_xvla_tokenizer(folder: Path):
+    """Write a BART-like tokenizer (BART's special tokens at BART's ids, text wrapped in <s> ... </s>)
+    that `AutoTokenizer` loads."""
+    from tokenizers.processors import TemplateProcessing
+    from transformers import PreTrainedTokenizerFast
+
+    core = byte_level_bpe(BART_SPECIAL_TOKENS)
+    core.post_processor = TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token="<s>",
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        model_input_names=["input_ids", "attention_mask"],
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def xvla_florence_config(vocab_size: int, max_positions: int) -> dict:
+    """A tiny Florence-2: four one-block DaViT stages and a one-layer BART encoder."""
+    return {
+        "vocab_size": vocab_size,
+        "projection_dim": XVLA_WIDTH,  # read by XVLAModel as the action transformer's input size
+        "vision_config": {
+            "dim_embed": [8, 8, 16, 16],
+            "num_heads": [1, 1, 2, 2],
+            "num_groups": [1, 1, 2, 2],
+            "depths": [1, 1, 1, 1],
+            "window_size": 3,
+            "drop_path_rate": 0.0,
+            "projection_dim": XVLA_WIDTH,  # image tokens are concatenated with the text embeddings
+            "image_pos_embed": {"type": "learned_abs_2d", "max_pos_embeddings": 64},  # up to 2048 px
+        },
+        "text_config": {
+            "vocab_size": vocab_size,
+            "d_model": XVLA_WIDTH,
+            "encoder_layers": 1,
+            "decoder_layers": 1,  # built, then deleted by XVLAModel
+            "encoder_attention_heads": 2,
+            "decoder_attention_heads": 2,
+            "encoder_ffn_dim": 64,
+            "decoder_ffn_dim": 64,
+            "max_position_embeddings": max_positions,
+            "dropout": 0.0,
+        },
+    }
+
+
+def xvla_config(inputs: dict, outputs: dict, args, tokenizer_folder: Path):
+    from lerobot.policies.xvla.configuration_xvla import XVLAConfig
+
+    tokenizer = build_xvla_tokenizer(tokenizer_folder)
+    chunk = 10
+    # Florence-2 gives each camera 1 + (size / 32)^2 tokens (a pooled token and the feature map);
+    # the first camera's go through the BART encoder with the text, the others straight on to the
+    # action transformer, whose sequence also holds the action chunk.
+    side = math.ceil(args.image_size / DAVIT_STRIDE)
+    per_camera = side * side + 1
+    encoder_tokens = per_camera + XVLA_TEXT_TOKENS
+    sequence = chunk + encoder_tokens + per_camera * (len(args.cameras) - 1)
+    return XVLAConfig(
+        input_features=inputs,
+        output_features=outputs,
+        device="cpu",
+        florence_config=xvla_florence_config(
+            vocab_size=64 * math.ceil(len(tokenizer) / 64),
+            max_positions=64 * math.ceil(encoder_tokens / 64),
+        ),
+        tokenizer_name=str(tokenizer_folder.resolve()),
+        tokenizer_max_length=XVLA_TEXT_TOKENS,
+        hidden_size=XVLA_WIDTH,
+        depth=1,
+        num_heads=2,
+        num_domains=1,  # XVLAAddDomainIdProcessorStep gives domain_id 0
+        len_soft_prompts=4,
+        max_len_seq=64 * math.ceil(sequence / 64),
+        action_mode="auto",  # pad to max_action_dim inside, trim to the dataset's action size on output
+        max_action_dim=max(20, args.action_dim),
+        max_state_dim=max(32, args.state_dim),
+        chunk_size=chunk,
+        n_action_steps=chunk,
+        num_denoising_steps=4,
+    )
+
+
+def init_xvla_image_projection(policy) -> None:
+    """Fill Florence-2's `image_projection`. LeRobot creates it with `torch.empty` and no weight init
+    touches it (modeling_florence2.py, `_build_image_projection_layers`); a checkpoint overwrites it,
+    a fresh policy would save whatever memory held (not reproducible, not always finite)."""
+    with torch.no_grad():
+        torch.nn.init.trunc_normal_(policy.model.vlm.image_projection, std=0.02)
+
+
 # --------------------------------------------------------------------------- build, save, verify
 
 
@@ -291,6 +425,8 @@ def make_config(policy_type: str, args, out_dir: Path):
         return diffusion_config(inputs, outputs, args.image_size)
     if policy_type == "smolvla":
         return smolvla_config(inputs, outputs, build_smolvla_backbone(out_dir / "smolvla_backbone"))
+    if policy_type == "xvla":
+        return xvla_config(inputs, outputs, args, out_dir / "xvla_tokenizer")
     raise ValueError(f"unknown policy type {policy_type!r}; choose from {', '.join(ALL_TYPES)}")
 
 
@@ -300,6 +436,8 @@ def build_and_save(policy_type: str, args, out_dir: Path) -> dict:
     torch.manual_seed(args.seed)
     config = make_config(policy_type, args, out_dir)
     policy = get_policy_class(config.type)(config)
+    if policy_type == "xvla":
+        init_xvla_image_projection(policy)
     preprocessor, postprocessor = make_pre_post_processors(config, dataset_stats=make_dataset_stats(args))
     folder = out_dir / policy_type
     policy.save_pretrained(folder)

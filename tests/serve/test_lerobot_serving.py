@@ -76,7 +76,7 @@ def test_a_stateful_policy_keeps_one_episode_per_connection(lerobot_policies):
         assert solo[0].shape == (1, 6)
 
 
-@pytest.mark.parametrize("kind", ["act_ensemble", "diffusion", "smolvla"])
+@pytest.mark.parametrize("kind", ["act_ensemble", "diffusion", "smolvla", "xvla"])
 def test_each_policy_type_runs_serves_acts_as_a_tool_and_replays(kind, lerobot_policies, tmp_path):
     """The paths of the table in docs/lerobot.md for the policies the tests above do not drive through
     all of them: `run`'s episode, `serve`, the MCP `do` tool and the doctor's open-loop replay."""

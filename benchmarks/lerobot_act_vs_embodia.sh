@@ -4,6 +4,7 @@
 # one thread (taskset -c 0 / -c 1, OMP_NUM_THREADS=1 MKL_NUM_THREADS=1, LeRobot with --num_workers=0).
 #
 #     EMBODIA_LEROBOT_ENV=/path/to/lerobot-venv benchmarks/lerobot_act_vs_embodia.sh [OUT] [STAGE...]
+#     benchmarks/lerobot_act_vs_embodia.sh --help
 #
 # OUT defaults to embodia_runs/lerobot_act_vs_embodia (relative to the current folder). STAGEs run in the
 # order given (default: all of them, in this order); each can be run alone on an OUT the earlier ones
@@ -33,10 +34,21 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
+    # The header comment is the help.
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
+    exit 0
+fi
 OUT="${1:-embodia_runs/lerobot_act_vs_embodia}"
 shift || true
 STAGES=("$@")
 [ ${#STAGES[@]} -eq 0 ] && STAGES=(record check calibrate train wait)
+for st in "${STAGES[@]}"; do  # refuse a typo before any stage runs
+    case "$st" in
+        record | check | calibrate | train | wait) ;;
+        *) echo "unknown stage '$st' (record, check, calibrate, train, wait)" >&2; exit 2 ;;
+    esac
+done
 
 EPISODES="${EPISODES:-450}"
 MINUTES="${MINUTES:-30}"
@@ -215,8 +227,5 @@ stage_wait() {
 }
 
 for st in "${STAGES[@]}"; do
-    case "$st" in
-        record | check | calibrate | train | wait) "stage_$st" ;;
-        *) echo "unknown stage '$st' (record, check, calibrate, train, wait)" >&2; exit 2 ;;
-    esac
+    "stage_$st"
 done

@@ -12,6 +12,9 @@ both see the same machine load:
 * embodia's: `LeRobotPolicy.predict_chunk` from embodia's process: the same work in the worker plus the
   pipe, the units conversion and the checks.
 
+A stateful policy (Diffusion, ACT with temporal ensembling) runs step by step, so it has no chunk to
+compare and is refused.
+
 Prints the medians and p90s, the overhead in ms and in percent of LeRobot's own median. Target (issue
 26): <= 10 %.
 """
@@ -65,6 +68,10 @@ def main() -> int:
     from embodia.policy.lerobot_policy import LeRobotPolicy, env_python
 
     folder = Path(args.folder)
+    with LeRobotPolicy(folder) as probe:
+        if probe.stateful:  # Diffusion, ACT with temporal ensembling: select_action per step, no chunk
+            raise SystemExit(f"{probe!r} is stateful: embodia drives it step by step (select_action), so there "
+                             "is no chunk to compare; give a chunk-mode policy (ACT, SmolVLA, X-VLA)")  # fmt: skip
     ref = subprocess.Popen([str(env_python()), "-I", "-c", REFERENCE, str(folder), str(args.image_size),
                             str(args.batch), str(args.repeats)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                            text=True)  # fmt: skip

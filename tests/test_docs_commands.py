@@ -8,7 +8,7 @@ README's headline table. Each is checked at least with `--help`:
   SUB ... is the longest run of leading words that are subcommands of `embodia.cli.build_parser()`;
   then the whole line is parsed (not run) and must not name an unknown option or choice.
 - `python benchmarks/X.py ...` / `python examples/X.py ...`: `python X.py --help` must exit 0 (an
-  import crash shows here).
+  import crash shows here); `[bash] benchmarks/X.sh ...`: `bash X.sh --help` must exit 0.
 - `lerobot-train ...` (LeRobot's own commands, from the LeRobot environment of `embodia lerobot setup`):
   `lerobot-train --policy.type=TYPE --help` must exit 0 there and list every `--option` the line uses.
 - setup lines (`python3 -m venv`, `pip`, `python -m pytest`, `cd`, `export`, `git`) are skipped but counted.
@@ -221,6 +221,10 @@ def classify(text: str) -> tuple[str, tuple[str, ...]]:
             return "embodia", tuple(args[2:])
         if args and re.match(r"^(benchmarks|examples)/[\w-]+\.py$", args[0]):
             return "script", tuple(args)
+    if prog == "bash" and args:
+        prog, args = args[0], args[1:]
+    if re.match(r"^(benchmarks|examples)/[\w-]+\.sh$", prog):
+        return "script", (prog, *args)
     return "unknown", tuple(words)
 
 
@@ -353,7 +357,7 @@ def script_help(script: str) -> tuple[int, str]:
     env = {**os.environ, "MUJOCO_GL": "egl"}
     try:
         proc = subprocess.run(
-            [sys.executable, str(path), "--help"],
+            ["bash" if path.suffix == ".sh" else sys.executable, str(path), "--help"],
             cwd=REPO,
             env=env,
             capture_output=True,

@@ -1,0 +1,124 @@
+"""LeRobot's own SO-101 code against embodia's bus emulator: LeRobot 0.4.4's `SO101Follower` (its
+`FeetechMotorsBus` and feetech-servo-sdk underneath) connects to the emulator's pseudo-terminal,
+calibrates through its own prompts fed on stdin while the test turns the joints by hand, reads, writes
+and disconnects. Runs in the LeRobot environment (`embodia lerobot setup`; CI builds it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from embodia.robots.emulator import BusEmulator
+
+SESSION = Path(__file__).parents[1] / "lerobot" / "so101_session.py"
+MOTORS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
+# Where each shaft sits in the pose the user calls "the middle of the range" (encoder ticks), and the
+# hand's sweep around it during recording: deliberately asymmetric, so that the middle of the recorded
+# range (LeRobot's degree zero) is not the pose's 2047.
+MIDDLE = {1: 2200, 2: 1900, 3: 2150, 4: 2000, 5: 2048, 6: 1800}
+SWEEP = {1: (-900, 600), 2: (-500, 1100), 3: (-1000, 700), 4: (-800, 800), 6: (-20, 1500)}
+
+
+class Console:
+    """The subprocess's stdout, read in the background, so the test can wait for a prompt (input()
+    prints its prompt without a newline)."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc, self.text, self._cond = proc, "", threading.Condition()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        while chunk := os.read(self.proc.stdout.fileno(), 4096):
+            with self._cond:
+                self.text += chunk.decode(errors="replace")
+                self._cond.notify_all()
+
+    def wait_for(self, needle: str, timeout: float = 60) -> None:
+        with self._cond:
+            ok = self._cond.wait_for(lambda: needle in self.text or self.proc.poll() is not None, timeout)
+        assert ok and needle in self.text, f"never saw {needle!r}; output so far:\n{self.text[-3000:]}"
+
+    def send(self, line: str) -> None:
+        self.proc.stdin.write(line.encode())
+        self.proc.stdin.flush()
+
+
+def _sweep(bus: BusEmulator) -> None:
+    for servo_id, (down, up) in SWEEP.items():
+        for ticks in (MIDDLE[servo_id] + down, MIDDLE[servo_id] + up, MIDDLE[servo_id]):
+            bus.move_by_hand(servo_id, ticks)
+            time.sleep(0.15)  # LeRobot's recording loop sync-reads as fast as it can
+
+
+def test_lerobot_so101_follower_calibrates_reads_and_writes_on_the_emulator(lerobot_python, tmp_path):
+    goals = {"shoulder_pan": 30.0, "elbow_flex": -20.0, "gripper": 40.0}
+    with BusEmulator(positions=MIDDLE) as bus:
+        proc = subprocess.Popen(
+            [str(lerobot_python), "-I", str(SESSION), bus.port, str(tmp_path / "cal"), "arm0", json.dumps(goals)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        console = Console(proc)
+        try:
+            console.wait_for("middle of its range of motion and press ENTER")
+            console.send("\n")
+            console.wait_for("Recording positions. Press ENTER to stop")
+            _sweep(bus)
+            console.send("\n")
+            console.wait_for('{"disconnected": true}')
+            assert proc.wait(timeout=30) == 0, console.text[-3000:]
+        finally:
+            proc.kill()
+        torque_after = {i: s.get("Torque_Enable") for i, s in bus.servos.items()}
+        registers = {i: {n: s.get(n) for n in ("Homing_Offset", "Min_Position_Limit", "Max_Position_Limit",
+                                                "P_Coefficient", "I_Coefficient", "D_Coefficient")}
+                     for i, s in bus.servos.items()}  # fmt: skip
+        gripper = bus.servos[6]
+        assert (
+            gripper.get("Max_Torque_Limit"),
+            gripper.get("Protection_Current"),
+            gripper.get("Overload_Torque"),
+        ) == (500, 250, 25)
+        violations, goals_seen = list(bus.violations), list(bus.goals)
+
+    calibration = json.loads((tmp_path / "cal" / "arm0.json").read_text())
+    assert list(calibration) == list(MOTORS)
+    for k, name in enumerate(MOTORS, start=1):
+        entry = calibration[name]
+        assert entry["id"] == k and entry["drive_mode"] == 0
+        assert entry["homing_offset"] == MIDDLE[k] - 2047  # the middle pose reads 2047 after homing
+        if k == 5:  # wrist_roll: the full turn, whatever was recorded
+            assert (entry["range_min"], entry["range_max"]) == (0, 4095)
+        else:
+            assert (entry["range_min"], entry["range_max"]) == (2047 + SWEEP[k][0], 2047 + SWEEP[k][1])
+        # What LeRobot wrote into the servo is what it saved, and the gains of its configure().
+        assert registers[k]["Homing_Offset"] == entry["homing_offset"]
+        assert (registers[k]["Min_Position_Limit"], registers[k]["Max_Position_Limit"]) == (
+            entry["range_min"],
+            entry["range_max"],
+        )
+        assert (
+            registers[k]["P_Coefficient"],
+            registers[k]["I_Coefficient"],
+            registers[k]["D_Coefficient"],
+        ) == (16, 0, 32)
+
+    lines = [json.loads(line) for line in console.text.splitlines() if line.startswith("{")]
+    first, sent, last = lines[0]["observation"], lines[1]["sent"], lines[2]["observation"]
+    # At the middle pose, LeRobot's degrees are those of 2047 against the middle of the recorded range.
+    for k, name in enumerate(MOTORS[:4], start=1):
+        lo, hi = 2047 + SWEEP[k][0], 2047 + SWEEP[k][1]
+        assert abs(first[f"{name}.pos"] - (2047 - (lo + hi) / 2) * 360 / 4095) < 1e-6
+    lo, hi = 2047 + SWEEP[6][0], 2047 + SWEEP[6][1]
+    assert abs(first["gripper.pos"] - (2047 - lo) / (hi - lo) * 100) < 1e-6
+    # The action landed: the goal ticks LeRobot computed, the shafts moved, the reading matches.
+    assert sent == {f"{k}.pos": v for k, v in goals.items()}
+    pan_lo, pan_hi = 2047 + SWEEP[1][0], 2047 + SWEEP[1][1]
+    assert (1, int(30.0 * 4095 / 360 + (pan_lo + pan_hi) / 2)) in goals_seen
+    for name, value in goals.items():
+        assert abs(last[f"{name}.pos"] - value) < 0.2, (name, last[f"{name}.pos"])
+    assert violations == []
+    assert set(torque_after.values()) == {0}  # disconnect turned torque off on every servo

@@ -122,3 +122,80 @@ def test_lerobot_so101_follower_calibrates_reads_and_writes_on_the_emulator(lero
         assert abs(last[f"{name}.pos"] - value) < 0.2, (name, last[f"{name}.pos"])
     assert violations == []
     assert set(torque_after.values()) == {0}  # disconnect turned torque off on every servo
+
+
+def test_calibration_files_cross_between_lerobot_and_embodia(lerobot_python, tmp_path):
+    """A file LeRobot wrote drives embodia's driver, and one embodia wrote drives LeRobot's, with the same
+    readings in LeRobot's units."""
+    from embodia.robots.calibrate import calibrate_arm
+    from embodia.robots.calibration import MOTORS, calibration_path, save_calibration
+    from embodia.robots.feetech.bus import FeetechBus
+    from embodia.robots.so101 import to_lerobot_units
+    from embodia.robots.so101_arm import ArmConfig, SO101Follower
+
+    with BusEmulator(positions=MIDDLE) as bus:
+        # embodia calibrates and writes the file; LeRobot connects with it: no prompt, same readings.
+        fb = FeetechBus(bus.port, MOTORS)
+        fb.connect()
+        moves = [(i, MIDDLE[i] + d) for i, (lo, hi) in SWEEP.items() for d in (lo, hi, 0)]
+        calibration = calibrate_arm(
+            fb, lambda: None, lambda ranges: not moves or bus.move_by_hand(*moves.pop(0))
+        )
+        fb.close()
+        save_calibration(calibration_path("follower", "arm1", tmp_path), calibration)
+        with SO101Follower(
+            ArmConfig(port=bus.port, id="arm1", calibration_dir=str(tmp_path), watchdog_s=0)
+        ) as arm:
+            ours = to_lerobot_units(arm.get_observation()["observation.state"])
+        out = subprocess.run(
+            [str(lerobot_python), "-I", str(SESSION), bus.port, str(tmp_path), "arm1", json.dumps({"gripper": 70.0})],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+        theirs = lines[0]["observation"]
+        for k, name in enumerate(MOTORS):
+            assert abs(theirs[f"{name}.pos"] - ours[k]) < 1e-3, (name, theirs[f"{name}.pos"], ours[k])
+        after_lerobot = lines[2]["observation"]
+        # ...and LeRobot's file (the same folder, rewritten by nobody) drives embodia's driver again.
+        with SO101Follower(
+            ArmConfig(port=bus.port, id="arm1", calibration_dir=str(tmp_path), watchdog_s=0)
+        ) as arm:
+            again = to_lerobot_units(arm.get_observation()["observation.state"])
+        assert (
+            abs(after_lerobot["gripper.pos"] - 70.0) < 0.2
+            and abs(again[5] - after_lerobot["gripper.pos"]) < 0.2
+        )
+
+
+def test_embodia_reads_a_file_lerobot_wrote(lerobot_python, tmp_path):
+    from embodia.robots.calibration import load_calibration
+    from embodia.robots.so101 import to_lerobot_units
+    from embodia.robots.so101_arm import ArmConfig, SO101Follower
+
+    with BusEmulator(positions=MIDDLE) as bus:
+        proc = subprocess.Popen(
+            [str(lerobot_python), "-I", str(SESSION), bus.port, str(tmp_path), "arm2", json.dumps({"elbow_flex": 15.0})],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        console = Console(proc)
+        try:
+            console.wait_for("middle of its range of motion and press ENTER")
+            console.send("\n")
+            console.wait_for("Recording positions. Press ENTER to stop")
+            _sweep(bus)
+            console.send("\n")
+            console.wait_for('{"disconnected": true}')
+            assert proc.wait(timeout=30) == 0, console.text[-3000:]
+        finally:
+            proc.kill()
+        last = [json.loads(line) for line in console.text.splitlines() if line.startswith("{")][2][
+            "observation"
+        ]
+        assert set(load_calibration(tmp_path / "arm2.json")) == set(MOTORS)
+        with SO101Follower(
+            ArmConfig(port=bus.port, id="arm2", calibration_dir=str(tmp_path), watchdog_s=0)
+        ) as arm:
+            ours = to_lerobot_units(arm.get_observation()["observation.state"])
+    for k, name in enumerate(MOTORS):
+        assert abs(ours[k] - last[f"{name}.pos"]) < 0.1, (name, ours[k], last[f"{name}.pos"])

@@ -13,6 +13,7 @@ from embodia.commands.act import (
     cmd_eval,
     cmd_run,
 )
+from embodia.commands.arm import CalibrateOptions, EmulatorOptions, cmd_calibrate, cmd_emulator
 from embodia.commands.common import Command, console
 from embodia.commands.data import (
     ConvertUnitsOptions,
@@ -87,6 +88,8 @@ COMMANDS: tuple[Command, ...] = (
         _command("list", RecipeListOptions, cmd_recipe_list),
         _command("run", RecipeRunOptions, cmd_recipe_run),
     )),
+    _command("calibrate", CalibrateOptions, cmd_calibrate),
+    _command("emulator", EmulatorOptions, cmd_emulator),
     _command("serve", ServeOptions, cmd_serve),
     _command("mcp", McpOptions, cmd_mcp),
     _command("view", ViewOptions, cmd_view),

@@ -87,10 +87,13 @@ class Servo:
         """Present_Position: the shaft's position less the homing offset, within one turn."""
         return (round(self.actual) - self.get("Homing_Offset")) % RESOLUTION
 
-    def advance(self, dt: float) -> None:
-        """Let `dt` seconds pass: with torque on, move towards the target at the servo's speed."""
+    def advance(self, dt: float, moved_to: float | None = None) -> None:
+        """Let `dt` seconds pass: with torque on, move towards the target at the servo's speed (or to
+        `moved_to`, where a simulated arm put the shaft)."""
         before = self.actual
-        if self.torque and dt > 0:
+        if moved_to is not None:
+            self.actual = moved_to
+        elif self.torque and dt > 0:
             step = self.speed * dt
             error = self.target - self.actual
             self.actual += max(-step, min(step, error))
@@ -108,17 +111,23 @@ class Servo:
 class BusEmulator:
     """STS3215 servos on a pseudo-terminal. Use as a context manager, or `start()` / `close()`.
 
-    `positions` maps servo id to its shaft's starting position in ticks (default: 2048, mid-turn)."""
+    `positions` maps servo id to its shaft's starting position in ticks (default: 2048, mid-turn).
+    `arm`: a `SimulatedArm` (embodia.robots.emulator_arm) whose joints the shafts are: goals move it,
+    readings come from it, its hard stops bound the hand."""
 
     def __init__(
-        self, ids=SO101_IDS, positions: dict[int, float] | None = None, speed: float = DEFAULT_SPEED
+        self, ids=SO101_IDS, positions: dict[int, float] | None = None, speed: float = DEFAULT_SPEED, arm=None
     ):
         positions = positions or {}
+        self.arm = arm
         self.servos: dict[int, Servo] = {}
         for i in ids:
             if not 0 <= i <= fp.MAX_ID:
                 raise ValueError(f"servo id {i} out of 0..{fp.MAX_ID}")
             self.servos[i] = Servo(i, actual=float(positions.get(i, 2048.0)), speed=speed)
+            if arm is not None:
+                self.servos[i].actual = self.servos[i].target = arm.place(i, self.servos[i].actual)
+                self.servos[i].advance(0.0)
         self.goals: list[tuple[int, int]] = []  # (servo id, goal position accepted)
         self.violations: list[str] = []
         self.bad_checksums = 0  # instruction packets dropped for a wrong checksum
@@ -167,7 +176,7 @@ class BusEmulator:
         with self._lock:
             self._tick()
             s = self.servos[servo_id]
-            s.actual = float(actual) % RESOLUTION
+            s.actual = float(actual) % RESOLUTION if self.arm is None else self.arm.place(servo_id, actual)
             s.advance(0.0)
 
     def actual(self, servo_id: int) -> float:
@@ -339,5 +348,7 @@ class BusEmulator:
     def _tick(self) -> None:
         now = time.monotonic()
         dt, self._last = now - self._last, now
-        for s in self.servos.values():
-            s.advance(dt)
+        if self.arm is not None:
+            self.arm.step(dt, self.servos)
+        for i, s in self.servos.items():
+            s.advance(dt, None if self.arm is None else self.arm.ticks(i))

@@ -189,3 +189,29 @@ def test_missing_motor_and_wrong_port_are_clear(tmp_path):
         FeetechBus(bus.port, MOTORS).connect()
     with pytest.raises(BusDisconnected, match="could not open"):
         FeetechBus(str(tmp_path / "ttyNONE"), MOTORS).connect()
+
+
+def test_leader_reads_by_hand_and_drives_a_follower(tmp_path):
+    from embodia.robots.so101_arm import SO101Leader
+
+    with BusEmulator(positions=MIDDLE) as leader_bus, BusEmulator(positions=MIDDLE) as follower_bus:
+        for bus, role in ((leader_bus, "leader"), (follower_bus, "follower")):
+            fb = FeetechBus(bus.port, MOTORS)
+            fb.connect()
+            cal = calibrate_arm(fb, lambda: None, sweep_by_hand(bus))
+            fb.close()
+            save_calibration(calibration_path(role, "pair", tmp_path / role), cal)
+        leader_cfg = ArmConfig(port=leader_bus.port, id="pair", calibration_dir=str(tmp_path / "leader"))
+        follower_cfg = ArmConfig(
+            port=follower_bus.port, id="pair", calibration_dir=str(tmp_path / "follower"), watchdog_s=0
+        )
+        with SO101Leader(leader_cfg) as leader, SO101Follower(follower_cfg) as follower:
+            assert all(s.get("Torque_Enable") == 0 for s in leader_bus.servos.values())
+            leader_bus.move_by_hand(3, MIDDLE[3] + 150)  # the person bends the leader's elbow
+            for _ in range(30):
+                follower.send_action(leader.get_action())
+                follower.advance()
+            np.testing.assert_allclose(
+                follower.get_observation()["observation.state"], leader.get_action(), atol=3e-3
+            )
+        assert follower_bus.violations == []

@@ -68,6 +68,23 @@ class ArmConfig:
             raise ValueError("watchdog_s >= 0, rest_speed > 0 and fps > 0 are required")
 
 
+def check_stored_calibration(bus: FeetechBus, calibration: Calibration, path: Path) -> None:
+    """What the servos hold must be what the file says: homing offset and position limits."""
+    differ = []
+    for name, c in calibration.items():
+        stored = (bus.read("Homing_Offset", name), bus.read("Min_Position_Limit", name),
+                  bus.read("Max_Position_Limit", name))  # fmt: skip
+        if stored != (c.homing_offset, c.range_min, c.range_max):
+            differ.append(f"{name}: servo {stored}, file {(c.homing_offset, c.range_min, c.range_max)}")
+    if differ:
+        raise CalibrationError(
+            f"the calibration in the servos does not match {path} (homing offset, min, max): "
+            + "; ".join(differ)
+            + ". Recalibrate (embodia calibrate), or write the file's values to the servos "
+            "(embodia calibrate --write-only)"
+        )
+
+
 class SO101Follower:
     spec = SO101
 
@@ -100,7 +117,7 @@ class SO101Follower:
         self.calibration = load_calibration(self.calibration_file)
         self.bus.connect()
         try:
-            self._check_stored_calibration()
+            check_stored_calibration(self.bus, self.calibration, self.calibration_file)
             self._configure()
             present = self._present_ticks()
             self.bus.sync_write("Goal_Position", present)  # hold where it is when torque comes on
@@ -177,22 +194,6 @@ class SO101Follower:
     def _radians(self, ticks: dict[str, int]) -> np.ndarray:
         return from_lerobot_units(to_lerobot(ticks, self.calibration))
 
-    def _check_stored_calibration(self) -> None:
-        """What the servos hold must be what the file says: homing offset and position limits."""
-        differ = []
-        for name, c in self.calibration.items():
-            stored = (self.bus.read("Homing_Offset", name), self.bus.read("Min_Position_Limit", name),
-                      self.bus.read("Max_Position_Limit", name))  # fmt: skip
-            if stored != (c.homing_offset, c.range_min, c.range_max):
-                differ.append(f"{name}: servo {stored}, file {(c.homing_offset, c.range_min, c.range_max)}")
-        if differ:
-            raise CalibrationError(
-                f"the calibration in the servos does not match {self.calibration_file} (homing offset, min, max): "
-                + "; ".join(differ)
-                + ". Recalibrate (embodia calibrate), or write the file's values to the servos "
-                "(embodia calibrate --write-only)"
-            )
-
     def _configure(self) -> None:
         self.bus.set_torque(False)
         for name in MOTORS:
@@ -232,3 +233,56 @@ class SO101Follower:
                 return
             except BusError:
                 self.bus.close()
+
+
+class SO101Leader:
+    """The leader arm a person moves by hand (torque off): its joints read in the follower's radians.
+
+    Same calibration procedure and units as the follower (`embodia calibrate --role leader`); LeRobot's
+    file is under `teleoperators/so_leader/`. Configured as LeRobot's leader is: return delay 0,
+    acceleration 254, position mode, torque left off."""
+
+    spec = SO101
+
+    def __init__(self, cfg: ArmConfig):
+        self.cfg = cfg
+        self.bus = FeetechBus(cfg.port, MOTORS)
+        root = None if cfg.calibration_dir is None else Path(cfg.calibration_dir)
+        self.calibration_file = calibration_path("leader", cfg.id, root)
+        self.calibration: Calibration | None = None
+
+    def connect(self) -> None:
+        self.calibration = load_calibration(self.calibration_file)
+        self.bus.connect()
+        try:
+            check_stored_calibration(self.bus, self.calibration, self.calibration_file)
+            self.bus.set_torque(False)
+            for name in MOTORS:
+                for register in (
+                    "Return_Delay_Time",
+                    "Maximum_Acceleration",
+                    "Acceleration",
+                    "Operating_Mode",
+                ):
+                    self.bus.write(register, name, SERVO_SETTINGS[register])
+        except BaseException:
+            self.bus.close()
+            raise
+
+    def get_action(self) -> np.ndarray:
+        """Where the person holds the leader, in radians: the follower's action."""
+        ticks = self.bus.sync_read("Present_Position")
+        return from_lerobot_units(to_lerobot(ticks, self.calibration)).astype(np.float32)
+
+    def disconnect(self) -> None:
+        with contextlib.suppress(BusError):
+            if self.bus.connected:
+                self.bus.set_torque(False)
+        self.bus.close()
+
+    def __enter__(self) -> SO101Leader:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.disconnect()

@@ -54,24 +54,33 @@ def _sweep(bus: BusEmulator) -> None:
             time.sleep(0.15)  # LeRobot's recording loop sync-reads as fast as it can
 
 
+def lerobot_calibrates(
+    lerobot_python, bus: BusEmulator, cal_dir: Path, robot_id: str, goals: dict
+) -> Console:
+    """Run LeRobot's SO101Follower session with no calibration file: answer its two prompts, turning the
+    joints by hand while it records; return its console once it has disconnected."""
+    proc = subprocess.Popen(
+        [str(lerobot_python), "-I", str(SESSION), bus.port, str(cal_dir), robot_id, json.dumps(goals)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    console = Console(proc)
+    try:
+        console.wait_for("middle of its range of motion and press ENTER")
+        console.send("\n")
+        console.wait_for("Recording positions. Press ENTER to stop")
+        _sweep(bus)
+        console.send("\n")
+        console.wait_for('{"disconnected": true}')
+        assert proc.wait(timeout=30) == 0, console.text[-3000:]
+    finally:
+        proc.kill()
+    return console
+
+
 def test_lerobot_so101_follower_calibrates_reads_and_writes_on_the_emulator(lerobot_python, tmp_path):
     goals = {"shoulder_pan": 30.0, "elbow_flex": -20.0, "gripper": 40.0}
     with BusEmulator(positions=MIDDLE) as bus:
-        proc = subprocess.Popen(
-            [str(lerobot_python), "-I", str(SESSION), bus.port, str(tmp_path / "cal"), "arm0", json.dumps(goals)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        console = Console(proc)
-        try:
-            console.wait_for("middle of its range of motion and press ENTER")
-            console.send("\n")
-            console.wait_for("Recording positions. Press ENTER to stop")
-            _sweep(bus)
-            console.send("\n")
-            console.wait_for('{"disconnected": true}')
-            assert proc.wait(timeout=30) == 0, console.text[-3000:]
-        finally:
-            proc.kill()
+        console = lerobot_calibrates(lerobot_python, bus, tmp_path / "cal", "arm0", goals)
         torque_after = {i: s.get("Torque_Enable") for i, s in bus.servos.items()}
         registers = {i: {n: s.get(n) for n in ("Homing_Offset", "Min_Position_Limit", "Max_Position_Limit",
                                                 "P_Coefficient", "I_Coefficient", "D_Coefficient")}
@@ -174,21 +183,7 @@ def test_embodia_reads_a_file_lerobot_wrote(lerobot_python, tmp_path):
     from embodia.robots.so101_arm import ArmConfig, SO101Follower
 
     with BusEmulator(positions=MIDDLE) as bus:
-        proc = subprocess.Popen(
-            [str(lerobot_python), "-I", str(SESSION), bus.port, str(tmp_path), "arm2", json.dumps({"elbow_flex": 15.0})],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        console = Console(proc)
-        try:
-            console.wait_for("middle of its range of motion and press ENTER")
-            console.send("\n")
-            console.wait_for("Recording positions. Press ENTER to stop")
-            _sweep(bus)
-            console.send("\n")
-            console.wait_for('{"disconnected": true}')
-            assert proc.wait(timeout=30) == 0, console.text[-3000:]
-        finally:
-            proc.kill()
+        console = lerobot_calibrates(lerobot_python, bus, tmp_path, "arm2", {"elbow_flex": 15.0})
         last = [json.loads(line) for line in console.text.splitlines() if line.startswith("{")][2][
             "observation"
         ]

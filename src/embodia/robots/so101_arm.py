@@ -68,6 +68,11 @@ class ArmConfig:
             raise ValueError("watchdog_s >= 0, rest_speed > 0 and fps > 0 are required")
 
 
+def _bus_and_file(cfg: ArmConfig, role: str) -> tuple[FeetechBus, Path]:
+    folder = None if cfg.calibration_dir is None else Path(cfg.calibration_dir)
+    return FeetechBus(cfg.port, MOTORS), calibration_path(role, cfg.id, folder)
+
+
 def check_stored_calibration(bus: FeetechBus, calibration: Calibration, path: Path) -> None:
     """What the servos hold must be what the file says: homing offset and position limits."""
     differ = []
@@ -90,9 +95,7 @@ class SO101Follower:
 
     def __init__(self, cfg: ArmConfig):
         self.cfg = cfg
-        self.bus = FeetechBus(cfg.port, MOTORS)
-        root = None if cfg.calibration_dir is None else Path(cfg.calibration_dir)
-        self.calibration_file = calibration_path("follower", cfg.id, root)
+        self.bus, self.calibration_file = _bus_and_file(cfg, "follower")
         self.calibration: Calibration | None = None
         self.safety = SafetyLayer(self._spec_with_step())
         self._lock = threading.RLock()
@@ -246,9 +249,7 @@ class SO101Leader:
 
     def __init__(self, cfg: ArmConfig):
         self.cfg = cfg
-        self.bus = FeetechBus(cfg.port, MOTORS)
-        root = None if cfg.calibration_dir is None else Path(cfg.calibration_dir)
-        self.calibration_file = calibration_path("leader", cfg.id, root)
+        self.bus, self.calibration_file = _bus_and_file(cfg, "leader")
         self.calibration: Calibration | None = None
 
     def connect(self) -> None:

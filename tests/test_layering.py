@@ -221,3 +221,12 @@ def test_no_compatibility_getattr():
         if has and module not in FACADES_WITH_GETATTR:
             shims.append(module)
     assert not shims, f"module-level __getattr__ outside the package facades: {shims}; import from the owner"
+
+
+def test_test_files_have_unique_names():
+    """pytest imports test modules by basename (tests/ has no packages): two test_x.py in different
+    folders collide when the whole suite is collected, though each folder passes alone."""
+    seen: dict[str, Path] = {}
+    for path in sorted((Path(__file__).parent).rglob("test_*.py")):
+        assert path.name not in seen, f"{path} and {seen[path.name]} share a name"
+        seen[path.name] = path

@@ -13,7 +13,14 @@ from embodia.commands.act import (
     cmd_eval,
     cmd_run,
 )
-from embodia.commands.arm import CalibrateOptions, EmulatorOptions, cmd_calibrate, cmd_emulator
+from embodia.commands.arm import (
+    CalibrateOptions,
+    EmulatorOptions,
+    TeleopOptions,
+    cmd_calibrate,
+    cmd_emulator,
+    cmd_teleop,
+)
 from embodia.commands.common import Command, console
 from embodia.commands.data import (
     ConvertUnitsOptions,
@@ -90,6 +97,7 @@ COMMANDS: tuple[Command, ...] = (
     )),
     _command("calibrate", CalibrateOptions, cmd_calibrate),
     _command("emulator", EmulatorOptions, cmd_emulator),
+    _command("teleop", TeleopOptions, cmd_teleop),
     _command("serve", ServeOptions, cmd_serve),
     _command("mcp", McpOptions, cmd_mcp),
     _command("view", ViewOptions, cmd_view),

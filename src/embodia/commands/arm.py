@@ -82,3 +82,56 @@ def cmd_emulator(o: EmulatorOptions) -> int:
             f"instructions served: {bus.instructions}; goals outside the limits: {len(bus.violations)}"
         )
     return 0
+
+
+@dataclass(frozen=True)
+class TeleopOptions:
+    follower: str | None = opt(None, "the follower arm's serial port (or --sim)")
+    sim: bool = opt(
+        False, "drive the simulated SO-101 (the tabletop scene in MuJoCo) instead of a real follower"
+    )
+    leader: str | None = opt(None, "the leader arm's serial port")
+    follower_id: str = opt("so101", "the follower's name (its calibration file is <id>.json)")
+    leader_id: str = opt("so101_leader", "the leader's name (its calibration file is <id>.json)")
+    calibration_dir: str | None = opt(
+        None, "the folder holding both <id>.json files (default: LeRobot's folders)"
+    )
+    seconds: float | None = opt(None, "stop after this long (default: until Ctrl-C)")
+    out: str | None = opt(
+        None, "where to write report.json (default: ./embodia_runs/teleop/<time>-<follower>)"
+    )
+
+
+def cmd_teleop(o: TeleopOptions) -> int:
+    """Teleoperate: the leader arm drives the real follower or the simulated SO-101, at 30 Hz through the
+    follower's safety layer; prints how far the follower trails the leader per joint and the loop's timing."""
+    import json
+    from pathlib import Path
+
+    from embodia.data.teleop import SimFollower, teleoperate
+    from embodia.robots.so101_arm import ArmConfig, SO101Follower, SO101Leader
+    from embodia.runs import new_run_dir
+
+    if (o.follower is None) == (not o.sim):
+        raise ValueError("give the follower's port (--follower PORT) or --sim, not both")
+    if o.leader is None:
+        raise ValueError("--leader PORT is required: the leader arm is the only teleoperation device so far")
+    if o.seconds is not None and o.seconds <= 0:
+        raise ValueError("--seconds must be positive")
+    leader = SO101Leader(ArmConfig(port=o.leader, id=o.leader_id, calibration_dir=o.calibration_dir))
+    follower = SimFollower() if o.sim else SO101Follower(
+        ArmConfig(port=o.follower, id=o.follower_id, calibration_dir=o.calibration_dir))  # fmt: skip
+    name = "sim" if o.sim else o.follower_id
+    out = Path(o.out) if o.out else new_run_dir("teleop", name)
+    with leader, follower:
+        console.print(
+            f"teleoperating the {'simulated' if o.sim else 'real'} follower from {o.leader}; Ctrl-C stops"
+        )
+        report = teleoperate(leader, follower, seconds=o.seconds)
+        if hasattr(follower, "go_to_rest"):
+            follower.go_to_rest()  # then torque off as the block exits
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    console.print(report.table(), highlight=False)
+    console.print(f"report: [bold]{out / 'report.json'}[/]")
+    return 0

@@ -352,3 +352,33 @@ class BusEmulator:
             self.arm.step(dt, self.servos)
         for i, s in self.servos.items():
             s.advance(dt, None if self.arm is None else self.arm.ticks(i))
+
+
+def calibrate_emulated(bus: BusEmulator, role: str, robot_id: str, folder=None, reach: float = 600.0):
+    """Calibrate an emulated arm by LeRobot's procedure, as a person would: its present pose is the
+    middle, then a hand turns each joint `reach` ticks each way (a MuJoCo-backed arm stops at its hard
+    stops). Saves the calibration file (LeRobot's folders, or `folder/<id>.json`) and returns its path."""
+    from embodia.robots.calibrate import FULL_TURN, calibrate_arm
+    from embodia.robots.calibration import MOTORS, calibration_path, save_calibration
+    from embodia.robots.feetech.bus import FeetechBus
+
+    start = {i: bus.actual(i) for i in bus.servos}
+    moves = [
+        (MOTORS[n], start[MOTORS[n]] + d) for n in MOTORS if n not in FULL_TURN for d in (-reach, reach, 0)
+    ]
+
+    def recording_done(ranges) -> bool:
+        if not moves:
+            return True
+        bus.move_by_hand(*moves.pop(0))
+        return False
+
+    driver = FeetechBus(bus.port, MOTORS)
+    driver.connect()
+    try:
+        calibration = calibrate_arm(driver, lambda: None, recording_done)
+    finally:
+        driver.close()
+    path = calibration_path(role, robot_id, folder)
+    save_calibration(path, calibration)
+    return path

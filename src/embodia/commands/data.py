@@ -13,8 +13,29 @@ from embodia.data.record import RecordConfig
 
 
 @dataclass(frozen=True)
+class TeleopRecording:
+    """`embodia record --robot so101`: human demonstrations through the leader arm."""
+
+    robot: str = opt("sim", "who demonstrates: 'sim' (scripted experts in simulation) or 'so101' (a person "
+                     "with the leader arm)", choices=("sim", "so101"))  # fmt: skip
+    follower: str | None = opt(
+        None, "the follower's serial port, or 'sim' for the simulated arm (--robot so101)"
+    )
+    leader: str | None = opt(None, "the leader's serial port (--robot so101)")
+    task: str | None = opt(None, "the instruction every demonstration carries out (--robot so101)")
+    follower_id: str = opt("so101", "the follower's name (calibration <id>.json)")
+    leader_id: str = opt("so101_leader", "the leader's name (calibration <id>.json)")
+    calibration_dir: str | None = opt(None, "the folder holding both <id>.json files (default: LeRobot's)")
+    cameras: str = opt("front=0,wrist=2", "the follower's cameras as NAME=SOURCE,... (an OpenCV device index, "
+                       "/dev/video path or video file), named with embodia's camera names")  # fmt: skip
+    episode_s: float = opt(30.0, "longest episode, seconds (ENTER ends one earlier)")
+    reset_s: float = opt(10.0, "reset period between episodes, seconds (ENTER ends it earlier)")
+
+
+@dataclass(frozen=True)
 class RecordOptions:
     record: RecordConfig = nested(RecordConfig, "recording")
+    teleop: TeleopRecording = nested(TeleopRecording, "human demonstrations (--robot so101)")
     out: str | None = opt(None, "dataset folder (default: ./embodia_runs/record/<time>-<tasks>/dataset)")
     resume: bool = opt(False, "append to the dataset at --out (fresh seeds; never the same scene twice)")
 
@@ -28,6 +49,8 @@ def cmd_record(o: RecordOptions) -> int:
     cfg = o.record
     if o.resume and o.out is None:
         raise ValueError("--resume needs --out pointing at the dataset to continue")
+    if o.teleop.robot == "so101":
+        return _record_teleop(o)
     run_dir = new_run_dir("record", cfg.tasks.replace(":", "-").replace(",", "-"))
     root = Path(o.out) if o.out else run_dir / "dataset"
     write_manifest(run_dir, "record", to_dict(cfg) | {"out": str(root), "resume": o.resume}, seeds=[cfg.seed])
@@ -50,6 +73,56 @@ def cmd_record(o: RecordOptions) -> int:
         f"expert success {res.successes}/{res.attempted}; {res.attempted / max(res.seconds, 1e-9):.2f} episodes/s. "
         f"Dataset: [bold]{root}[/]; manifest: {run_dir / 'manifest.json'}"
     )
+    return 0
+
+
+def parse_cameras(text: str, size: int):
+    """'front=0,wrist=/dev/video2' -> camera configs at the recording's image size."""
+    from embodia.robots.camera import CameraConfig
+
+    cams = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, source = part.partition("=")
+        if not sep or not name.strip() or not source.strip():
+            raise ValueError(f"--cameras: {part!r} is not NAME=SOURCE (e.g. front=0,wrist=/dev/video2)")
+        cams.append(CameraConfig(name.strip(), source.strip(), width=size, height=size))
+    return tuple(cams)
+
+
+def _record_teleop(o: RecordOptions) -> int:
+    """Human demonstrations: the leader drives the follower and every tick is recorded."""
+    from embodia.configs import to_dict
+    from embodia.data.record_teleop import TeleopRecordConfig, TerminalControls, record_teleop
+    from embodia.data.teleop import SimFollower
+    from embodia.robots.so101_arm import ArmConfig, SO101Follower, SO101Leader
+    from embodia.runs import new_run_dir, stop_on_sigterm, write_manifest
+
+    t = o.teleop
+    if t.follower is None or t.leader is None or not (t.task or "").strip():
+        raise ValueError('--robot so101 needs --follower PORT (or sim), --leader PORT and --task "..."')
+    cfg = TeleopRecordConfig(task=t.task, episodes=o.record.episodes, episode_s=t.episode_s, reset_s=t.reset_s,
+                             image_size=o.record.image_size)  # fmt: skip
+    sim = t.follower == "sim"
+    follower = (SimFollower(image_size=cfg.image_size, render=True) if sim else SO101Follower(ArmConfig(
+        port=t.follower, id=t.follower_id, calibration_dir=t.calibration_dir,
+        cameras=parse_cameras(t.cameras, cfg.image_size))))  # fmt: skip
+    leader = SO101Leader(ArmConfig(port=t.leader, id=t.leader_id, calibration_dir=t.calibration_dir))
+    run_dir = new_run_dir("record", "so101-" + t.task[:40])
+    root = Path(o.out) if o.out else run_dir / "dataset"
+    write_manifest(
+        run_dir, "record", to_dict(cfg) | {"out": str(root), "follower": t.follower, "leader": t.leader}
+    )
+    with stop_on_sigterm(), leader, follower:  # an exception: the follower goes to rest, then torque off
+        res = record_teleop(
+            leader, follower, root, cfg, TerminalControls(), resume=o.resume, say=console.print
+        )
+        if hasattr(follower, "go_to_rest"):
+            follower.go_to_rest()
+    console.print(f"recorded {res.saved} episodes ({res.frames} frames; {res.trimmed} idle frames trimmed, "
+                  f"{res.rerecorded} re-recorded) in [bold]{root}[/]")  # fmt: skip
+    t_ = res.timing
+    console.print(f"timing: {t_['ticks']} ticks, lateness p50 {t_['lateness_ms_p50']:.1f} ms, "
+                  f"p99 {t_['lateness_ms_p99']:.1f} ms, {t_['ticks_missed']} missed")  # fmt: skip
     return 0
 
 

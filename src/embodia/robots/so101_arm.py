@@ -37,6 +37,7 @@ from embodia.robots.calibration import (
     load_calibration,
     to_lerobot,
 )
+from embodia.robots.camera import CameraConfig, OpenCVCamera
 from embodia.robots.feetech.bus import BusDisconnected, BusError, FeetechBus
 from embodia.robots.safety import SafetyLayer
 from embodia.robots.so101 import HOME_QPOS, from_lerobot_units, to_lerobot_units
@@ -58,6 +59,7 @@ class ArmConfig:
     rest_pose: tuple[float, ...] = tuple(HOME_QPOS)
     rest_speed: float = 0.6  # rad/s on the way to the rest pose
     fps: float = field(default=float(SO101.fps))
+    cameras: tuple[CameraConfig, ...] = ()  # each named with embodia's camera name (front, wrist)
 
     def __post_init__(self) -> None:
         if len(self.rest_pose) != 6 or not np.isfinite(self.rest_pose).all():
@@ -66,6 +68,9 @@ class ArmConfig:
             raise ValueError(f"max_step needs 6 positive values (rad per tick), got {self.max_step}")
         if self.watchdog_s < 0 or self.rest_speed <= 0 or self.fps <= 0:
             raise ValueError("watchdog_s >= 0, rest_speed > 0 and fps > 0 are required")
+        names = [c.name for c in self.cameras]
+        if len(set(names)) != len(names):
+            raise ValueError(f"camera names must be distinct: {names}")
 
 
 def _bus_and_file(cfg: ArmConfig, role: str) -> tuple[FeetechBus, Path]:
@@ -97,6 +102,7 @@ class SO101Follower:
         self.cfg = cfg
         self.bus, self.calibration_file = _bus_and_file(cfg, "follower")
         self.calibration: Calibration | None = None
+        self.cameras = [OpenCVCamera(c) for c in cfg.cameras]
         self.safety = SafetyLayer(self._spec_with_step())
         self._lock = threading.RLock()
         self._last_action = time.monotonic()
@@ -118,7 +124,13 @@ class SO101Follower:
 
     def connect(self) -> None:
         self.calibration = load_calibration(self.calibration_file)
-        self.bus.connect()
+        try:
+            for camera in self.cameras:  # a missing camera fails before the motors are touched
+                camera.connect()
+            self.bus.connect()
+        except BaseException:
+            self._close_cameras()
+            raise
         try:
             check_stored_calibration(self.bus, self.calibration, self.calibration_file)
             self._configure()
@@ -129,6 +141,7 @@ class SO101Follower:
         except BaseException:
             self._torque_off()
             self.bus.close()
+            self._close_cameras()
             raise
         self._last_action = self._next_tick = time.monotonic()
         if self.cfg.watchdog_s > 0:
@@ -139,7 +152,8 @@ class SO101Follower:
     def get_observation(self) -> dict:
         with self._lock:
             state = self._radians(self._present_ticks())
-        return {"observation.state": state.astype(np.float32)}
+        obs = {f"observation.images.{c.cfg.name}": c.latest() for c in self.cameras}
+        return obs | {"observation.state": state.astype(np.float32)}
 
     def send_action(self, action) -> np.ndarray:
         with self._lock:
@@ -164,6 +178,11 @@ class SO101Follower:
             self._watchdog = None
         self._torque_off()
         self.bus.close()
+        self._close_cameras()
+
+    def _close_cameras(self) -> None:
+        for camera in self.cameras:
+            camera.disconnect()
 
     # -- safe exits -------------------------------------------------------------------------------
 

@@ -8,11 +8,9 @@ import math
 import threading
 import time
 
-import numpy as np
 import pytest
 
 from embodia.cli import main
-from embodia.data.teleop import Rate
 from embodia.robots.emulator import BusEmulator, calibrate_emulated
 from embodia.robots.so101 import HOME_QPOS
 
@@ -86,14 +84,3 @@ def test_teleop_needs_one_follower_and_a_leader(capsys):
     assert main(["teleop", "--sim", "--follower", "/dev/null", "--leader", "x"]) == 2
     assert main(["teleop", "--sim"]) == 2
     assert "--leader PORT is required" in capsys.readouterr().out
-
-
-def test_rate_counts_late_and_missed_ticks():
-    rate = Rate(100)
-    rate.wait()
-    time.sleep(0.035)  # the next tick was due 10 ms after the first: 2.5 periods late
-    rate.wait()
-    stats = rate.stats()
-    assert stats["ticks"] == 2 and stats["ticks_missed"] == 2
-    assert 20 < stats["lateness_ms_max"] < 60
-    assert np.isfinite(list(stats.values())).all()

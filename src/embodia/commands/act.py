@@ -6,6 +6,7 @@ import os
 import time
 from dataclasses import dataclass, replace
 
+from embodia.commands.arm import FollowerArm
 from embodia.commands.common import CHECKPOINT_HELP, console
 from embodia.configs import nested, numbers, opt, positive_int, probability
 from embodia.eval.config import EvalConfig
@@ -104,6 +105,10 @@ class RunOptions:
     checkpoint: str | None = opt(None, f"{CHECKPOINT_HELP} (default: base)")
     seed: int = opt(0, "episode seed")
     max_steps: int | None = opt(None, "cap the episode's steps", parse=positive_int)
+    robot: str = opt("sim", "where to act: 'sim' (the tabletop scene) or 'so101' (a real follower arm)",
+                     choices=("sim", "so101"))  # fmt: skip
+    arm: FollowerArm = nested(FollowerArm, "the follower arm (--robot so101)")
+    seconds: float = opt(60.0, "how long to act on a real arm (--robot so101)")
 
 
 def cmd_run(o: RunOptions) -> int:
@@ -114,6 +119,8 @@ def cmd_run(o: RunOptions) -> int:
 
     if not o.instruction.strip():
         raise ValueError('the instruction is empty; e.g. embodia run "pick up the red block"')
+    if o.robot == "so101":
+        return _run_on_arm(o)
     policy = load_policy(o.checkpoint)
     task, score = interpret(o.instruction, policy.encoder)
     console.print(
@@ -135,6 +142,34 @@ def cmd_run(o: RunOptions) -> int:
     mark = "[green]success[/]" if ep.success else "[red]not achieved[/]"
     console.print(f"{mark} after {ep.steps} steps; video and report in [bold]{report.parent}[/]")
     return 0 if ep.success else 3
+
+
+def _run_on_arm(o: RunOptions) -> int:
+    """The policy on the follower arm for --seconds at 30 Hz; timing printed and saved (report.json)."""
+    import json
+
+    from embodia.eval.real import run_on_robot
+    from embodia.policy.loading import load_policy
+    from embodia.runs import new_run_dir, write_manifest
+
+    if o.arm.follower is None:
+        raise ValueError("--robot so101 needs --follower PORT (or sim)")
+    policy = load_policy(o.checkpoint)
+    follower = o.arm.build(image_size_of(policy))
+    run_dir = new_run_dir("run", "so101")
+    write_manifest(run_dir, "run", {"instruction": o.instruction, "robot": "so101", "follower": o.arm.follower,
+                                     "seconds": o.seconds, "checkpoint_hash": policy.checkpoint_hash}, seeds=[o.seed])  # fmt: skip
+    with follower:  # an exception or Ctrl-C: the arm goes to rest, then torque off
+        console.print(
+            f"acting on the follower ({o.arm.follower}) for {o.seconds:g} s: {o.instruction!r}; Ctrl-C stops"
+        )
+        report = run_on_robot(policy, follower, o.instruction, o.seconds, seed=o.seed)
+        if hasattr(follower, "go_to_rest"):
+            follower.go_to_rest()
+    (run_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    console.print(report.summary(), highlight=False)
+    console.print(f"report: [bold]{run_dir / 'report.json'}[/]")
+    return 0
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,43 @@ from embodia.configs import opt
 
 
 @dataclass(frozen=True)
+class FollowerArm:
+    """The follower a command drives: a real SO-101 on its port, with its cameras, or the simulated one."""
+
+    follower: str | None = opt(None, "the follower's serial port, or 'sim' for the simulated arm")
+    follower_id: str = opt("so101", "the follower's name (calibration <id>.json)")
+    calibration_dir: str | None = opt(
+        None, "the folder holding the arms' <id>.json files (default: LeRobot's)"
+    )
+    cameras: str = opt("front=0,wrist=2", "the follower's cameras as NAME=SOURCE,... (an OpenCV device index, "
+                       "/dev/video path or video file), named with embodia's camera names")  # fmt: skip
+
+    def build(self, image_size: int, watchdog_s: float = 0.5):
+        """The follower, not yet connected."""
+        from embodia.data.teleop import SimFollower
+        from embodia.robots.so101_arm import ArmConfig, SO101Follower
+
+        if self.follower == "sim":
+            return SimFollower(image_size=image_size, render=True)
+        cams = parse_cameras(self.cameras, image_size)
+        return SO101Follower(ArmConfig(port=self.follower, id=self.follower_id, calibration_dir=self.calibration_dir,
+                                       cameras=cams, watchdog_s=watchdog_s))  # fmt: skip
+
+
+def parse_cameras(text: str, size: int):
+    """'front=0,wrist=/dev/video2' -> camera configs at the recording's image size."""
+    from embodia.robots.camera import CameraConfig
+
+    cams = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, source = part.partition("=")
+        if not sep or not name.strip() or not source.strip():
+            raise ValueError(f"--cameras: {part!r} is not NAME=SOURCE (e.g. front=0,wrist=/dev/video2)")
+        cams.append(CameraConfig(name.strip(), source.strip(), width=size, height=size))
+    return tuple(cams)
+
+
+@dataclass(frozen=True)
 class CalibrateOptions:
     port: str = opt(help="the arm's serial port (e.g. /dev/ttyACM0; `embodia emulator` prints one)")
     role: str = opt("follower", "which arm of the pair", choices=("follower", "leader"))

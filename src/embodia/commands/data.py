@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from embodia.commands.arm import FollowerArm
 from embodia.commands.common import console
 from embodia.configs import nested, opt
 from embodia.data.record import RecordConfig
@@ -18,16 +19,10 @@ class TeleopRecording:
 
     robot: str = opt("sim", "who demonstrates: 'sim' (scripted experts in simulation) or 'so101' (a person "
                      "with the leader arm)", choices=("sim", "so101"))  # fmt: skip
-    follower: str | None = opt(
-        None, "the follower's serial port, or 'sim' for the simulated arm (--robot so101)"
-    )
+    arm: FollowerArm = nested(FollowerArm, "the follower arm (--robot so101)")
     leader: str | None = opt(None, "the leader's serial port (--robot so101)")
     task: str | None = opt(None, "the instruction every demonstration carries out (--robot so101)")
-    follower_id: str = opt("so101", "the follower's name (calibration <id>.json)")
     leader_id: str = opt("so101_leader", "the leader's name (calibration <id>.json)")
-    calibration_dir: str | None = opt(None, "the folder holding both <id>.json files (default: LeRobot's)")
-    cameras: str = opt("front=0,wrist=2", "the follower's cameras as NAME=SOURCE,... (an OpenCV device index, "
-                       "/dev/video path or video file), named with embodia's camera names")  # fmt: skip
     episode_s: float = opt(30.0, "longest episode, seconds (ENTER ends one earlier)")
     reset_s: float = opt(10.0, "reset period between episodes, seconds (ENTER ends it earlier)")
 
@@ -76,41 +71,24 @@ def cmd_record(o: RecordOptions) -> int:
     return 0
 
 
-def parse_cameras(text: str, size: int):
-    """'front=0,wrist=/dev/video2' -> camera configs at the recording's image size."""
-    from embodia.robots.camera import CameraConfig
-
-    cams = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, source = part.partition("=")
-        if not sep or not name.strip() or not source.strip():
-            raise ValueError(f"--cameras: {part!r} is not NAME=SOURCE (e.g. front=0,wrist=/dev/video2)")
-        cams.append(CameraConfig(name.strip(), source.strip(), width=size, height=size))
-    return tuple(cams)
-
-
 def _record_teleop(o: RecordOptions) -> int:
     """Human demonstrations: the leader drives the follower and every tick is recorded."""
     from embodia.configs import to_dict
     from embodia.data.record_teleop import TeleopRecordConfig, TerminalControls, record_teleop
-    from embodia.data.teleop import SimFollower
-    from embodia.robots.so101_arm import ArmConfig, SO101Follower, SO101Leader
+    from embodia.robots.so101_arm import ArmConfig, SO101Leader
     from embodia.runs import new_run_dir, stop_on_sigterm, write_manifest
 
     t = o.teleop
-    if t.follower is None or t.leader is None or not (t.task or "").strip():
+    if t.arm.follower is None or t.leader is None or not (t.task or "").strip():
         raise ValueError('--robot so101 needs --follower PORT (or sim), --leader PORT and --task "..."')
     cfg = TeleopRecordConfig(task=t.task, episodes=o.record.episodes, episode_s=t.episode_s, reset_s=t.reset_s,
                              image_size=o.record.image_size)  # fmt: skip
-    sim = t.follower == "sim"
-    follower = (SimFollower(image_size=cfg.image_size, render=True) if sim else SO101Follower(ArmConfig(
-        port=t.follower, id=t.follower_id, calibration_dir=t.calibration_dir,
-        cameras=parse_cameras(t.cameras, cfg.image_size))))  # fmt: skip
-    leader = SO101Leader(ArmConfig(port=t.leader, id=t.leader_id, calibration_dir=t.calibration_dir))
+    follower = t.arm.build(cfg.image_size)
+    leader = SO101Leader(ArmConfig(port=t.leader, id=t.leader_id, calibration_dir=t.arm.calibration_dir))
     run_dir = new_run_dir("record", "so101-" + t.task[:40])
     root = Path(o.out) if o.out else run_dir / "dataset"
     write_manifest(
-        run_dir, "record", to_dict(cfg) | {"out": str(root), "follower": t.follower, "leader": t.leader}
+        run_dir, "record", to_dict(cfg) | {"out": str(root), "follower": t.arm.follower, "leader": t.leader}
     )
     with stop_on_sigterm(), leader, follower:  # an exception: the follower goes to rest, then torque off
         res = record_teleop(

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from embodia.data.format import features_for
-from embodia.data.teleop import Rate
 from embodia.data.writer import DatasetWriter
+from embodia.robots.rate import LoopClock
 from embodia.robots.spec import ACTION, OBS_STATE, TASK, image_key
 
 COMMANDS = ("next", "rerecord", "stop")
@@ -138,7 +138,7 @@ def record_teleop(leader, follower, root, cfg: TeleopRecordConfig, controls, res
     else:
         writer = DatasetWriter.create(root, features, fps=spec.fps, robot_type=spec.robot_type)
     result = TeleopRecordResult(root=str(root))
-    rate = Rate(spec.fps)
+    clock = LoopClock(follower)
     attempt = 0
     with writer:  # leaving commits every saved episode
         while result.saved < cfg.episodes:
@@ -146,7 +146,7 @@ def record_teleop(leader, follower, root, cfg: TeleopRecordConfig, controls, res
             say(
                 f"episode {result.saved + 1}/{cfg.episodes}: {cfg.task!r} (ENTER ends it, r re-records, q stops)"
             )
-            frames, command = _episode(leader, follower, cfg, controls, rate)
+            frames, command = _episode(leader, follower, cfg, controls, clock)
             attempt += 1
             if command == "rerecord":
                 result.rerecorded += 1
@@ -168,12 +168,12 @@ def record_teleop(leader, follower, root, cfg: TeleopRecordConfig, controls, res
                 break
             if result.saved < cfg.episodes and cfg.reset_s > 0:
                 say(f"reset the scene ({cfg.reset_s:g} s, ENTER when ready)")
-                _reset_period(leader, follower, cfg.reset_s, controls, rate)
-    result.timing = rate.stats()
+                _reset_period(leader, follower, cfg.reset_s, controls, clock)
+    result.timing = clock.stats()
     return result
 
 
-def _episode(leader, follower, cfg: TeleopRecordConfig, controls, rate: Rate):
+def _episode(leader, follower, cfg: TeleopRecordConfig, controls, clock: LoopClock):
     frames, start, command = [], time.monotonic(), None
     while time.monotonic() - start < cfg.episode_s:
         obs = follower.get_observation()
@@ -182,18 +182,18 @@ def _episode(leader, follower, cfg: TeleopRecordConfig, controls, rate: Rate):
         frames.append(frame | {OBS_STATE: np.asarray(obs[OBS_STATE], np.float32),
                                ACTION: np.asarray(sent, np.float32), TASK: cfg.task})  # fmt: skip
         follower.advance()
-        rate.wait()
+        clock.after_advance()
         command = controls.poll()
         if command is not None:
             break
     return frames, command
 
 
-def _reset_period(leader, follower, seconds: float, controls, rate: Rate) -> None:
+def _reset_period(leader, follower, seconds: float, controls, clock: LoopClock) -> None:
     start = time.monotonic()
     while time.monotonic() - start < seconds:
         follower.send_action(leader.get_action())
         follower.advance()
-        rate.wait()
+        clock.after_advance()
         if controls.poll() == "next":
             return

@@ -18,39 +18,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from embodia.robots.rate import LoopClock, Rate
 from embodia.robots.spec import OBS_STATE, SO101
-
-
-class Rate:
-    """Ticks of 1/fps s on the wall clock. `wait()` sleeps to the next tick and records how late the
-    loop arrived there (0 when on time); a loop later than a whole period skips the missed ticks."""
-
-    def __init__(self, fps: float):
-        if fps <= 0:
-            raise ValueError(f"fps must be positive, got {fps}")
-        self.period = 1.0 / fps
-        self.next = time.monotonic() + self.period
-        self.lateness: list[float] = []
-        self.missed = 0
-
-    def wait(self) -> None:
-        now = time.monotonic()
-        if now < self.next:
-            time.sleep(self.next - now)
-            self.lateness.append(0.0)
-            self.next += self.period
-            return
-        late = now - self.next
-        self.lateness.append(late)
-        skipped = int(late // self.period)
-        self.missed += skipped
-        self.next += (skipped + 1) * self.period
-
-    def stats(self) -> dict[str, float]:
-        lat = np.asarray(self.lateness or [0.0]) * 1e3
-        return {"ticks": len(self.lateness), "late_ticks": int((lat > 1.0).sum()), "ticks_missed": self.missed,
-                "lateness_ms_p50": float(np.percentile(lat, 50)), "lateness_ms_p99": float(np.percentile(lat, 99)),
-                "lateness_ms_max": float(lat.max())}  # fmt: skip
 
 
 @dataclass
@@ -79,13 +48,13 @@ class TeleopReport:
         return "\n".join(rows)
 
 
-def teleoperate(leader, follower, *, fps: float | None = None, seconds: float | None = None,
+def teleoperate(leader, follower, *, seconds: float | None = None,
                 should_stop: Callable[[], bool] | None = None,
                 on_tick: Callable[[dict, np.ndarray], None] | None = None) -> TeleopReport:  # fmt: skip
     """Run until `seconds` pass or `should_stop()` is true (Ctrl-C also stops it cleanly). The caller
     connects and disconnects both arms."""
-    fps = float(fps or follower.spec.fps)
-    rate = Rate(fps)
+    clock = LoopClock(follower)
+    fps = 1.0 / clock.rate.period
     errors: list[np.ndarray] = []
     start = time.monotonic()
     try:
@@ -97,12 +66,12 @@ def teleoperate(leader, follower, *, fps: float | None = None, seconds: float | 
             errors.append(np.abs(np.asarray(obs[OBS_STATE], dtype=np.float64) - sent))
             if on_tick is not None:
                 on_tick(obs, sent)
-            rate.wait()
+            clock.after_advance()
     except KeyboardInterrupt:
         pass
     err = np.asarray(errors) if errors else np.zeros((1, len(SO101.action_names)))
     return TeleopReport(
-        seconds=time.monotonic() - start, fps=fps, timing=rate.stats(),
+        seconds=time.monotonic() - start, fps=fps, timing=clock.stats(),
         tracking_mean=err.mean(axis=0).tolist(), tracking_p95=np.percentile(err, 95, axis=0).tolist(),
         tracking_max=err.max(axis=0).tolist(),
     )  # fmt: skip
@@ -110,8 +79,8 @@ def teleoperate(leader, follower, *, fps: float | None = None, seconds: float | 
 
 class SimFollower:
     """The tabletop scene's simulated SO-101 as a teleoperation follower (blocks to play with, the
-    scene's cameras). The simulator steps one control period per `advance`; `teleoperate` paces it to
-    the wall clock."""
+    scene's cameras). Each `advance` steps one control period of physics, then waits for the wall clock's
+    next tick."""
 
     def __init__(self, image_size: int = 96, render: bool = False, seed: int = 0):
         from embodia.sim.tabletop import TabletopEnv
@@ -119,6 +88,7 @@ class SimFollower:
         self.env = TabletopEnv(image_size=image_size, render=render)
         self.seed = seed
         self.spec = self.env.robot.spec
+        self.rate = Rate(self.spec.fps)  # a person is in the loop: the simulator keeps wall-clock time
 
     def connect(self) -> None:
         self.env.reset(seed=self.seed)
@@ -134,6 +104,7 @@ class SimFollower:
 
     def advance(self) -> None:
         self.env.robot.advance()
+        self.rate.wait()
 
     def __enter__(self) -> SimFollower:
         self.connect()

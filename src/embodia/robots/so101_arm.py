@@ -39,6 +39,7 @@ from embodia.robots.calibration import (
 )
 from embodia.robots.camera import CameraConfig, OpenCVCamera
 from embodia.robots.feetech.bus import BusDisconnected, BusError, FeetechBus
+from embodia.robots.rate import Rate
 from embodia.robots.safety import SafetyLayer
 from embodia.robots.so101 import HOME_QPOS, from_lerobot_units, to_lerobot_units
 from embodia.robots.spec import SO101
@@ -106,7 +107,7 @@ class SO101Follower:
         self.safety = SafetyLayer(self._spec_with_step())
         self._lock = threading.RLock()
         self._last_action = time.monotonic()
-        self._next_tick = time.monotonic()
+        self.rate = Rate(cfg.fps)  # advance() waits on it: the arm keeps its own time
         self._stop = threading.Event()
         self._watchdog: threading.Thread | None = None
         self.watchdog_holds = 0
@@ -143,7 +144,8 @@ class SO101Follower:
             self.bus.close()
             self._close_cameras()
             raise
-        self._last_action = self._next_tick = time.monotonic()
+        self._last_action = time.monotonic()
+        self.rate.restart()
         if self.cfg.watchdog_s > 0:
             self._stop.clear()
             self._watchdog = threading.Thread(target=self._watch, name="so101-watchdog", daemon=True)
@@ -164,12 +166,8 @@ class SO101Follower:
         return safe
 
     def advance(self) -> None:
-        self._next_tick += 1.0 / self.cfg.fps
-        delay = self._next_tick - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        else:
-            self._next_tick = time.monotonic()  # late: do not try to catch up
+        """Wait for the next 1/fps tick (a late tick is counted, not caught up: `rate.stats()`)."""
+        self.rate.wait()
 
     def disconnect(self) -> None:
         self._stop.set()

@@ -106,12 +106,16 @@ def test_three_demonstrations_pass_the_doctor_and_load_in_lerobot(pair, tmp_path
 def test_follower_lost_mid_episode_keeps_the_committed_ones(pair, tmp_path):
     leader, follower, _, follower_bus = pair
     root = tmp_path / "demos"
-    cfg = TeleopRecordConfig(task="wave the arm", episodes=3, episode_s=1.0, reset_s=0.1)
-    closer = threading.Timer(1.6, follower_bus.close)  # during the second episode
-    closer.start()
+    cfg = TeleopRecordConfig(task="wave the arm", episodes=3, episode_s=5.0, reset_s=0.0)
+
+    class PullTheCable(ScriptedControls):
+        def poll(self):
+            if (self.attempt, self.tick) == (1, 10):
+                follower_bus.close()  # the follower's port goes away 10 ticks into the second episode
+            return super().poll()
+
     with pytest.raises(BusDisconnected), leader, follower:
-        record_teleop(leader, follower, root, cfg, ScriptedControls({}), say=lambda *a: None)
-    closer.cancel()
+        record_teleop(leader, follower, root, cfg, PullTheCable({(0, 30): "next"}), say=lambda *a: None)
     info = json.loads((root / "meta" / "info.json").read_text())
     assert info["total_episodes"] == 1
     from embodia.data.reader import LeRobotDataset

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from embodia.commands.arm import FollowerArm
 from embodia.commands.common import CHECKPOINT_HELP, console
@@ -188,12 +189,19 @@ class EvalOptions:
         parse=probability,
     )
     eval: EvalConfig = nested(EvalConfig, "evaluation")
+    robot: str = opt("sim", "where: 'sim' (the suite's simulated scenes) or 'so101' (a real follower arm; a "
+                     "person resets each episode and labels it)", choices=("sim", "so101"))  # fmt: skip
+    arm: FollowerArm = nested(FollowerArm, "the follower arm (--robot so101)")
+    instruction: str | None = opt(None, "what the policy is asked to do on the real arm (--robot so101)")
+    episode_s: float = opt(30.0, "longest real-arm episode, seconds (ENTER ends one earlier)")
 
 
 def cmd_eval(o: EvalOptions) -> int:
     """Evaluate a policy closed-loop on a suite: success per task with Wilson 95-percent intervals, videos, report."""
     from embodia.eval.run import evaluate, failure_table, summary_table
 
+    if o.robot == "so101":
+        return _eval_on_arm(o)
     policy = _remote_policy(o) if is_server_url(o.checkpoint) else _local_policy(o)
     result = evaluate(policy, cfg=o.eval)
     console.print(summary_table(result))
@@ -204,6 +212,52 @@ def cmd_eval(o: EvalOptions) -> int:
         f"results: [bold]{result.results_path}[/]; report: [bold]{result.report_path}[/]; "
         f"{len(result.videos)} videos in {result.out_dir / 'videos'}"
     )
+    return 0
+
+
+def _eval_on_arm(o: EvalOptions) -> int:
+    """Real-arm evaluation: --episodes episodes of --instruction, each reset and labelled by a person."""
+    import json
+    import select
+    import sys
+
+    from embodia.eval.real import evaluate_on_robot
+    from embodia.runs import new_run_dir, write_manifest
+
+    if o.arm.follower is None or not (o.instruction or "").strip():
+        raise ValueError('--robot so101 needs --follower PORT (or sim) and --instruction "..."')
+    if o.episode_s <= 0:
+        raise ValueError("--episode-s must be positive")
+    policy = _local_policy(o)
+    follower = o.arm.build(image_size_of(policy))
+    run_dir = Path(o.eval.out_dir) if o.eval.out_dir else new_run_dir("eval", "so101")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_manifest(run_dir, "eval", {"robot": "so101", "instruction": o.instruction, "episodes": o.eval.episodes,
+                                     "follower": o.arm.follower, "checkpoint_hash": policy.checkpoint_hash})  # fmt: skip
+
+    def ready(i: int) -> None:
+        console.print(f"episode {i + 1}/{o.eval.episodes}: reset the scene, then press ENTER to start")
+        if not sys.stdin.readline():
+            raise KeyboardInterrupt
+
+    def stop_early() -> bool:
+        return bool(select.select([sys.stdin], [], [], 0)[0]) and sys.stdin.readline() is not None
+
+    def label(i: int) -> bool:
+        while True:
+            console.print("success? [y/n] ", end="", markup=False)
+            answer = sys.stdin.readline()
+            if not answer:
+                raise KeyboardInterrupt
+            if answer.strip().lower() in ("y", "n"):
+                return answer.strip().lower() == "y"
+
+    with follower:
+        result = evaluate_on_robot(policy, follower, o.instruction, o.eval.episodes, o.episode_s, ready, label,
+                                   stop_early, execution=o.eval.execution)  # fmt: skip
+    (run_dir / "results.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    console.print(result.summary())
+    console.print(f"results: [bold]{run_dir / 'results.json'}[/]")
     return 0
 
 

@@ -10,10 +10,12 @@ ticks missed) and how long the policy took per tick and per chunk; a person judg
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from embodia.eval.stats import wilson_interval
 from embodia.policy.executor import ExecutionConfig, executor_for, step_policy
 from embodia.robots.rate import LoopClock
 from embodia.robots.spec import TASK
@@ -43,7 +45,8 @@ class RobotRunReport:
 
 
 def run_on_robot(policy, robot, instruction: str, seconds: float, seed: int = 0,
-                 execution: ExecutionConfig | None = None, on_tick=None) -> RobotRunReport:  # fmt: skip
+                 execution: ExecutionConfig | None = None, on_tick=None,
+                 should_stop: Callable[[], bool] | None = None) -> RobotRunReport:  # fmt: skip
     """Act for `seconds` on a connected robot. Every action goes through the robot's `send_action`
     (its safety layer)."""
     if seconds <= 0:
@@ -59,7 +62,7 @@ def run_on_robot(policy, robot, instruction: str, seconds: float, seed: int = 0,
     clock = LoopClock(robot)  # starts now, after the warm-up
     per_tick, per_chunk = [], []
     start = time.monotonic()
-    while time.monotonic() - start < seconds:
+    while time.monotonic() - start < seconds and not (should_stop and should_stop()):
         obs = robot.get_observation()
         chunks_before = executor.chunks
         t0 = time.perf_counter()
@@ -79,3 +82,48 @@ def run_on_robot(policy, robot, instruction: str, seconds: float, seed: int = 0,
         timing=clock.stats(), policy_ms_p50=float(np.percentile(tick, 50)), policy_ms_p99=float(np.percentile(tick, 99)),
         chunk_ms_p50=float(np.percentile(chunk, 50)), chunk_ms_max=float(chunk.max()),
     )  # fmt: skip
+
+
+@dataclass
+class RobotEvalResult:
+    instruction: str
+    successes: int = 0
+    episodes: list[dict] = field(default_factory=list)
+    interval: tuple[float, float] = (0.0, 1.0)
+
+    @property
+    def n(self) -> int:
+        return len(self.episodes)
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"n": self.n, "success_rate": self.successes / max(self.n, 1)}
+
+    def summary(self) -> str:
+        lo, hi = self.interval
+        return (f"{self.successes}/{self.n} episodes succeeded ({self.successes / max(self.n, 1):.0%}, Wilson 95 % "
+                f"{lo:.0%}-{hi:.0%}), as labelled by the person watching")  # fmt: skip
+
+
+def evaluate_on_robot(policy, robot, instruction: str, episodes: int, episode_s: float,
+                      ready: Callable[[int], None], label: Callable[[int], bool],
+                      stop_early: Callable[[], bool] | None = None,
+                      execution: ExecutionConfig | None = None) -> RobotEvalResult:  # fmt: skip
+    """Real-arm evaluation with human labels. For each episode: `ready(i)` returns once the person has
+    reset the scene; the policy acts for up to `episode_s` (or until `stop_early()`); the arm goes to its
+    rest pose (a robot that has one); `label(i)` is the person's verdict. Success rate with its Wilson
+    interval; each episode's timing is kept."""
+    if episodes <= 0:
+        raise ValueError(f"episodes must be positive, got {episodes}")
+    result = RobotEvalResult(instruction)
+    for i in range(episodes):
+        ready(i)
+        report = run_on_robot(policy, robot, instruction, episode_s, seed=i, execution=execution,
+                              should_stop=stop_early)  # fmt: skip
+        if hasattr(robot, "go_to_rest"):
+            robot.go_to_rest()
+        success = bool(label(i))
+        result.successes += success
+        result.episodes.append({"seed": i, "success": success, "seconds": report.seconds, "chunks": report.chunks,
+                                "timing": report.timing, "chunk_ms_p50": report.chunk_ms_p50})  # fmt: skip
+        result.interval = wilson_interval(result.successes, result.n)
+    return result

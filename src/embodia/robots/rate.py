@@ -11,23 +11,24 @@ class Rate:
     """Ticks of 1/fps s on the wall clock. `wait()` sleeps to the next tick and records how late the
     loop arrived there (0 when on time); a loop later than a whole period skips the missed ticks."""
 
-    def __init__(self, fps: float):
+    def __init__(self, fps: float, clock=time.monotonic, sleep=time.sleep):
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
+        self._clock, self._sleep = clock, sleep
         self.period = 1.0 / fps
-        self.next = time.monotonic() + self.period
+        self.next = clock() + self.period
         self.lateness: list[float] = []
         self.missed = 0
 
     def restart(self) -> None:
         """Start counting from now: the next tick is one period away, the statistics are cleared."""
-        self.next = time.monotonic() + self.period
+        self.next = self._clock() + self.period
         self.lateness, self.missed = [], 0
 
     def wait(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if now < self.next:
-            time.sleep(self.next - now)
+            self._sleep(self.next - now)
             self.lateness.append(0.0)
             self.next += self.period
             return

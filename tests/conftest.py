@@ -24,7 +24,7 @@ def tiny_policy_dir(tmp_path_factory) -> Path:
 
 
 # ------------------------------------------------------------------------------ LeRobot's own code
-LEROBOT_BUILDER = Path(__file__).parent / "lerobot" / "make_tiny_policies.py"
+LEROBOT_BUILDER = Path(__file__).parent / "in_lerobot_env" / "make_tiny_policies.py"
 LEROBOT_TYPES = ("act", "act_ensemble", "diffusion", "smolvla", "xvla")
 
 
@@ -45,7 +45,7 @@ def lerobot_python() -> Path:
 @pytest.fixture(scope="session")
 def lerobot_policies(lerobot_python, tmp_path_factory) -> dict[str, Path]:
     """Tiny, randomly initialised LeRobot policies built and saved by LeRobot's own classes and
-    processors (tests/lerobot/make_tiny_policies.py), for the tabletop's two 96 px cameras; and an ACT
+    processors (tests/in_lerobot_env/make_tiny_policies.py), for the tabletop's two 96 px cameras; and an ACT
     whose statistics are in LeRobot's degrees ('act_degrees')."""
     import subprocess
 

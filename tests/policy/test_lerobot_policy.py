@@ -1,5 +1,5 @@
 """LeRobot policies in embodia: real LeRobot code (0.4.4, its own environment), tiny policies built by
-LeRobot's own classes (tests/lerobot/make_tiny_policies.py), no downloads."""
+LeRobot's own classes (tests/in_lerobot_env/make_tiny_policies.py), no downloads."""
 
 from __future__ import annotations
 

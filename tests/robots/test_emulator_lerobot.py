@@ -14,7 +14,7 @@ from pathlib import Path
 
 from embodia.robots.emulator import BusEmulator
 
-SESSION = Path(__file__).parents[1] / "lerobot" / "so101_session.py"
+SESSION = Path(__file__).parents[1] / "in_lerobot_env" / "so101_session.py"
 MOTORS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
 # Where each shaft sits in the pose the user calls "the middle of the range" (encoder ticks), and the
 # hand's sweep around it during recording: deliberately asymmetric, so that the middle of the recorded

@@ -118,6 +118,17 @@ def test_commanded_pose_lands_and_bad_actions_never_reach_a_motor(arm_bus):
     assert all(s.get("Torque_Enable") == 0 for s in bus.servos.values())
 
 
+def test_a_joint_pushed_past_its_range_is_held_at_its_end(arm_bus, tmp_path):
+    bus, cfg = arm_bus
+    c = load_calibration(tmp_path / "arm0.json")["elbow_flex"]
+    bus.move_by_hand(3, c.range_max + 80 + (MIDDLE[3] - 2047))  # 80 ticks past the recorded range
+    with SO101Follower(replace(cfg, watchdog_s=0.1)) as arm:
+        time.sleep(0.3)  # the watchdog holds too
+        assert arm.watchdog_holds >= 1
+    assert bus.violations == []  # neither the hold on connect nor the watchdog's went outside the range
+    assert (3, c.range_max) in bus.goals
+
+
 def test_calibration_in_the_servos_must_match_the_file(arm_bus, tmp_path):
     bus, cfg = arm_bus
     bus.servos[3].mem[31:33] = (5).to_bytes(2, "little")  # someone recalibrated elbow_flex elsewhere

@@ -136,7 +136,7 @@ class SO101Follower:
             check_stored_calibration(self.bus, self.calibration, self.calibration_file)
             self._configure()
             present = self._present_ticks()
-            self.bus.sync_write("Goal_Position", present)  # hold where it is when torque comes on
+            self.bus.sync_write("Goal_Position", self._hold(present))  # hold where it is when torque comes on
             self.bus.set_torque(True)
             self.safety.reset(self._radians(present))
         except BaseException:
@@ -211,6 +211,14 @@ class SO101Follower:
     def _present_ticks(self) -> dict[str, int]:
         return self.bus.sync_read("Present_Position")
 
+    def _hold(self, present: dict[str, int]) -> dict[str, int]:
+        """Goals that hold the present pose, inside each servo's calibrated range (a joint pushed past it
+        by hand is brought back to its end, never commanded outside)."""
+        return {
+            n: min(self.calibration[n].range_max, max(self.calibration[n].range_min, t))
+            for n, t in present.items()
+        }
+
     def _radians(self, ticks: dict[str, int]) -> np.ndarray:
         return from_lerobot_units(to_lerobot(ticks, self.calibration))
 
@@ -229,7 +237,7 @@ class SO101Follower:
             try:
                 with self._lock:
                     present = self._present_ticks()
-                    self.bus.sync_write("Goal_Position", present)  # hold here
+                    self.bus.sync_write("Goal_Position", self._hold(present))  # hold here
                     self.safety.reset(self._radians(present))
                     self._last_action = time.monotonic()
                     self.watchdog_holds += 1

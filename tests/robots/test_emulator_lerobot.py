@@ -25,22 +25,43 @@ SWEEP = {1: (-900, 600), 2: (-500, 1100), 3: (-1000, 700), 4: (-800, 800), 6: (-
 
 class Console:
     """The subprocess's stdout, read in the background, so the test can wait for a prompt (input()
-    prints its prompt without a newline)."""
+    prints its prompt without a newline). LeRobot redraws its range table as fast as it reads the bus, so
+    the output runs to megabytes: each chunk is appended once and searched only with a short overlap;
+    re-joining or re-searching all of it per chunk would hold the GIL that the emulator's thread, in this
+    process, needs to answer the bus within LeRobot's 50 ms."""
+
+    OVERLAP = 256  # longer than any needle
 
     def __init__(self, proc: subprocess.Popen):
-        self.proc, self.text, self._cond = proc, "", threading.Condition()
+        self.proc, self._cond = proc, threading.Condition()
+        self._chunks: list[str] = []
+        self._watch: set[str] = set()
+        self._found: set[str] = set()
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self) -> None:
-        while chunk := os.read(self.proc.stdout.fileno(), 4096):
+        last = ""
+        while chunk := os.read(self.proc.stdout.fileno(), 65536):
+            text = chunk.decode(errors="replace")
+            window, last = last + text, (last + text)[-self.OVERLAP :]
             with self._cond:
-                self.text += chunk.decode(errors="replace")
+                self._chunks.append(text)
+                self._found.update(n for n in self._watch if n in window)
                 self._cond.notify_all()
+
+    @property
+    def text(self) -> str:
+        with self._cond:
+            return "".join(self._chunks)
 
     def wait_for(self, needle: str, timeout: float = 60) -> None:
         with self._cond:
-            ok = self._cond.wait_for(lambda: needle in self.text or self.proc.poll() is not None, timeout)
-        assert ok and needle in self.text, f"never saw {needle!r}; output so far:\n{self.text[-3000:]}"
+            self._watch.add(needle)
+            if needle in "".join(self._chunks):  # printed before anyone waited for it
+                self._found.add(needle)
+            ok = self._cond.wait_for(lambda: needle in self._found or self.proc.poll() is not None, timeout)
+            ok = ok and needle in self._found
+        assert ok, f"never saw {needle!r}; output so far:\n{self.text[-3000:]}"
 
     def send(self, line: str) -> None:
         self.proc.stdin.write(line.encode())

@@ -2,7 +2,7 @@
 
 python benchmarks/chunking.py CHECKPOINT --episodes 10 --delay 2 [--families pick,touch] [--direct]
 
-Every strategy runs the same seeded tabletop episodes through a `ChunkRunner` (serve/chunking.py):
+Every strategy runs the same seeded tabletop episodes through a `ChunkRunner` (policy/runner.py):
 the next chunk is requested `delay` control ticks before the switch (in a thread) while the current one
 keeps executing. By default the policy is served in this process (`embodia serve` on a free loopback
 port) and every chunk goes over the websocket, so real-time chunking is the server-guided kind (the
@@ -26,7 +26,8 @@ from rich.console import Console
 from rich.table import Table
 
 from embodia.eval.rollout import EVAL_SEED_BASE
-from embodia.serve.chunking import STRATEGIES, ChunkRunner, boundary_jerk, run_chunked_episode
+from embodia.policy.runner import STRATEGIES, ChunkRunner
+from embodia.serve.chunking import boundary_jerk, run_chunked_episode
 
 METRICS = ("boundary_jerk", "interior_jerk", "boundary_max_accel", "boundary_step")
 

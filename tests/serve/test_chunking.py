@@ -1,89 +1,17 @@
-"""The action-chunk runner: its timeline under delay, the three joining strategies, smoothness measures,
-and the benchmark's mechanics on the tiny policy (no success assertions: the policy is untrained)."""
+"""Smoothness measures at chunk boundaries, the runner closed-loop on the tabletop (directly and
+through the policy server), and the chunking benchmark's mechanics on the tiny policy (no success
+assertions: the policy is untrained)."""
 
 from __future__ import annotations
 
 import importlib.util
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from embodia.serve.chunking import ChunkRunner, boundary_jerk, fetch_from, run_chunked_episode
-
-H, N = 8, 4
-
-
-class CountingSource:
-    """Chunk c holds actions c*100 + i (i = index in the chunk); records every request."""
-
-    def __init__(self):
-        self.requests: list[tuple[int, np.ndarray | None, int, str]] = []
-
-    def __call__(self, request):
-        obs, pending, delay = request.observation, request.pending, request.delay
-        c = len(self.requests)
-        self.requests.append(
-            (obs["tick"], None if pending is None else pending.copy(), delay, threading.current_thread().name)
-        )
-        return (c * 100 + np.arange(H, dtype=np.float32))[:, None].repeat(2, axis=1)
-
-
-def drive(runner: ChunkRunner, ticks: int) -> np.ndarray:
-    return np.array([runner.act({"tick": t})[0] for t in range(ticks)])
-
-
-def test_naive_switching_timeline_with_delay():
-    src = CountingSource()
-    with ChunkRunner(src, H, N, delay=2, strategy="naive") as runner:
-        executed = drive(runner, 13)
-        assert executed.tolist() == [0, 1, 2, 3, 102, 103, 104, 105, 202, 203, 204, 205, 302]
-        assert runner.switch_ticks == [4, 8, 12] and runner.chunks == 4
-    # The first chunk is fetched synchronously; every later one 2 ticks before its switch, in the thread.
-    assert [r[0] for r in src.requests[:4]] == [0, 2, 6, 10]
-    assert all(r[1] is None and r[2] == 0 for r in src.requests)
-    assert src.requests[0][3] == threading.current_thread().name
-    assert all(r[3].startswith("chunk-fetch") for r in src.requests[1:])
-
-
-def test_without_delay_it_is_synchronous_chunking():
-    src = CountingSource()
-    with ChunkRunner(src, H, N, delay=0) as runner:
-        assert drive(runner, 9).tolist() == [0, 1, 2, 3, 100, 101, 102, 103, 200]
-    assert [r[0] for r in src.requests] == [0, 4, 8]
-
-
-def test_guided_sends_the_actions_still_to_run():
-    src = CountingSource()
-    with ChunkRunner(src, H, N, delay=2, strategy="guided") as runner:
-        executed = drive(runner, 9)
-    assert executed.tolist() == [0, 1, 2, 3, 102, 103, 104, 105, 202]
-    (_, p1, d1, _), (_, p2, d2, _) = src.requests[1], src.requests[2]
-    assert d1 == d2 == 2
-    np.testing.assert_array_equal(p1[:, 0], [2, 3, 4, 5, 6, 7])  # chunk 0 from the request tick on
-    np.testing.assert_array_equal(p2[:, 0], [104, 105, 106, 107])
-
-
-def test_blend_cross_fades_the_overlap():
-    src = CountingSource()
-    with ChunkRunner(src, H, N, delay=2, strategy="blend") as runner:
-        executed = drive(runner, 8)
-    alpha = np.arange(1, 5) / 5  # 4 overlapping actions: old 4..7 vs new 102..105
-    np.testing.assert_allclose(
-        executed[4:8], (1 - alpha) * np.arange(4, 8) + alpha * np.arange(102, 106), rtol=1e-6
-    )
-
-
-@pytest.mark.parametrize(("n", "delay"), [(4, 5), (6, 3), (4, -1), (9, 0)])
-def test_impossible_schedules_are_refused(n, delay):
-    with pytest.raises(ValueError, match="must be in"):
-        ChunkRunner(CountingSource(), H, n, delay=delay)
-
-
-def test_unknown_strategy():
-    with pytest.raises(ValueError, match="strategy must be one of"):
-        ChunkRunner(CountingSource(), H, N, strategy="ensemble")
+from embodia.policy.runner import ChunkRunner, fetch_from
+from embodia.serve.chunking import boundary_jerk, run_chunked_episode
 
 
 def test_boundary_jerk_sees_steps_at_switches():

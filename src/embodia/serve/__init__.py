@@ -14,7 +14,7 @@ _EXPORTS = {
     "Client": "embodia.serve.client",
     "RemotePolicy": "embodia.serve.client",
     "ServerError": "embodia.serve.client",
-    "ChunkRunner": "embodia.serve.chunking",
+    "ChunkRunner": "embodia.policy.runner",
     "create_app": "embodia.serve.server",
     "serve": "embodia.serve.server",
     "running_server": "embodia.serve.server",

@@ -46,9 +46,46 @@ def test_base_acts_on_the_emulated_follower(tmp_path, monkeypatch, capsys):
     assert "ticks missed" in capsys.readouterr().out
 
 
+def test_a_served_policy_acts_on_the_emulated_follower_asynchronously(tmp_path, monkeypatch, capsys):
+    """`embodia serve` on one side, the arm on the other: the runner fetches each chunk over the wire 2
+    ticks before it is due while the follower keeps executing."""
+    from embodia.policy.loading import load_policy
+    from embodia.serve.server import running_server
+
+    monkeypatch.chdir(tmp_path)
+    cams = (
+        f"front={_video(tmp_path / 'f.avi', (40, 80, 120))},wrist={_video(tmp_path / 'w.avi', (120, 80, 40))}"
+    )
+    with running_server(load_policy("base")) as url, BusEmulator() as bus:
+        calibrate_emulated(bus, "follower", "F", tmp_path)
+        rc = main(["run", "pick up the red block", "--robot", "so101", "--checkpoint", url, "--replan-every", "6", "--delay", "2",
+                   "--follower", bus.port, "--follower-id", "F", "--calibration-dir", str(tmp_path),
+                   "--cameras", cams, "--seconds", "2"])  # fmt: skip
+        assert rc == 0, capsys.readouterr().out
+        assert bus.violations == [] and len(bus.goals) >= 6
+        assert all(s.get("Torque_Enable") == 0 for s in bus.servos.values())
+    (run_dir,) = (tmp_path / "embodia_runs" / "run").glob("*-so101")
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["execution"] == {"replan_every": 6, "join": "naive", "ensemble": None, "delay": 2}
+    assert report["chunks"] >= 1 and report["chunk_ms_p50"] > 0  # every fetch a round trip to the server
+    assert 0 <= report["waits"] <= report["chunks"]
+    assert json.loads((run_dir / "manifest.json").read_text())["inputs"]["policy"] == url
+
+
 def test_run_on_the_arm_needs_a_follower(capsys):
     assert main(["run", "pick up the red block", "--robot", "so101"]) == 2
     assert "--follower PORT" in capsys.readouterr().out
+
+
+def test_an_impossible_schedule_is_refused_before_the_arm_moves(tmp_path, capsys):
+    """The base executes its whole chunk, so there is no room to fetch the next one early."""
+    with BusEmulator() as bus:
+        calibrate_emulated(bus, "follower", "F", tmp_path)
+        before = dict(bus.instructions)
+        rc = main(["run", "pick up the red block", "--robot", "so101", "--delay", "2", "--follower", bus.port,
+                   "--follower-id", "F", "--calibration-dir", str(tmp_path), "--cameras", ""])  # fmt: skip
+        assert rc == 2 and "delay must be in" in capsys.readouterr().out
+        assert bus.instructions == before  # not one packet reached the servos
 
 
 def test_real_arm_evaluation_with_human_labels(tmp_path):

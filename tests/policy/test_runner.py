@@ -91,8 +91,9 @@ def test_an_execution_config_sets_the_schedule():
     with ChunkRunner(src, H, 6, config=config) as runner:  # the config's replan_every wins over 6
         assert drive(runner, 9).tolist() == [0, 1, 2, 3, 102, 103, 104, 105, 202]
         assert (runner.n_action_steps, runner.delay, runner.strategy) == (4, 2, "naive")
-    with pytest.raises(ValueError, match="ensembling"):
-        ChunkRunner(src, H, 1, config=ExecutionConfig(ensemble=0.01))
+    with ChunkRunner(CountingSource(), H, 1, config=ExecutionConfig(ensemble=0.0)) as runner:
+        # ACT's ensemble, equal weights: tick t averages chunks 0..t at their index t - c.
+        assert drive(runner, 3).tolist() == [0.0, 50.5, 101.0]
 
 
 def test_a_late_chunk_is_waited_for_and_counted():

@@ -11,6 +11,7 @@ from embodia.commands.arm import FollowerArm
 from embodia.commands.common import CHECKPOINT_HELP, console
 from embodia.configs import nested, numbers, opt, positive_int, probability
 from embodia.eval.config import EvalConfig
+from embodia.policy.executor import ExecutionConfig
 
 # The families the shipped base was trained on (place is held out: see its model card).
 DEMO_FAMILIES = ("pick", "push", "stack", "touch")
@@ -70,9 +71,11 @@ def cmd_demo(o: DemoOptions) -> int:
 
 
 def image_size_of(policy) -> int:
-    """The camera size `policy` was trained on (96 px without one)."""
+    """The camera size `policy` was trained on (96 px without one, or a server that does not say)."""
     if policy is None:
         return 96
+    if hasattr(policy, "client"):  # a RemotePolicy
+        return policy.image_size or 96
     shapes = list(policy.info.image_shapes.values())
     return int(shapes[0][0]) if shapes else int(policy.cfg.image_size)
 
@@ -103,7 +106,12 @@ def episode_outputs(run_dir, episodes, title, env):
 @dataclass(frozen=True)
 class RunOptions:
     instruction: str = opt(help='e.g. "put the red block in the bowl"', positional=True)
-    checkpoint: str | None = opt(None, f"{CHECKPOINT_HELP} (default: base)")
+    checkpoint: str | None = opt(
+        None,
+        f"{CHECKPOINT_HELP}, or a policy server's URL (ws://host:port of `embodia serve`) (default: base)",
+    )
+    api_key: str | None = opt(None, "API key of the policy server (with a URL; default $EMBODIA_API_KEY)")
+    execution: ExecutionConfig = nested(ExecutionConfig, "how chunks are executed")
     seed: int = opt(0, "episode seed")
     max_steps: int | None = opt(None, "cap the episode's steps", parse=positive_int)
     robot: str = opt("sim", "where to act: 'sim' (the tabletop scene) or 'so101' (a real follower arm)",
@@ -115,15 +123,14 @@ class RunOptions:
 def cmd_run(o: RunOptions) -> int:
     """Run the VLA for one episode on a free-text instruction (any phrasing), video out."""
     from embodia.eval.episode import interpret, run_episode
-    from embodia.policy.loading import load_policy
     from embodia.runs import new_run_dir, write_manifest
 
     if not o.instruction.strip():
         raise ValueError('the instruction is empty; e.g. embodia run "pick up the red block"')
     if o.robot == "so101":
         return _run_on_arm(o)
-    policy = load_policy(o.checkpoint)
-    task, score = interpret(o.instruction, policy.encoder)
+    policy = policy_from(o.checkpoint, o.api_key)
+    task, score = interpret(o.instruction, encoder_of(policy))
     console.print(
         f"scene and success check: [bold]{task.instruction!r}[/] "
         + ("(exact template)" if score >= 1.0 else f"(closest catalogue task, similarity {score:.2f})")
@@ -136,9 +143,11 @@ def cmd_run(o: RunOptions) -> int:
     try:
         with console.status("acting ..."):
             ep = run_episode(policy, env, seed=o.seed, task=task, instruction=o.instruction,
-                             max_steps=o.max_steps)  # fmt: skip
+                             execution=o.execution, max_steps=o.max_steps)  # fmt: skip
     finally:
         env.close()
+        if hasattr(policy, "close"):
+            policy.close()
     report = episode_outputs(run_dir, [ep], f"embodia run: {o.instruction}", env)
     mark = "[green]success[/]" if ep.success else "[red]not achieved[/]"
     console.print(f"{mark} after {ep.steps} steps; video and report in [bold]{report.parent}[/]")
@@ -149,24 +158,33 @@ def _run_on_arm(o: RunOptions) -> int:
     """The policy on the follower arm for --seconds at 30 Hz; timing printed and saved (report.json)."""
     import json
 
-    from embodia.eval.real import run_on_robot
-    from embodia.policy.loading import load_policy
+    from embodia.eval.real import check_execution, run_on_robot
     from embodia.runs import new_run_dir, write_manifest
 
     if o.arm.follower is None:
         raise ValueError("--robot so101 needs --follower PORT (or sim)")
-    policy = load_policy(o.checkpoint)
+    if o.seconds <= 0:
+        raise ValueError("--seconds must be positive")
+    policy = policy_from(o.checkpoint, o.api_key)
+    check_execution(policy, o.execution)  # before the arm is touched
     follower = o.arm.build(image_size_of(policy))
     run_dir = new_run_dir("run", "so101")
     write_manifest(run_dir, "run", {"instruction": o.instruction, "robot": "so101", "follower": o.arm.follower,
-                                     "seconds": o.seconds, "checkpoint_hash": policy.checkpoint_hash}, seeds=[o.seed])  # fmt: skip
-    with follower:  # an exception or Ctrl-C: the arm goes to rest, then torque off
-        console.print(
-            f"acting on the follower ({o.arm.follower}) for {o.seconds:g} s: {o.instruction!r}; Ctrl-C stops"
-        )
-        report = run_on_robot(policy, follower, o.instruction, o.seconds, seed=o.seed)
-        if hasattr(follower, "go_to_rest"):
-            follower.go_to_rest()
+                                     "policy": o.checkpoint or "base", "seconds": o.seconds,
+                                     "checkpoint_hash": policy.checkpoint_hash}, seeds=[o.seed])  # fmt: skip
+    try:
+        with follower:  # an exception or Ctrl-C: the arm goes to rest, then torque off
+            console.print(
+                f"acting on the follower ({o.arm.follower}) for {o.seconds:g} s: {o.instruction!r}; Ctrl-C stops"
+            )
+            report = run_on_robot(
+                policy, follower, o.instruction, o.seconds, seed=o.seed, execution=o.execution
+            )
+            if hasattr(follower, "go_to_rest"):
+                follower.go_to_rest()
+    finally:
+        if hasattr(policy, "close"):
+            policy.close()
     (run_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     console.print(report.summary(), highlight=False)
     console.print(f"report: [bold]{run_dir / 'report.json'}[/]")
@@ -221,14 +239,15 @@ def _eval_on_arm(o: EvalOptions) -> int:
     import select
     import sys
 
-    from embodia.eval.real import evaluate_on_robot
+    from embodia.eval.real import check_execution, evaluate_on_robot
     from embodia.runs import new_run_dir, write_manifest
 
     if o.arm.follower is None or not (o.instruction or "").strip():
         raise ValueError('--robot so101 needs --follower PORT (or sim) and --instruction "..."')
     if o.episode_s <= 0:
         raise ValueError("--episode-s must be positive")
-    policy = _local_policy(o)
+    policy = _remote_policy(o) if is_server_url(o.checkpoint) else _local_policy(o)
+    check_execution(policy, o.eval.execution)  # before the arm is touched
     follower = o.arm.build(image_size_of(policy))
     run_dir = Path(o.eval.out_dir) if o.eval.out_dir else new_run_dir("eval", "so101")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -264,17 +283,12 @@ def _eval_on_arm(o: EvalOptions) -> int:
 def _remote_policy(o: EvalOptions):
     """A served policy (`embodia serve`, or any openpi-protocol server): every chunk goes over the wire,
     so closed-loop evaluation exercises the server too. No torch needed on this side."""
-    from embodia.serve.client import RemotePolicy, ServerError
-
     if o.flow_steps is not None or o.noise_scale is not None:
         raise ValueError(
             "--flow-steps and --noise-scale set a local checkpoint's sampler; a served policy samples "
             "on the server: change the checkpoint it serves"
         )
-    try:
-        return RemotePolicy(o.checkpoint, api_key=o.api_key or os.environ.get("EMBODIA_API_KEY"))
-    except (ConnectionError, ServerError) as exc:
-        raise ValueError(str(exc)) from None  # main() prints it without a traceback
+    return policy_from(o.checkpoint, o.api_key)
 
 
 def _local_policy(o: EvalOptions):
@@ -294,6 +308,28 @@ def _local_policy(o: EvalOptions):
     if o.noise_scale is not None:
         policy.cfg.flow_noise_scale = o.noise_scale
     return policy
+
+
+def policy_from(checkpoint: str | None, api_key: str | None = None):
+    """A local checkpoint (folder or shipped name; None: the base) or, for a URL, the served policy."""
+    from embodia.policy.loading import load_policy
+    from embodia.serve.client import RemotePolicy, ServerError
+
+    if checkpoint is None or not is_server_url(checkpoint):
+        return load_policy(checkpoint)
+    try:
+        return RemotePolicy(checkpoint, api_key=api_key or os.environ.get("EMBODIA_API_KEY"))
+    except (ConnectionError, ServerError) as exc:
+        raise ValueError(str(exc)) from None  # main() prints it without a traceback
+
+
+def encoder_of(policy):
+    """The sentence encoder that maps free text to catalogue tasks: a local policy's own, else a fresh one."""
+    if hasattr(policy, "encoder"):
+        return policy.encoder
+    from embodia.policy.language import InstructionEncoder
+
+    return InstructionEncoder()
 
 
 def is_server_url(text: str) -> bool:

@@ -2,9 +2,16 @@
 robot's control rate, through the one chunk executor, with the loop's timing.
 
     report = run_on_robot(policy, follower, "pick up the red block", seconds=60)
+    report = run_on_robot(RemotePolicy("ws://gpu-box:8000"), follower, "...", 60,
+                          execution=ExecutionConfig(delay=3))   # inference hidden behind 3 ticks
+
+The chunks come through a `ChunkRunner` (embodia.policy.runner): with `delay` d > 0 the next chunk is
+fetched in a thread d ticks before it is due while the arm keeps executing the current one, which is
+how a policy served on another machine (`embodia serve`) or a slow one keeps a 30 Hz arm moving.
 
 No simulator decides success here: the report is how punctual the loop was (ticks, lateness p50/p99,
-ticks missed) and how long the policy took per tick and per chunk; a person judges the outcome.
+ticks missed), how long each chunk took to come (inference or the round trip) and how often the loop
+had to wait for one; a person judges the outcome.
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from embodia.eval.stats import wilson_interval
-from embodia.policy.executor import ExecutionConfig, executor_for, step_policy
+from embodia.policy.executor import ExecutionConfig, check_guidable
+from embodia.policy.runner import ChunkRunner
 from embodia.robots.rate import LoopClock
 from embodia.robots.spec import TASK
 
@@ -28,10 +36,13 @@ class RobotRunReport:
     fps: float
     chunks: int
     timing: dict
-    policy_ms_p50: float  # the policy's share of a tick (a chunk, or a queue pop)
+    execution: dict  # the ExecutionConfig the chunks ran under
+    policy_ms_p50: float  # the loop's wait on the policy per tick (a queue pop, or a chunk not yet there)
     policy_ms_p99: float
-    chunk_ms_p50: float  # ticks that computed a chunk
+    chunk_ms_p50: float  # one chunk's fetch: inference, or the round trip to a policy server
     chunk_ms_max: float
+    waits: int = 0  # ticks that waited for a chunk that was due (the first one excepted)
+    wait_s: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -41,7 +52,22 @@ class RobotRunReport:
         return (f"{t['ticks']} ticks at {self.fps:g} Hz in {self.seconds:.1f} s, {self.chunks} chunks; tick lateness "
                 f"p50 {t['lateness_ms_p50']:.1f} ms, p99 {t['lateness_ms_p99']:.1f} ms, {t['ticks_missed']} ticks "
                 f"missed; policy per tick p50 {self.policy_ms_p50:.1f} ms, p99 {self.policy_ms_p99:.1f} ms; "
-                f"per chunk p50 {self.chunk_ms_p50:.1f} ms, max {self.chunk_ms_max:.1f} ms")  # fmt: skip
+                f"per chunk p50 {self.chunk_ms_p50:.1f} ms, max {self.chunk_ms_max:.1f} ms; "
+                f"{self.waits} ticks waited for a chunk ({self.wait_s * 1e3:.0f} ms)")  # fmt: skip
+
+
+def check_execution(policy, execution: ExecutionConfig) -> None:
+    """Raise ValueError/TypeError if `policy` cannot run under `execution` (call it before a motor moves)."""
+    execution.actions_per_chunk(policy.chunk_size, policy.n_action_steps)
+    if execution.join == "guided":
+        check_guidable(policy)
+
+
+def runner_for(policy, execution: ExecutionConfig | None = None) -> ChunkRunner:
+    """The threaded chunk runner for `policy` under `execution`, checked."""
+    execution = execution or ExecutionConfig()
+    check_execution(policy, execution)
+    return ChunkRunner(policy, policy.chunk_size, policy.n_action_steps, config=execution)
 
 
 def run_on_robot(policy, robot, instruction: str, seconds: float, seed: int = 0,
@@ -51,37 +77,34 @@ def run_on_robot(policy, robot, instruction: str, seconds: float, seed: int = 0,
     (its safety layer)."""
     if seconds <= 0:
         raise ValueError(f"seconds must be positive, got {seconds}")
-    executor = executor_for(policy, execution)
-    # Warm up on a real observation before the clock starts: a policy's first chunk builds its fast path
-    # (seconds), which must not land on the arm's first tick.
-    executor.reset(seed)
-    step_policy(policy, executor, {**robot.get_observation(), TASK: instruction})
-    executor.reset(seed)
-    policy.reset()
-    fps = float(robot.spec.fps)
-    clock = LoopClock(robot)  # starts now, after the warm-up
-    per_tick, per_chunk = [], []
-    start = time.monotonic()
-    while time.monotonic() - start < seconds and not (should_stop and should_stop()):
-        obs = robot.get_observation()
-        chunks_before = executor.chunks
-        t0 = time.perf_counter()
-        action = step_policy(policy, executor, {**obs, TASK: instruction})
-        ms = (time.perf_counter() - t0) * 1e3
-        per_tick.append(ms)
-        if executor.chunks > chunks_before:
-            per_chunk.append(ms)
-        sent = robot.send_action(action)
-        if on_tick is not None:
-            on_tick(obs, sent)
-        robot.advance()
-        clock.after_advance()
-    tick, chunk = np.asarray(per_tick or [0.0]), np.asarray(per_chunk or [0.0])
-    return RobotRunReport(
-        instruction=instruction, seconds=time.monotonic() - start, fps=fps, chunks=executor.chunks,
-        timing=clock.stats(), policy_ms_p50=float(np.percentile(tick, 50)), policy_ms_p99=float(np.percentile(tick, 99)),
-        chunk_ms_p50=float(np.percentile(chunk, 50)), chunk_ms_max=float(chunk.max()),
-    )  # fmt: skip
+    execution = execution or ExecutionConfig()
+    with runner_for(policy, execution) as runner:
+        # Warm up on a real observation before the clock starts: a policy's first chunk builds its fast
+        # path (seconds), and a server's first answer may be slow; neither may land on the arm's first tick.
+        runner.act({**robot.get_observation(), TASK: instruction})
+        runner.reset(seed)
+        policy.reset()
+        fps = float(robot.spec.fps)
+        clock = LoopClock(robot)  # starts now, after the warm-up
+        per_tick = []
+        start = time.monotonic()
+        while time.monotonic() - start < seconds and not (should_stop and should_stop()):
+            obs = robot.get_observation()
+            t0 = time.perf_counter()
+            action = runner.act({**obs, TASK: instruction})
+            per_tick.append((time.perf_counter() - t0) * 1e3)
+            sent = robot.send_action(action)
+            if on_tick is not None:
+                on_tick(obs, sent)
+            robot.advance()
+            clock.after_advance()
+        tick, chunk = np.asarray(per_tick or [0.0]), np.asarray(runner.fetch_ms or [0.0])
+        return RobotRunReport(
+            instruction=instruction, seconds=time.monotonic() - start, fps=fps, chunks=runner.chunks,
+            timing=clock.stats(), execution=asdict(execution), policy_ms_p50=float(np.percentile(tick, 50)),
+            policy_ms_p99=float(np.percentile(tick, 99)), chunk_ms_p50=float(np.percentile(chunk, 50)),
+            chunk_ms_max=float(chunk.max()), waits=runner.stalls, wait_s=runner.stall_s,
+        )  # fmt: skip
 
 
 @dataclass
@@ -124,6 +147,7 @@ def evaluate_on_robot(policy, robot, instruction: str, episodes: int, episode_s:
         success = bool(label(i))
         result.successes += success
         result.episodes.append({"seed": i, "success": success, "seconds": report.seconds, "chunks": report.chunks,
-                                "timing": report.timing, "chunk_ms_p50": report.chunk_ms_p50})  # fmt: skip
+                                "timing": report.timing, "chunk_ms_p50": report.chunk_ms_p50,
+                                "waits": report.waits})  # fmt: skip
         result.interval = wilson_interval(result.successes, result.n)
     return result

@@ -57,8 +57,8 @@ class ChunkRunner:
     """Turns chunk predictions into one action per control tick. Call `act(obs)` every tick.
 
     `source` is a fetch function, a `Client` (has `act`) or a ChunkPolicy (`predict_chunk`). The chunk
-    logic comes from `config` (an `ExecutionConfig`; temporal ensembling excepted: it re-plans every
-    tick, which a thread cannot hide) or, as a shorthand, from `n_action_steps`, `delay`, `strategy`."""
+    logic comes from `config` (an `ExecutionConfig`) or, as a shorthand, from `n_action_steps`,
+    `delay`, `strategy`. With delay 0 (temporal ensembling included) every chunk is waited for."""
 
     def __init__(
         self,
@@ -73,8 +73,6 @@ class ChunkRunner:
             if strategy not in STRATEGIES:
                 raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
             config = ExecutionConfig(replan_every=int(n_action_steps), join=strategy, delay=int(delay))
-        elif config.ensemble is not None:
-            raise ValueError("temporal ensembling re-plans every tick: run it synchronously (step_policy)")
         self.executor = ChunkExecutor(chunk_size, n_action_steps, config)
         fetch: Fetch = (
             source

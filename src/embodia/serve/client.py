@@ -269,6 +269,14 @@ class RemotePolicy:
             chunks.append(self.client.act(obs, pending=p, delay=delay, seed=seed, embodiment=embodiment))
         return np.stack(chunks)
 
+    @property
+    def image_size(self) -> int | None:
+        """Camera height the served policy was trained on, from the server's metadata (None: unsaid)."""
+        for key, feat in (self.client.metadata.get("observation") or {}).items():
+            if key.startswith("observation.images.") and feat.get("shape"):
+                return int(feat["shape"][0])
+        return None
+
     def reset(self) -> None:
         """The server is stateless between requests."""
 

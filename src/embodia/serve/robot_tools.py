@@ -117,7 +117,7 @@ class RobotTools:
             from embodia.serve.client import RemotePolicy
 
             policy = RemotePolicy(policy_url, api_key=api_key)
-            size = size or _served_image_size(policy.client.metadata)
+            size = size or policy.image_size
             source = f"policy server {policy_url}"
         else:
             from embodia.policy.loading import load_policy
@@ -544,14 +544,6 @@ def _catalogue_hint() -> str:
         f"Known skills (list_skills() has more): {examples}. Colors: {', '.join(COLORS)}; "
         f"directions: {', '.join(DIRECTIONS)}."
     )
-
-
-def _served_image_size(metadata: dict) -> int | None:
-    """Camera height the served policy was trained on, from the server's metadata."""
-    for key, feat in (metadata.get("observation") or {}).items():
-        if key.startswith("observation.images.") and feat.get("shape"):
-            return int(feat["shape"][0])
-    return None
 
 
 def trained_families(policy) -> dict[str, Any]:

@@ -30,7 +30,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
 from pydantic import Field
 
-from embodia.serve.robot_tools import MAX_DO_STEPS, RobotError, RobotTools, ToolOutput
+from embodia.serve.robot_tools import RobotTools
+from embodia.serve.tool_args import MAX_DO_STEPS, RobotError, ToolOutput
 
 log = logging.getLogger("embodia.mcp")
 

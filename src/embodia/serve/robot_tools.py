@@ -14,51 +14,36 @@ worker thread, which also keeps MuJoCo's GL context on a single thread).
 
 from __future__ import annotations
 
-import io
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from embodia.policy.executor import executor_for, step_policy
-from embodia.robots.spec import SO101, TASK
-from embodia.sim.tasks import COLORS, DIRECTIONS, FAMILIES, TaskInstance, parse_instruction
+from embodia.robots.spec import TASK
+from embodia.serve.tool_args import (
+    ARM_NAMES,
+    DEFAULT_FREE_STEPS,
+    GRIP,
+    JOINT_SPEED,
+    SETTLE_TICKS,
+    RobotError,
+    ToolOutput,
+    catalogue_families,
+    catalogue_hint,
+    check_pitch,
+    check_xyz,
+    instruction_text,
+    png,
+    rounded,
+    step_limit,
+)
+from embodia.sim.tasks import COLORS, FAMILIES, TaskInstance, parse_instruction
 
 # Below this cosine similarity a free-text instruction is not taken as any catalogue task (measured on
 # the frozen MiniLM encoder: paraphrases of real tasks score 0.6-0.95, unrelated requests 0-0.3).
 MATCH_THRESHOLD = 0.5
-MAX_DO_STEPS = 1500  # 50 s at 30 Hz: longer than any family's step limit (300)
-DEFAULT_FREE_STEPS = 300  # step cap for an instruction that matches no catalogue task
-MAX_INSTRUCTION_CHARS = 300
-JOINT_SPEED = 0.06  # rad per 1/30 s tick (1.8 rad/s) for move_to: brisk, but no flinging of blocks
-SETTLE_TICKS = 45  # after the interpolation, ticks allowed for the servos to converge
-WORKSPACE_LIMIT = 1.0  # |coordinate| in metres; the arm reaches ~0.4 m, so larger means "centimetres?"
-ARM_NAMES = tuple(n.removesuffix(".pos") for n in SO101.state_names[:5])
-GRIP = SO101.gripper
-
-
-class RobotError(ValueError):
-    """A tool call that cannot be carried out; the message tells the agent why and what to do."""
-
-
-@dataclass
-class ToolOutput:
-    data: dict[str, Any]
-    images: list[bytes] = field(default_factory=list)  # PNG files
-
-
-def png(image: np.ndarray) -> bytes:
-    from PIL import Image  # a matplotlib dependency, so always installed with embodia
-
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _round(v, nd: int = 4) -> list[float]:
-    return [round(float(x), nd) for x in np.asarray(v).ravel()]
 
 
 class RobotTools:
@@ -173,7 +158,7 @@ class RobotTools:
 
     def do(self, instruction: str, max_steps: int | None = None) -> ToolOutput:
         """Run the policy closed-loop on `instruction` from the current state (no reset)."""
-        text = self._instruction_text(instruction)
+        text = instruction_text(instruction)
         if self.policy is None:
             raise RobotError(self.policy_error or "no policy is loaded, so do() cannot act")
         task, score = self._interpret(text)
@@ -187,7 +172,7 @@ class RobotTools:
                     "a scene that has it."
                 )
         default = FAMILIES[task.family].max_steps if judged else DEFAULT_FREE_STEPS
-        limit = self._step_limit(max_steps, default)
+        limit = step_limit(max_steps, default)
 
         env, policy = self.env, self.policy
         if judged:  # the environment judges success (info["success"]), from the scene as it is now
@@ -246,21 +231,15 @@ class RobotTools:
             "failure": stopped,
             "similarity": round(score, 3),
             "video": str(video) if video else None,
-            "tool_xyz_m": _round(env.tool_position()),
+            "tool_xyz_m": rounded(env.tool_position()),
             "summary": summary,
         }
         return ToolOutput(data)
 
     def move_to(self, x: float, y: float, z: float, pitch_deg: float | None = None) -> ToolOutput:
         """Move the grasp point (between the jaws) to (x, y, z) metres in the robot base frame."""
-        target = self._check_xyz(x, y, z)
-        pitch = None
-        if pitch_deg is not None:
-            if not math.isfinite(pitch_deg) or not -90.0 <= pitch_deg <= 90.0:
-                raise RobotError(
-                    f"pitch_deg must be between -90 and 90 (90 = pointing straight down), got {pitch_deg}"
-                )
-            pitch = math.radians(pitch_deg)
+        target = check_xyz(x, y, z)
+        pitch = check_pitch(pitch_deg)
         from embodia.robots.kinematics import UnreachableError
 
         try:
@@ -274,14 +253,14 @@ class RobotTools:
         err = float(np.linalg.norm(reached - target))
         ok = err <= 0.02
         summary = (
-            f"moved to {_round(reached, 3)} m, {err * 100:.1f} cm from the target"
+            f"moved to {rounded(reached, 3)} m, {err * 100:.1f} cm from the target"
             if ok
-            else f"stopped at {_round(reached, 3)} m, {err * 100:.1f} cm short of the target (blocked by the "
+            else f"stopped at {rounded(reached, 3)} m, {err * 100:.1f} cm short of the target (blocked by the "
             "table or an object?)"
         )
         data = {
-            "target_m": _round(target),
-            "reached_m": _round(reached),
+            "target_m": rounded(target),
+            "reached_m": rounded(reached),
             "error_m": round(err, 4),
             "reached": ok,
             "ticks": ticks,
@@ -303,7 +282,7 @@ class RobotTools:
         options: dict[str, Any] = {}
         text = None
         if task is not None and str(task).strip():
-            text = self._instruction_text(task)
+            text = instruction_text(task)
             if text.lower() in FAMILIES:
                 options["family"] = text.lower()
                 text = None
@@ -312,7 +291,7 @@ class RobotTools:
                 if score < MATCH_THRESHOLD:
                     raise RobotError(
                         f"no task of the catalogue matches {text!r} (closest: {inst.instruction!r}, "
-                        f"similarity {score:.2f}). {_catalogue_hint()}"
+                        f"similarity {score:.2f}). {catalogue_hint()}"
                     )
                 options["task"] = inst
         self.env.reset(seed=seed, options=options or None)
@@ -332,19 +311,7 @@ class RobotTools:
         return ToolOutput(data)
 
     def list_skills(self) -> ToolOutput:
-        families = []
-        colors = list(COLORS)
-        for i, fam in enumerate(FAMILIES.values()):
-            slots = {"color": colors[i % 4], "other": colors[(i + 1) % 4], "direction": "left"}
-            families.append(
-                {
-                    "family": fam.name,
-                    "examples": [t.format(**slots) for t in fam.train_templates],
-                    "paraphrases": [t.format(**slots) for t in fam.heldout_templates],
-                    "success": fam.success,
-                    "step_limit": fam.max_steps,
-                }
-            )
+        families, colors = catalogue_families(), list(COLORS)
         data = {
             "families": families,
             "colors": colors,
@@ -377,8 +344,8 @@ class RobotTools:
         span = GRIP.state_open - GRIP.state_closed
         opening = float(np.clip((q[GRIP.state_index] - GRIP.state_closed) / span, 0.0, 1.0))
         touching = [c for c, hit in env.scene_state().gripper_contact.items() if hit and c in env.present]
-        objects = {f"{c}_block": _round(env.block_position(c)) for c in env.present}
-        objects["bowl"] = _round(env.bowl_position())
+        objects = {f"{c}_block": rounded(env.block_position(c)) for c in env.present}
+        objects["bowl"] = rounded(env.bowl_position())
         return {
             "instruction": self.instruction,
             "scene_task": env.task.instruction if env.task else None,
@@ -389,7 +356,7 @@ class RobotTools:
                 "state": "open" if opening > 0.85 else "closed" if opening < 0.15 else "partly open",
                 "touching": touching,
             },
-            "tool_xyz_m": _round(env.tool_position()),
+            "tool_xyz_m": rounded(env.tool_position()),
             # Simulator ground truth (a real arm would have to estimate these from the cameras).
             "objects_xyz_m": objects,
             "ticks_since_reset": self._ticks,
@@ -477,57 +444,10 @@ class RobotTools:
             # A known phrasing with an unknown colour or direction ("pick up the orange block") is
             # not a paraphrase to guess at: say which values exist.
             if not str(exc).startswith("unknown task"):
-                raise RobotError(f"{exc}. {_catalogue_hint()}") from None
+                raise RobotError(f"{exc}. {catalogue_hint()}") from None
         from embodia.eval.episode import interpret
 
         return interpret(text, self.encoder)
-
-    @staticmethod
-    def _instruction_text(instruction) -> str:
-        if not isinstance(instruction, str):
-            raise RobotError(f"the instruction must be a string, got {type(instruction).__name__}")
-        text = " ".join(instruction.split())
-        if not text:
-            raise RobotError(
-                f'the instruction is empty; e.g. "put the red block in the bowl". {_catalogue_hint()}'
-            )
-        if len(text) > MAX_INSTRUCTION_CHARS:
-            raise RobotError(
-                f"the instruction has {len(text)} characters (at most {MAX_INSTRUCTION_CHARS}); give one short "
-                "instruction per call"
-            )
-        return text
-
-    @staticmethod
-    def _step_limit(max_steps, default: int) -> int:
-        if max_steps is None:
-            return default
-        if (
-            isinstance(max_steps, bool)
-            or not isinstance(max_steps, int | float)
-            or max_steps != int(max_steps)
-        ):
-            raise RobotError(f"max_steps must be a whole number of 1/30 s control steps, got {max_steps!r}")
-        if not 1 <= max_steps <= MAX_DO_STEPS:
-            raise RobotError(f"max_steps must be in 1..{MAX_DO_STEPS} (30 steps = 1 s), got {max_steps}")
-        return int(max_steps)
-
-    @staticmethod
-    def _check_xyz(x, y, z) -> np.ndarray:
-        try:
-            target = np.array([x, y, z], dtype=np.float64)
-        except (TypeError, ValueError):
-            raise RobotError(f"x, y, z must be numbers (metres), got {x!r}, {y!r}, {z!r}") from None
-        if not np.all(np.isfinite(target)):
-            raise RobotError(f"x, y, z must be finite numbers (metres), got {target.tolist()}")
-        if np.any(np.abs(target) > WORKSPACE_LIMIT):
-            raise RobotError(
-                f"target {target.tolist()} is far outside the arm's reach (about 0.4 m): coordinates are "
-                f"metres, not centimetres (e.g. 0.2 for 20 cm), in the robot base frame"
-            )
-        if target[2] < 0.0:
-            raise RobotError(f"z = {target[2]} m is below the table top (z = 0); use z >= 0")
-        return target
 
     def _policy_summary(self) -> dict[str, Any]:
         if self.policy is None:
@@ -535,15 +455,6 @@ class RobotTools:
         if self._trained_on is None:
             self._trained_on = trained_families(self.policy)
         return {"loaded": True, "source": self.policy_source, **self._trained_on}
-
-
-def _catalogue_hint() -> str:
-    slots = {"color": "red", "other": "blue", "direction": "left"}
-    examples = "; ".join(repr(f.train_templates[0].format(**slots)) for f in FAMILIES.values())
-    return (
-        f"Known skills (list_skills() has more): {examples}. Colors: {', '.join(COLORS)}; "
-        f"directions: {', '.join(DIRECTIONS)}."
-    )
 
 
 def trained_families(policy) -> dict[str, Any]:

@@ -1,0 +1,131 @@
+"""What the agent tools share, whichever robot they drive (the simulated tabletop's `RobotTools`, a real
+arm's `ArmTools`): the limits and checks on an agent's arguments, the error an agent reads, the output
+it gets, and the task catalogue as it is described to it."""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from embodia.robots.spec import SO101
+from embodia.sim.tasks import COLORS, DIRECTIONS, FAMILIES
+
+MAX_DO_STEPS = 1500  # 50 s at 30 Hz: longer than any family's step limit (300)
+DEFAULT_FREE_STEPS = 300  # step cap for an instruction that matches no catalogue task
+MAX_INSTRUCTION_CHARS = 300
+JOINT_SPEED = 0.06  # rad per 1/30 s tick (1.8 rad/s) for move_to: brisk, but no flinging of blocks
+SETTLE_TICKS = 45  # after the interpolation, ticks allowed for the servos to converge
+WORKSPACE_LIMIT = 1.0  # |coordinate| in metres; the arm reaches ~0.4 m, so larger means "centimetres?"
+ARM_NAMES = tuple(n.removesuffix(".pos") for n in SO101.state_names[:5])
+GRIP = SO101.gripper
+
+
+class RobotError(ValueError):
+    """A tool call that cannot be carried out; the message tells the agent why and what to do."""
+
+
+@dataclass
+class ToolOutput:
+    data: dict[str, Any]
+    images: list[bytes] = field(default_factory=list)  # PNG files
+
+
+def png(image: np.ndarray) -> bytes:
+    from PIL import Image  # a matplotlib dependency, so always installed with embodia
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def rounded(v, nd: int = 4) -> list[float]:
+    return [round(float(x), nd) for x in np.asarray(v).ravel()]
+
+
+def instruction_text(instruction) -> str:
+    if not isinstance(instruction, str):
+        raise RobotError(f"the instruction must be a string, got {type(instruction).__name__}")
+    text = " ".join(instruction.split())
+    if not text:
+        raise RobotError(
+            f'the instruction is empty; e.g. "put the red block in the bowl". {catalogue_hint()}'
+        )
+    if len(text) > MAX_INSTRUCTION_CHARS:
+        raise RobotError(
+            f"the instruction has {len(text)} characters (at most {MAX_INSTRUCTION_CHARS}); give one short "
+            "instruction per call"
+        )
+    return text
+
+
+def step_limit(max_steps, default: int) -> int:
+    if max_steps is None:
+        return default
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int | float) or max_steps != int(max_steps):
+        raise RobotError(f"max_steps must be a whole number of 1/30 s control steps, got {max_steps!r}")
+    if not 1 <= max_steps <= MAX_DO_STEPS:
+        raise RobotError(f"max_steps must be in 1..{MAX_DO_STEPS} (30 steps = 1 s), got {max_steps}")
+    return int(max_steps)
+
+
+def check_xyz(x, y, z) -> np.ndarray:
+    try:
+        target = np.array([x, y, z], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise RobotError(f"x, y, z must be numbers (metres), got {x!r}, {y!r}, {z!r}") from None
+    if not np.all(np.isfinite(target)):
+        raise RobotError(f"x, y, z must be finite numbers (metres), got {target.tolist()}")
+    if np.any(np.abs(target) > WORKSPACE_LIMIT):
+        raise RobotError(
+            f"target {target.tolist()} is far outside the arm's reach (about 0.4 m): coordinates are "
+            f"metres, not centimetres (e.g. 0.2 for 20 cm), in the robot base frame"
+        )
+    if target[2] < 0.0:
+        raise RobotError(f"z = {target[2]} m is below the table top (z = 0); use z >= 0")
+    return target
+
+
+def check_pitch(pitch_deg) -> float | None:
+    """An approach angle in degrees (90 = straight down) as radians; None stays None."""
+    if pitch_deg is None:
+        return None
+    if (
+        not isinstance(pitch_deg, int | float)
+        or not math.isfinite(pitch_deg)
+        or not -90.0 <= pitch_deg <= 90.0
+    ):
+        raise RobotError(
+            f"pitch_deg must be between -90 and 90 (90 = pointing straight down), got {pitch_deg}"
+        )
+    return math.radians(pitch_deg)
+
+
+def catalogue_families() -> list[dict[str, Any]]:
+    """Each task family with example instructions, held-out paraphrases, its success check and step limit."""
+    families = []
+    colors = list(COLORS)
+    for i, fam in enumerate(FAMILIES.values()):
+        slots = {"color": colors[i % 4], "other": colors[(i + 1) % 4], "direction": "left"}
+        families.append(
+            {
+                "family": fam.name,
+                "examples": [t.format(**slots) for t in fam.train_templates],
+                "paraphrases": [t.format(**slots) for t in fam.heldout_templates],
+                "success": fam.success,
+                "step_limit": fam.max_steps,
+            }
+        )
+    return families
+
+
+def catalogue_hint() -> str:
+    slots = {"color": "red", "other": "blue", "direction": "left"}
+    examples = "; ".join(repr(f.train_templates[0].format(**slots)) for f in FAMILIES.values())
+    return (
+        f"Known skills (list_skills() has more): {examples}. Colors: {', '.join(COLORS)}; "
+        f"directions: {', '.join(DIRECTIONS)}."
+    )

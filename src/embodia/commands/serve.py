@@ -10,9 +10,11 @@ from typing import Literal
 
 from rich.console import Console
 
+from embodia.commands.arm import FollowerArm
 from embodia.commands.common import CHECKPOINT_HELP, console
-from embodia.configs import opt, positive_float, positive_int
+from embodia.configs import nested, opt, positive_float, positive_int
 from embodia.configs import port as tcp_port
+from embodia.policy.executor import ExecutionConfig
 
 
 @dataclass(frozen=True)
@@ -49,13 +51,17 @@ def cmd_serve(o: ServeOptions) -> int:
 
 @dataclass(frozen=True)
 class McpOptions:
+    robot: str = opt("sim", "the robot: 'sim' (the simulated tabletop) or 'so101' (a follower arm: --follower)",
+                     choices=("sim", "so101"))  # fmt: skip
+    arm: FollowerArm = nested(FollowerArm, "the follower arm (--robot so101)")
+    execution: ExecutionConfig = nested(ExecutionConfig, "how do() executes the policy's chunks")
     checkpoint: str | None = opt(None, f"{CHECKPOINT_HELP} (default: base)")
     policy: str | None = opt(None, "a policy server instead (ws://host:port)", metavar="URL")
     api_key: str | None = opt(None, "API key of the policy server (default $EMBODIA_API_KEY)")
     transport: Literal["stdio", "streamable-http", "sse"] = opt("stdio", "MCP transport")
     host: str = opt("127.0.0.1", "HTTP transports: address to bind (loopback only)")
     port: int = opt(8765, "HTTP transports: port (path /mcp or /sse)", parse=tcp_port)
-    seed: int = opt(0, "seed of the first scene")
+    seed: int = opt(0, "seed of the first scene (a real arm: of the first do() call's noise)")
     task: str | None = opt(None, "instruction of the first scene (default: drawn from the seed)")
     image_size: int | None = opt(
         None, "camera size without a policy (default 96; a policy sets its own)", parse=positive_int
@@ -65,10 +71,9 @@ class McpOptions:
 
 
 def cmd_mcp(o: McpOptions) -> int:
-    """Serve the robot (simulated SO-101 tabletop + the VLA) as MCP tools for LLM agents (stdio by default)."""
+    """Serve a robot (the simulated tabletop, or a real SO-101 follower) and the VLA as MCP tools for LLM agents."""
     from embodia.net import is_loopback
     from embodia.serve.mcp_server import serve_mcp
-    from embodia.serve.robot_tools import RobotTools
 
     # stdout is the MCP wire under stdio: everything this command says goes to stderr.
     err = Console(stderr=True)
@@ -81,22 +86,25 @@ def cmd_mcp(o: McpOptions) -> int:
             "Bind 127.0.0.1 and reach it through an SSH tunnel or an authenticating proxy."
         )
         return 2
-    factory = partial(
-        RobotTools.load,
-        checkpoint=o.checkpoint,
-        policy_url=o.policy,
-        api_key=o.api_key or os.environ.get("EMBODIA_API_KEY") or None,
-        image_size=o.image_size,
-        out_dir=o.out,
-        video=not o.no_video,
-        seed=o.seed,
-        task=o.task,
-    )
+    if o.robot == "so101" and o.arm.follower is None:
+        err.print("[bold red]error:[/] --robot so101 needs --follower PORT (or sim)")
+        return 2
+    common = {"checkpoint": o.checkpoint, "policy_url": o.policy, "out_dir": o.out, "video": not o.no_video,
+              "api_key": o.api_key or os.environ.get("EMBODIA_API_KEY") or None, "seed": o.seed, "task": o.task,
+              "execution": o.execution}  # fmt: skip
+    if o.robot == "so101":
+        from embodia.serve.arm_tools import ArmTools
+
+        factory = partial(ArmTools.load, o.arm.build, **common)
+    else:
+        from embodia.serve.robot_tools import RobotTools
+
+        factory = partial(RobotTools.load, image_size=o.image_size, **common)
     where = "stdio" if o.transport == "stdio" else f"{o.transport} on {o.host}:{o.port}"
     err.print(f"embodia mcp: loading the robot, then serving over {where}")
     try:
         serve_mcp(factory, transport=o.transport, host=o.host, port=o.port)
-    except (ValueError, ConnectionError, RuntimeError) as exc:
+    except (ValueError, TypeError, ConnectionError, RuntimeError) as exc:
         err.print(f"[bold red]error:[/] {exc}")
         return 2
     return 0

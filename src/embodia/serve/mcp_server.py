@@ -3,9 +3,11 @@
     embodia mcp --checkpoint PATH                       # stdio (what Claude Desktop, Cursor, ... spawn)
     embodia mcp --policy ws://127.0.0.1:8000            # a policy served by `embodia serve`
     embodia mcp --transport streamable-http --port 8765 # http://127.0.0.1:8765/mcp
+    embodia mcp --robot so101 --follower /dev/ttyACM0  # a real SO-101 follower and its cameras
 
 Tools: observe, do, move_to, open_gripper, close_gripper, reset, list_skills (logic in
-`robot_tools.py`; this module is only the MCP wiring). Every call runs on one dedicated worker thread:
+`robot_tools.py` for the simulated tabletop, `arm_tools.py` for a real arm; this module is only the MCP
+wiring). Every call runs on one dedicated worker thread:
 the simulator is not thread-safe, MuJoCo's GL context is best kept on one thread, and the event loop
 stays free to answer pings while `do` runs the policy for seconds. Anticipated failures (bad
 coordinates, unknown task, no policy, NaN) come back as MCP tool errors (`isError: true`) with the
@@ -52,7 +54,8 @@ TOOLS = ("observe", "do", "move_to", "open_gripper", "close_gripper", "reset", "
 
 
 class RobotWorker:
-    """Owns a `RobotTools` and runs every call on one thread (the one that created it)."""
+    """Owns a `RobotTools` (or a real arm's `ArmTools`) and runs every call on one thread (the one that
+    created it)."""
 
     def __init__(self, factory: Callable[[], RobotTools]):
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embodia-robot")
@@ -95,7 +98,8 @@ def build_server(worker: RobotWorker, name: str = "embodia") -> MCPServer:
     """The MCP server with the robot's tools bound to `worker`."""
     from embodia import __version__
 
-    mcp = MCPServer(name=name, instructions=INSTRUCTIONS, version=str(__version__))
+    instructions = getattr(worker.robot, "instructions", INSTRUCTIONS)  # a real arm says what it cannot do
+    mcp = MCPServer(name=name, instructions=instructions, version=str(__version__))
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
     acts = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
 
@@ -104,8 +108,8 @@ def build_server(worker: RobotWorker, name: str = "embodia") -> MCPServer:
         include_wrist: Annotated[bool, Field(description="also return the wrist camera's image")] = False,
     ) -> CallToolResult:
         """Look at the scene: the front camera image (PNG) and the robot's state: joint positions
-        (rad), gripper opening (0 closed .. 1 open) and what it touches, the grasp point's xyz (metres),
-        the positions of the blocks and the bowl, and the current instruction."""
+        (rad), gripper opening (0 closed .. 1 open), the grasp point's xyz (metres) and the current
+        instruction; in simulation also what the gripper touches and where the blocks and the bowl are."""
         return await worker.call("observe", include_wrist=include_wrist)
 
     @mcp.tool(annotations=acts, structured_output=False)
@@ -120,9 +124,10 @@ def build_server(worker: RobotWorker, name: str = "embodia") -> MCPServer:
         ] = None,
     ) -> CallToolResult:
         """Let the vision-language-action policy carry out `instruction` closed-loop from the current
-        scene (nothing is reset). Returns whether it succeeded (judged by the simulator's physics check
-        for the closest known task), steps and policy chunks used, and where the video was written.
-        One block per call: split "put the red and the blue block in the bowl" into two calls."""
+        scene (nothing is reset). Returns whether it succeeded (in simulation, judged by the physics check
+        for the closest known task; on a real arm null: observe() to check), steps and policy chunks
+        used, and where the video was written. One block per call: split "put the red and the blue
+        block in the bowl" into two calls."""
         return await worker.call("do", instruction=instruction, max_steps=max_steps)
 
     @mcp.tool(annotations=acts, structured_output=False)
@@ -159,7 +164,8 @@ def build_server(worker: RobotWorker, name: str = "embodia") -> MCPServer:
         seed: Annotated[int | None, Field(description=SEED_HELP)] = None,
     ) -> CallToolResult:
         """Start a new scene (new block and bowl positions, arm at home), optionally for an instruction;
-        the instruction becomes the current one. Returns the seed and which blocks are on the table."""
+        the instruction becomes the current one. Returns the seed and which blocks are on the table. On a
+        real arm: the arm goes home and a person arranges the table."""
         return await worker.call("reset", task=task, seed=seed)
 
     @mcp.tool(annotations=read_only, structured_output=False)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from embodia.policy.executor import executor_for, step_policy
+from embodia.policy.executor import ExecutionConfig, executor_for, step_policy
 from embodia.robots.spec import TASK
 from embodia.serve.tool_args import (
     ARM_NAMES,
@@ -60,8 +60,10 @@ class RobotTools:
         video: bool = True,
         seed: int = 0,
         task: str | None = None,
+        execution: ExecutionConfig | None = None,
     ):
         self.env = env
+        self.execution = execution
         self.policy = policy
         self.policy_error = policy_error
         self.policy_source = policy_source
@@ -179,7 +181,7 @@ class RobotTools:
             env.begin_task(task)
         obs = self._obs(text)
         frames = [self._frame(obs)] if self.video else []
-        executor = executor_for(policy)
+        executor = executor_for(policy, self.execution)
         executor.reset(self._ticks)  # the tick count seeds this call's noise (reproducible sessions)
         steps = 0
         success = False

@@ -292,6 +292,51 @@ def test_training_view_draws_curves_and_lists_checkpoints(page, base_url, shots)
     assert page.errors == []
 
 
+def test_live_page_plays_both_cameras_and_follows_the_loop(page, tmp_path, shots):
+    """What `embodia teleop` opens: the loop's cameras as MJPEG in <img> elements and its state, updated
+    while a loop publishes at 30 Hz; 'ended' once the loop closes the feed."""
+    import numpy as np
+
+    from embodia.view.live import LiveFeed
+    from embodia.view.viewer import running_viewer
+
+    feed, stop = LiveFeed("teleoperation: test loop"), threading.Event()
+
+    def loop():
+        t = 0
+        while not stop.is_set():
+            front = np.zeros((128, 128, 3), np.uint8)
+            front[:, (2 * t) % 128] = (255, 160, 0)
+            wrist = np.full((128, 128, 3), (30, 90, 160), np.uint8)
+            feed.publish({"observation.images.front": front, "observation.images.wrist": wrist,
+                          "observation.state": np.full(6, 0.01 * t)}, sent=np.zeros(6))  # fmt: skip
+            t += 1
+            stop.wait(1 / 30)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        with running_viewer(tmp_path, port=0, live=feed) as url:
+            open_view(page, url)
+            page.wait_for_function(
+                "() => { const i = [...document.querySelectorAll('img.live')];"
+                " return i.length === 2 && i.every(x => x.complete && x.naturalWidth === 128); }"
+            )
+            first = page.locator("#main p.muted").first.inner_text()
+            page.wait_for_function(f"() => document.querySelector('#main p.muted').textContent !== {first!r}")
+            assert "live" in first and "ticks" in first
+            page.screenshot(path=str(shots / "view_live.png"))
+            stop.set()
+            thread.join()
+            feed.close()
+            page.wait_for_function(
+                "() => document.querySelector('#main p.muted').textContent.startsWith('ended')"
+            )
+            assert page.errors == []
+    finally:
+        stop.set()
+
+
 def test_bad_path_shows_the_servers_message(page, base_url):
     page.goto(base_url + "/#/dataset?path=../..")
     page.wait_for_function("document.body.dataset.ready === '1'")

@@ -6,7 +6,7 @@ import contextlib
 from dataclasses import dataclass
 
 from embodia.commands.common import console
-from embodia.configs import opt
+from embodia.configs import nested, opt, port, positive_int
 
 
 @dataclass(frozen=True)
@@ -21,13 +21,13 @@ class FollowerArm:
     cameras: str = opt("front=0,wrist=2", "the follower's cameras as NAME=SOURCE,... (an OpenCV device index, "
                        "/dev/video path or video file), named with embodia's camera names")  # fmt: skip
 
-    def build(self, image_size: int, watchdog_s: float = 0.5):
-        """The follower, not yet connected."""
+    def build(self, image_size: int, watchdog_s: float = 0.5, render: bool = True):
+        """The follower, not yet connected; `render=False` leaves the simulated arm without cameras."""
         from embodia.data.teleop import SimFollower
         from embodia.robots.so101_arm import ArmConfig, SO101Follower
 
         if self.follower == "sim":
-            return SimFollower(image_size=image_size, render=True)
+            return SimFollower(image_size=image_size, render=render)
         cams = parse_cameras(self.cameras, image_size)
         return SO101Follower(ArmConfig(port=self.follower, id=self.follower_id, calibration_dir=self.calibration_dir,
                                        cameras=cams, watchdog_s=watchdog_s))  # fmt: skip
@@ -123,52 +123,71 @@ def cmd_emulator(o: EmulatorOptions) -> int:
 
 @dataclass(frozen=True)
 class TeleopOptions:
-    follower: str | None = opt(None, "the follower arm's serial port (or --sim)")
     sim: bool = opt(
         False, "drive the simulated SO-101 (the tabletop scene in MuJoCo) instead of a real follower"
     )
+    arm: FollowerArm = nested(FollowerArm, "the follower arm (or --sim)")
     leader: str | None = opt(None, "the leader arm's serial port")
-    follower_id: str = opt("so101", "the follower's name (its calibration file is <id>.json)")
     leader_id: str = opt("so101_leader", "the leader's name (its calibration file is <id>.json)")
-    calibration_dir: str | None = opt(
-        None, "the folder holding both <id>.json files (default: LeRobot's folders)"
+    image_size: int = opt(
+        256, "camera frames' size, pixels (the simulated arm renders at it)", parse=positive_int
     )
     seconds: float | None = opt(None, "stop after this long (default: until Ctrl-C)")
     out: str | None = opt(
         None, "where to write report.json (default: ./embodia_runs/teleop/<time>-<follower>)"
     )
+    no_view: bool = opt(False, "do not show the cameras in the browser viewer")
+    view_port: int = opt(8765, "the viewer's port (loopback only; 0 picks a free one)", parse=port)
 
 
 def cmd_teleop(o: TeleopOptions) -> int:
     """Teleoperate: the leader arm drives the real follower or the simulated SO-101, at 30 Hz through the
-    follower's safety layer; prints how far the follower trails the leader per joint and the loop's timing."""
+    follower's safety layer, with the cameras live in the browser viewer; prints how far the follower
+    trails the leader per joint and the loop's timing."""
     import json
+    from dataclasses import replace
     from pathlib import Path
 
-    from embodia.data.teleop import SimFollower, teleoperate
-    from embodia.robots.so101_arm import ArmConfig, SO101Follower, SO101Leader
+    from embodia.data.teleop import teleoperate
+    from embodia.robots.so101_arm import ArmConfig, SO101Leader
     from embodia.runs import new_run_dir
 
-    if (o.follower is None) == (not o.sim):
+    if (o.arm.follower is None) == (not o.sim):
         raise ValueError("give the follower's port (--follower PORT) or --sim, not both")
     if o.leader is None:
         raise ValueError("--leader PORT is required: the leader arm is the only teleoperation device so far")
     if o.seconds is not None and o.seconds <= 0:
         raise ValueError("--seconds must be positive")
-    leader = SO101Leader(ArmConfig(port=o.leader, id=o.leader_id, calibration_dir=o.calibration_dir))
-    follower = SimFollower() if o.sim else SO101Follower(
-        ArmConfig(port=o.follower, id=o.follower_id, calibration_dir=o.calibration_dir))  # fmt: skip
-    name = "sim" if o.sim else o.follower_id
+    leader = SO101Leader(ArmConfig(port=o.leader, id=o.leader_id, calibration_dir=o.arm.calibration_dir))
+    arm = replace(o.arm, follower="sim") if o.sim else o.arm
+    follower = arm.build(o.image_size, render=not o.no_view)
+    name = "sim" if o.sim else o.arm.follower_id
     out = Path(o.out) if o.out else new_run_dir("teleop", name)
-    with leader, follower:
-        console.print(
-            f"teleoperating the {'simulated' if o.sim else 'real'} follower from {o.leader}; Ctrl-C stops"
+    out.mkdir(parents=True, exist_ok=True)
+    where = "simulated" if o.sim else "real"
+    with leader, follower, _live_view(out, o, f"teleoperation: {o.leader} -> the {where} follower") as feed:
+        console.print(f"teleoperating the {where} follower from {o.leader}; Ctrl-C stops")
+        report = teleoperate(
+            leader, follower, seconds=o.seconds, on_tick=None if feed is None else feed.publish
         )
-        report = teleoperate(leader, follower, seconds=o.seconds)
         if hasattr(follower, "go_to_rest"):
             follower.go_to_rest()  # then torque off as the block exits
-    out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     console.print(report.table(), highlight=False)
     console.print(f"report: [bold]{out / 'report.json'}[/]")
     return 0
+
+
+@contextlib.contextmanager
+def _live_view(root, o: TeleopOptions, title: str):
+    """The browser viewer on the run folder with the loop's live cameras (None with --no-view)."""
+    if o.no_view:
+        yield None
+        return
+    from embodia.view.live import LiveFeed
+    from embodia.view.viewer import running_viewer
+
+    feed = LiveFeed(title)
+    with running_viewer(root, port=o.view_port, live=feed) as url:
+        console.print(f"live cameras: [bold]{url}[/]", highlight=False)
+        yield feed

@@ -2,6 +2,8 @@
 
     create_viewer_app(root)          the FastAPI app (tests drive it with TestClient)
     serve_viewer(root, host, port)   run it with uvicorn until Ctrl-C
+    running_viewer(root, live=feed)  run it in a thread beside a control loop, with its live cameras
+                                     (embodia.view.live: `embodia teleop`)
 
 HTTP surface (all GET; JSON errors are {"error": message} with a 4xx status):
 
@@ -23,7 +25,11 @@ the user visits from reading the files through DNS rebinding. Every path from a 
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +39,7 @@ from fastapi.staticfiles import StaticFiles
 
 from embodia.net import LOOPBACK_HOSTS, is_loopback
 from embodia.view import viewer_data as vd
+from embodia.view.live import LiveFeed, add_live_routes
 from embodia.view.viewer_data import ViewerError, resolve_inside
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -56,8 +63,11 @@ def _host_name(header: str) -> str:
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
-def create_viewer_app(root: str | Path, allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS) -> FastAPI:
-    """The viewer over `root` (a folder). `allowed_hosts`: Host header names to answer (see module doc)."""
+def create_viewer_app(
+    root: str | Path, allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS, live: LiveFeed | None = None
+) -> FastAPI:
+    """The viewer over `root` (a folder). `allowed_hosts`: Host header names to answer (see module doc).
+    `live`: a running loop's feed, shown at #/live."""
     root = Path(root).resolve()
     if not root.is_dir():
         raise ValueError(f"{root}: not a folder")
@@ -92,7 +102,10 @@ def create_viewer_app(root: str | Path, allowed_hosts: tuple[str, ...] = LOOPBAC
 
     @app.get("/api/index")
     def api_index() -> dict[str, Any]:
-        return vd.scan(root)
+        return vd.scan(root) | {"live": None if live is None else live.title}
+
+    if live is not None:
+        add_live_routes(app, live)
 
     @app.get("/api/dataset")
     def api_dataset(path: str = Query(..., description="dataset folder, relative to the root")):
@@ -147,8 +160,8 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve_viewer(root: str | Path, host: str = "127.0.0.1", port: int = 8765, log_level: str = "warning"):
-    """Serve the viewer until interrupted. Loopback addresses only: the viewer has no authentication."""
+def _server(root, host: str, port: int, log_level: str, live: LiveFeed | None = None):
+    """A uvicorn server for the viewer on a bound socket. Loopback only: the viewer has no authentication."""
     import uvicorn
 
     if not is_loopback(host):
@@ -157,7 +170,37 @@ def serve_viewer(root: str | Path, host: str = "127.0.0.1", port: int = 8765, lo
             "under its folder. Bind 127.0.0.1 and reach it from elsewhere through an SSH tunnel "
             "(ssh -L 8765:127.0.0.1:8765 HOST)."
         )
-    app = create_viewer_app(root, allowed_hosts=tuple({*LOOPBACK_HOSTS, host}))
+    app = create_viewer_app(root, allowed_hosts=tuple({*LOOPBACK_HOSTS, host}), live=live)
     sock = _bind(host, port)
-    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="off"))
+    config = uvicorn.Config(app, log_level=log_level, lifespan="off", timeout_graceful_shutdown=2)
+    return uvicorn.Server(config), sock
+
+
+def serve_viewer(root: str | Path, host: str = "127.0.0.1", port: int = 8765, log_level: str = "warning"):
+    """Serve the viewer until interrupted."""
+    server, sock = _server(root, host, port, log_level)
     server.run(sockets=[sock])
+
+
+@contextlib.contextmanager
+def running_viewer(root: str | Path, host: str = "127.0.0.1", port: int = 8765, live: LiveFeed | None = None,
+                   log_level: str = "warning") -> Iterator[str]:  # fmt: skip
+    """The viewer in a background thread while the block runs; yields its URL (the live page with a
+    feed). Port 0 picks a free port. On exit the feed closes (its streams end) and the server stops."""
+    server, sock = _server(root, host, port, log_level, live)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="embodia-viewer", daemon=True
+    )
+    thread.start()
+    while not server.started and thread.is_alive():
+        time.sleep(0.01)
+    bound = sock.getsockname()[1]
+    name = f"[{host}]" if ":" in host else host
+    try:
+        yield f"http://{name}:{bound}/" + ("#/live" if live is not None else "")
+    finally:
+        if live is not None:
+            live.close()
+        server.should_exit = True
+        thread.join(timeout=5)
+        sock.close()

@@ -184,6 +184,7 @@ async function viewIndex() {
     return;
   }
   const sections = [el("h1", {}, "Outputs under this folder")];
+  if (idx.live) sections.push(el("p", {}, "Live now: ", el("a", {href: route("live")}, idx.live)));
   if (idx.truncated) sections.push(el("p", {class: "muted"}, "The folder is large; the search stopped early. Start the viewer in a narrower folder."));
   sections.push(el("h2", {}, `Datasets (${idx.datasets.length})`));
   sections.push(idx.datasets.length ? table(["dataset", "episodes", "frames", "fps", "robot", "data doctor"],
@@ -366,7 +367,44 @@ async function viewRun(params) {
 
 // ------------------------------------------------------------------------------------------ router
 
-const VIEWS = {"": viewIndex, index: viewIndex, dataset: viewDataset, eval: viewEval, run: viewRun};
+// ------------------------------------------------------------------------------------- live (teleop)
+
+// The cameras of a running loop (`embodia teleop`) as MJPEG streams an <img> plays, and its latest state.
+async function viewLive() {
+  const first = await api("live");
+  crumbs([{text: "index", href: "#/"}, {text: "live"}]);
+  const $status = el("p", {class: "muted"});
+  const $state = el("div");
+  const cams = el("div", {class: "videos"});
+  const shown = new Set();
+  function addCameras(names) {
+    for (const cam of names) {
+      if (shown.has(cam)) continue;
+      shown.add(cam);
+      const img = el("img", {class: "live", alt: cam + " camera", src: "/live/stream/" + encodeURIComponent(cam)});
+      cleanup.push(() => { img.src = ""; });  // leaving the view closes the stream
+      cams.append(el("figure", {}, img, el("figcaption", {}, cam)));
+    }
+  }
+  function update(s) {
+    addCameras(s.cameras);
+    $status.textContent = (s.live ? "live" : "ended") + ` - ${s.ticks} ticks`
+      + (s.cameras.length ? "" : " - no cameras on this robot");
+    const rows = [];
+    const n = Math.max((s.state || []).length, (s.action || []).length);
+    for (let i = 0; i < n; i++) rows.push([i, fmt((s.state || [])[i]), fmt((s.action || [])[i])]);
+    $state.replaceChildren(table(["joint", "measured", "sent"], rows));
+    return s.live;
+  }
+  $main.replaceChildren(el("h1", {}, first.title), $status, cams, el("h2", {}, "state"), $state);
+  if (!update(first)) return;
+  const timer = setInterval(async () => {
+    try { if (!update(await api("live"))) clearInterval(timer); } catch (e) { clearInterval(timer); }
+  }, 250);
+  cleanup.push(() => clearInterval(timer));
+}
+
+const VIEWS = {"": viewIndex, index: viewIndex, dataset: viewDataset, eval: viewEval, run: viewRun, live: viewLive};
 
 async function render() {
   for (const f of cleanup) f();

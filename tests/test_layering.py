@@ -6,7 +6,7 @@ Every module belongs to one component: a subpackage (`embodia.sim`) or a top-lev
     0  embodia (the package root), embodia.configs, embodia.runs, embodia.net   shared leaves
     1  embodia.robots
     2  embodia.sim, embodia.policy, embodia.report
-    3  embodia.data, embodia.eval
+    3  embodia.data, embodia.eval, embodia.tasks (the public task API, a facade over sim)
     4  embodia.train, embodia.serve, embodia.view
     5  embodia.recipes                                       drives record / train / eval
     6  embodia.commands
@@ -46,6 +46,7 @@ FLOORS: dict[str, int] = {
     "embodia.report": 2,
     "embodia.data": 3,
     "embodia.eval": 3,
+    "embodia.tasks": 3,
     "embodia.train": 4,
     "embodia.serve": 4,
     "embodia.view": 4,

@@ -293,23 +293,28 @@ def cmd_doctor_data(o: DoctorDataOptions) -> int:
 
 @dataclass(frozen=True)
 class TasksOptions:
-    markdown: bool = opt(False, "print docs/tasks.md")
+    markdown: bool = opt(False, "print docs/tasks.md (the built-in families)")
+    tasks: list[str] = opt(factory=list, help="Python files defining task families (embodia.tasks.TaskFamily), "
+                           "comma-separated", metavar="FILE")  # fmt: skip
 
 
 def cmd_tasks(o: TasksOptions) -> int:
-    """List the tabletop task families, their templates and success predicates."""
+    """List the tabletop task families (built in, and those of --tasks files), their templates and success."""
     from embodia.sim.catalogue import tasks_markdown
     from embodia.sim.tasks import COLORS, DIRECTIONS, FAMILIES
+    from embodia.tasks import load_task_file
 
     if o.markdown:
         print(tasks_markdown(), end="")
         return 0
-    table = Table(title="SO-101 tabletop task families")
+    mine = {name: file for file in o.tasks for name in load_task_file(file)}
+    table = Table(title="SO-101 tabletop task families" + (f" ({len(mine)} from task files)" if mine else ""))
     for col in ("family", "train templates", "held-out templates", "steps", "success"):
         table.add_column(col, overflow="fold")
     for f in FAMILIES.values():
+        name = f"{f.name}\n({mine[f.name]})" if f.name in mine else f.name
         table.add_row(
-            f.name, "\n".join(f.train_templates), "\n".join(f.heldout_templates), str(f.max_steps), f.success
+            name, "\n".join(f.train_templates), "\n".join(f.heldout_templates), str(f.max_steps), f.success
         )
     console.print(table)
     console.print(f"colors: {', '.join(COLORS)}; directions (robot's frame): {', '.join(DIRECTIONS)}")

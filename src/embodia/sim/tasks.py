@@ -13,6 +13,7 @@ the robot's left appears on the right of the image.)
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +33,38 @@ DIRECTIONS: dict[str, tuple[float, float]] = {
 
 
 @dataclass(frozen=True)
+class Slot:
+    """A placeholder of instruction templates ({color}) and the words it takes. `distinct_from`: slots
+    whose value this one must differ from ("stack the {color} block on the {other} block")."""
+
+    name: str
+    values: tuple[str, ...]
+    distinct_from: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", self.name):
+            raise ValueError(f"slot name {self.name!r}: use lowercase letters, digits and _")
+        if not self.values or any(not re.fullmatch(r"[a-z0-9_-]+", v) for v in self.values):
+            raise ValueError(
+                f"slot {self.name!r}: values must be single lowercase words, got {self.values!r}"
+            )
+
+
+# The slots of the built-in families; a user family may name its own (`Slot("side", ("left", "right"))`).
+COLOR = Slot("color", tuple(COLORS))
+OTHER = Slot("other", tuple(COLORS), distinct_from=("color",))
+DIRECTION = Slot("direction", tuple(DIRECTIONS))
+BUILTIN_SLOTS = {s.name: s for s in (COLOR, OTHER, DIRECTION)}
+
+# predicate(scene state, task) -> whether the goal holds at this tick
+Predicate = Callable[["SceneState", "TaskInstance"], bool]
+
+
+@dataclass(frozen=True)
 class TaskFamily:
+    """A family of tasks: instruction templates with slots, split into train and held-out phrasings, and
+    a success predicate over the scene state that must hold `hold_ticks` ticks in a row."""
+
     name: str
     train_templates: tuple[str, ...]
     heldout_templates: tuple[str, ...]
@@ -42,10 +74,43 @@ class TaskFamily:
     # record or evaluate. They share no word with any held-out template (a test checks), so held-out
     # success still measures phrasings the policy has never seen.
     augment_templates: tuple[str, ...] = ()
+    predicate: Predicate | None = None
+    hold_ticks: int = 1
+    slot_defs: tuple[Slot, ...] = ()  # slots beyond the built-in ones (color, other, direction)
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", self.name):
+            raise ValueError(f"task family name {self.name!r}: use lowercase letters, digits and _")
+        if not self.train_templates or not self.heldout_templates:
+            raise ValueError(f"task family {self.name!r} needs train and held-out templates")
+        if not callable(self.predicate):
+            raise ValueError(
+                f"task family {self.name!r} needs a success predicate (a function of state, task)"
+            )
+        if self.max_steps < 1 or self.hold_ticks < 1:
+            raise ValueError(f"task family {self.name!r}: max_steps and hold_ticks must be >= 1")
+        known = {s.name: s for s in self.slot_defs} | {k: v for k, v in BUILTIN_SLOTS.items() if k not in
+                                                       {s.name for s in self.slot_defs}}  # fmt: skip
+        for tpl in self.train_templates + self.heldout_templates + self.augment_templates:
+            used = tuple(dict.fromkeys(re.findall(r"\{(\w+)\}", tpl)))
+            if set(used) != set(self.slots):
+                raise ValueError(f"task family {self.name!r}: template {tpl!r} uses slots {list(used)}, the first "
+                                 f"train template {list(self.slots)}: every template takes the same slots")  # fmt: skip
+            missing = [u for u in used if u not in known]
+            if missing:
+                raise ValueError(
+                    f"task family {self.name!r}: template {tpl!r} uses undefined slot(s) {missing}"
+                )
 
     @property
     def slots(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(re.findall(r"\{(\w+)\}", self.train_templates[0])))
+
+    def slot(self, name: str) -> Slot:
+        for s in self.slot_defs:
+            if s.name == name:
+                return s
+        return BUILTIN_SLOTS[name]
 
     def templates(self, split: str) -> tuple[str, ...]:
         if split == "train":
@@ -55,6 +120,42 @@ class TaskFamily:
         if split == "all":
             return self.train_templates + self.heldout_templates
         raise ValueError(f"unknown template split {split!r}; valid: ['train', 'heldout', 'all']")
+
+
+# ------------------------------------------------------------------------------ success predicates
+# Each built-in family's predicate (the `success` text of its family says the same in words).
+def _lifted(s: SceneState, t: TaskInstance) -> bool:
+    return bool(s.block_pos[t.color][2] - s.block_start[t.color][2] >= 0.05)
+
+
+def _in_bowl(s: SceneState, t: TaskInstance) -> bool:
+    p, v = s.block_pos[t.color], s.block_vel[t.color]
+    inside = np.linalg.norm(p[:2] - s.bowl_pos[:2]) < s.bowl_inner_radius and p[2] < s.bowl_rim_z
+    return bool(inside and np.linalg.norm(v) < 0.02 and not s.gripper_contact[t.color])
+
+
+def _pushed(s: SceneState, t: TaskInstance) -> bool:
+    p, p0 = s.block_pos[t.color], s.block_start[t.color]
+    d = p[:2] - p0[:2]
+    dist = float(np.linalg.norm(d))
+    if dist < 0.08 or p[2] > p0[2] + 0.01:
+        return False
+    cos = float(np.dot(d / dist, np.asarray(DIRECTIONS[t.direction])))
+    return cos >= np.cos(np.radians(45))
+
+
+def _stacked(s: SceneState, t: TaskInstance) -> bool:
+    p, q, v = s.block_pos[t.color], s.block_pos[t.other], s.block_vel[t.color]
+    on_top = np.linalg.norm(p[:2] - q[:2]) < 0.012 and abs(p[2] - q[2] - 2 * s.block_half) < 0.006
+    still = np.linalg.norm(v) < 0.02
+    return bool(
+        on_top and still and not s.gripper_contact[t.color] and q[2] < s.table_z + s.block_half + 0.005
+    )
+
+
+def _touched(s: SceneState, t: TaskInstance) -> bool:
+    p, p0 = s.block_pos[t.color], s.block_start[t.color]
+    return bool(np.linalg.norm(s.tool_pos - p) < 0.03 and np.linalg.norm(p[:2] - p0[:2]) < 0.03)
 
 
 FAMILIES: dict[str, TaskFamily] = {
@@ -81,6 +182,8 @@ FAMILIES: dict[str, TaskFamily] = {
                 "could you pick the {color} block up",
                 "grip the {color} block and hold it up high",
             ),
+            predicate=_lifted,
+            hold_ticks=15,
         ),
         TaskFamily(
             "place",
@@ -105,6 +208,8 @@ FAMILIES: dict[str, TaskFamily] = {
                 "bring the {color} block to the bowl and let go",
                 "the {color} block goes in the bowl",
             ),
+            predicate=_in_bowl,
+            hold_ticks=5,
         ),
         TaskFamily(
             "push",
@@ -130,6 +235,8 @@ FAMILIES: dict[str, TaskFamily] = {
                 "send the {color} block to the {direction}",
                 "give the {color} block a push to the {direction}",
             ),
+            predicate=_pushed,
+            hold_ticks=1,
         ),
         TaskFamily(
             "stack",
@@ -156,6 +263,8 @@ FAMILIES: dict[str, TaskFamily] = {
                 "move the {color} block onto the {other} block",
                 "lift the {color} block and set it down on the {other} block",
             ),
+            predicate=_stacked,
+            hold_ticks=5,
         ),
         TaskFamily(
             "touch",
@@ -179,21 +288,30 @@ FAMILIES: dict[str, TaskFamily] = {
                 "bring the fingers to the {color} block",
                 "put your tip on the {color} block",
             ),
+            predicate=_touched,
+            hold_ticks=15,
         ),
     ]
 }
 
-HOLD_TICKS = {"pick": 15, "place": 5, "push": 1, "stack": 5, "touch": 15}
-
 
 @dataclass(frozen=True)
 class TaskInstance:
+    """One task: a family, its slots' values and the template that phrases it."""
+
     family: str
-    color: str
+    color: str | None = None
     other: str | None = None  # second block (stack)
     direction: str | None = None  # push
     template: int = 0  # index into the family's templates of `split`
     split: str = "train"
+    extra: tuple[tuple[str, str], ...] = ()  # the values of a family's own slots, (name, value) pairs
+
+    @property
+    def values(self) -> dict[str, str]:
+        """Every slot's value ({"color": "red", ...}), the family's own slots included."""
+        builtin = {"color": self.color, "other": self.other, "direction": self.direction}
+        return {k: v for k, v in builtin.items() if v is not None} | dict(self.extra)
 
     @property
     def template_text(self) -> str:
@@ -202,14 +320,15 @@ class TaskInstance:
 
     @property
     def instruction(self) -> str:
-        return self.template_text.format(color=self.color, other=self.other, direction=self.direction)
+        return self.template_text.format(**self.values)
 
     @property
     def colors_needed(self) -> tuple[str, ...]:
-        return (self.color,) if self.other is None else (self.color, self.other)
+        return tuple(c for c in (self.color, self.other) if c is not None)
 
 
 _PLURAL = {"task family": "task families"}
+_KIND = {"other": "color"}  # the word an error uses for a slot's values
 
 
 def _check_choice(kind: str, value, valid) -> None:
@@ -217,42 +336,52 @@ def _check_choice(kind: str, value, valid) -> None:
         raise ValueError(f"unknown {kind} {value!r}; valid {_PLURAL.get(kind, kind + 's')}: {sorted(valid)}")
 
 
-def make_task(
-    family: str,
-    color: str,
-    other: str | None = None,
-    direction: str | None = None,
-    template: int = 0,
-    split: str = "train",
-) -> TaskInstance:
-    """Validated constructor; errors list the valid values."""
+def make_task(family: str, color: str | None = None, other: str | None = None, direction: str | None = None,
+              template: int = 0, split: str = "train", **extra: str) -> TaskInstance:  # fmt: skip
+    """Validated constructor; errors list the valid values. A family's own slots come as keywords."""
     _check_choice("task family", family, FAMILIES)
-    _check_choice("color", color, COLORS)
     fam = FAMILIES[family]
-    if "other" in fam.slots:
-        _check_choice("color", other, COLORS)
-        if other == color:
-            raise ValueError(f"stack needs two different colors, got {color!r} twice")
-    elif other is not None:
-        raise ValueError(f"task family {family!r} takes no second color")
-    if "direction" in fam.slots:
-        _check_choice("direction", direction, DIRECTIONS)
-    elif direction is not None:
-        raise ValueError(f"task family {family!r} takes no direction")
+    given = {
+        k: v
+        for k, v in {"color": color, "other": other, "direction": direction, **extra}.items()
+        if v is not None
+    }
+    for name in given:
+        if name not in fam.slots:
+            raise ValueError(
+                f"task family {family!r} takes no {name}" + (" (a second color)" if name == "other" else "")
+            )
+    for name in fam.slots:
+        slot = fam.slot(name)
+        _check_choice(_KIND.get(name, name), given.get(name), slot.values)
+        for d in slot.distinct_from:
+            if given[name] == given.get(d):
+                raise ValueError(
+                    f"{family} needs two different {_KIND.get(name, name)}s, got {given[name]!r} twice"
+                )
     n = len(fam.templates(split))
     if not 0 <= template < n:
         raise ValueError(f"template index {template} out of range for {family!r} ({split}: {n} templates)")
-    return TaskInstance(family, color, other, direction, template, split)
+    own = tuple(
+        (k, v) for k, v in given.items() if k not in BUILTIN_SLOTS or fam.slot(k) is not BUILTIN_SLOTS[k]
+    )
+    builtin = {k: given.get(k) for k in ("color", "other", "direction") if k not in dict(own)}
+    return TaskInstance(family, builtin.get("color"), builtin.get("other"), builtin.get("direction"), template, split,
+                        own)  # fmt: skip
 
 
 def sample_task(rng: np.random.Generator, family: str, split: str = "train") -> TaskInstance:
+    """Each slot drawn uniformly from its values (in template order, a slot's `distinct_from` excluded),
+    then a template of `split`."""
     _check_choice("task family", family, FAMILIES)
-    colors = list(COLORS)
-    color = str(rng.choice(colors))
-    other = str(rng.choice([c for c in colors if c != color])) if family == "stack" else None
-    direction = str(rng.choice(list(DIRECTIONS))) if family == "push" else None
-    template = int(rng.integers(len(FAMILIES[family].templates(split))))
-    return make_task(family, color, other, direction, template, split)
+    fam = FAMILIES[family]
+    values: dict[str, str] = {}
+    for name in fam.slots:
+        slot = fam.slot(name)
+        taken = {values[d] for d in slot.distinct_from if d in values}
+        values[name] = str(rng.choice([v for v in slot.values if v not in taken]))
+    template = int(rng.integers(len(fam.templates(split))))
+    return make_task(family, template=template, split=split, **values)
 
 
 # Words people wrap around a command that say nothing about the task ("please ...", "... now"). With
@@ -284,9 +413,7 @@ def paraphrases(text: str, carriers: bool = False) -> list[str]:
 
 
 def _template_regex(tpl: str) -> re.Pattern:
-    pattern = re.escape(tpl)
-    pattern = pattern.replace(r"\{color\}", r"(?P<color>\w+)").replace(r"\{other\}", r"(?P<other>\w+)")
-    pattern = pattern.replace(r"\{direction\}", r"(?P<direction>\w+)")
+    pattern = re.sub(r"\\\{(\w+)\\\}", lambda m: f"(?P<{m.group(1)}>[\\w-]+)", re.escape(tpl))
     return re.compile(f"^{pattern}$")
 
 
@@ -299,8 +426,7 @@ def parse_instruction(text: str) -> TaskInstance:
             for i, tpl in enumerate(fam.templates(split)):
                 m = _template_regex(tpl).match(norm)
                 if m:
-                    g = m.groupdict()
-                    return make_task(fam.name, g["color"], g.get("other"), g.get("direction"), i, split)
+                    return make_task(fam.name, template=i, split=split, **m.groupdict())
     examples = [f.templates("train")[0] for f in FAMILIES.values()]
     raise ValueError(
         f"unknown task {text!r}. Task families: {sorted(FAMILIES)}; e.g. "
@@ -332,45 +458,17 @@ class SceneState:
 
 
 class SuccessCheck:
-    """Evaluates one task's predicate tick by tick, with the required hold time."""
+    """Evaluates one task's predicate tick by tick, with its family's hold time."""
 
     def __init__(self, task: TaskInstance):
         self.task = task
-        self.hold = HOLD_TICKS[task.family]
+        fam = FAMILIES[task.family]
+        self.hold, self._predicate = fam.hold_ticks, fam.predicate
         self.count = 0
 
     def reset(self) -> None:
         self.count = 0
 
     def update(self, s: SceneState) -> bool:
-        self.count = self.count + 1 if self._holds(s) else 0
+        self.count = self.count + 1 if self._predicate(s, self.task) else 0
         return self.count >= self.hold
-
-    def _holds(self, s: SceneState) -> bool:
-        t = self.task
-        p, p0, v = s.block_pos[t.color], s.block_start[t.color], s.block_vel[t.color]
-        if t.family == "pick":
-            return p[2] - p0[2] >= 0.05
-        if t.family == "place":
-            inside = np.linalg.norm(p[:2] - s.bowl_pos[:2]) < s.bowl_inner_radius and p[2] < s.bowl_rim_z
-            return bool(inside and np.linalg.norm(v) < 0.02 and not s.gripper_contact[t.color])
-        if t.family == "push":
-            d = p[:2] - p0[:2]
-            dist = float(np.linalg.norm(d))
-            if dist < 0.08 or p[2] > p0[2] + 0.01:
-                return False
-            cos = float(np.dot(d / dist, np.asarray(DIRECTIONS[t.direction])))
-            return cos >= np.cos(np.radians(45))
-        if t.family == "stack":
-            q = s.block_pos[t.other]
-            on_top = np.linalg.norm(p[:2] - q[:2]) < 0.012 and abs(p[2] - q[2] - 2 * s.block_half) < 0.006
-            still = np.linalg.norm(v) < 0.02
-            return bool(
-                on_top
-                and still
-                and not s.gripper_contact[t.color]
-                and q[2] < s.table_z + s.block_half + 0.005
-            )
-        if t.family == "touch":
-            return bool(np.linalg.norm(s.tool_pos - p) < 0.03 and np.linalg.norm(p[:2] - p0[:2]) < 0.03)
-        raise AssertionError(t.family)

@@ -22,7 +22,7 @@ from embodia.robots.kinematics import SO101Kinematics
 from embodia.robots.so101 import GRASP_SITE, GRIPPER_SITE, PAN_AXIS_XY
 from embodia.robots.spec import SO101
 from embodia.sim.scene import BLOCK_HALF, BOWL_RADIUS
-from embodia.sim.tasks import DIRECTIONS
+from embodia.sim.tasks import FAMILIES
 
 OPEN = SO101.gripper.action_open
 CLOSED = SO101.gripper.action_closed
@@ -200,32 +200,22 @@ class TabletopExpert:
         _, rot = self.kin.fk_pose(q)
         return float(np.arcsin(np.clip(-rot[2, 0], -1, 1)))
 
-    def _ticks(self, lo: int, hi: int) -> int:
+    def ticks(self, lo: int, hi: int) -> int:
         return int(self.rng.integers(lo, hi + 1))
 
     def _plan(self) -> list[Callable[[], Goal]]:
         t = self.env.task
-        fam = t.family
-        if fam == "pick":
-            return (
-                self._grasp(t.color) + [self._lift(0.09 + self.rng.uniform(0, 0.03), 25)] + [self._hold(40)]
+        fam = FAMILIES[t.family]
+        if fam.expert is None:
+            raise ValueError(
+                f"task family {t.family!r} has no scripted expert: demonstrate it by hand (`embodia record "
+                "--robot so101 --follower sim --leader PORT`) or give its TaskFamily an expert"
             )
-        if fam == "place":
-            return self._grasp(t.color) + self._carry_and_release(
-                t.color, lambda: self.env.bowl_position(), drop_z=0.055
-            )
-        if fam == "stack":
-            return self._grasp(t.color) + self._carry_and_release(
-                t.color, lambda: self.env.block_position(t.other), drop_z=None, other=t.other
-            )
-        if fam == "push":
-            return self._push(t.color, np.asarray(DIRECTIONS[t.direction]))
-        if fam == "touch":
-            return self._touch(t.color)
-        raise AssertionError(fam)
+        return list(fam.expert(self, t))
 
-    # Segment builders. Each returns closures evaluated when the segment starts.
-    def _grasp(self, color: str) -> list[Callable[[], Goal]]:
+    # Segment builders: the vocabulary of a family's expert (`TaskFamily.expert(kit, task)` gets this
+    # object as `kit`). Each returns closures evaluated when the segment starts, from the scene as it is.
+    def grasp(self, color: str) -> list[Callable[[], Goal]]:
         env, rng = self.env, self.rng
         hover = 0.05 + rng.uniform(0, 0.025)
         off = rng.uniform(-0.003, 0.003, 2)
@@ -242,7 +232,7 @@ class TabletopExpert:
             return Goal(
                 target(hover),
                 OPEN,
-                self._ticks(22, 32),
+                self.ticks(22, 32),
                 plan["pitch"],
                 env.block_yaw(color),
                 jaw_clearance=self._jaw_clearance(color),
@@ -252,36 +242,51 @@ class TabletopExpert:
             return Goal(
                 plan["bottom"],
                 OPEN,
-                self._ticks(14, 20),
+                self.ticks(14, 20),
                 plan["pitch"],
                 env.block_yaw(color),
                 jaw_clearance=self._jaw_clearance(color),
             )
 
-        return [above, down, self._gripper(CLOSED, 8, 12)]
+        return [above, down, self.gripper(CLOSED, 8, 12)]
 
-    def _gripper(self, value: float, lo: int, hi: int) -> Callable[[], Goal]:
-        """Open or close in place: the arm keeps its joints, no IK."""
+    OPEN, CLOSED = OPEN, CLOSED  # the gripper's action values, for experts written against the kit
+
+    def move(self, target, gripper: float | None = None, ticks: tuple[int, int] = (15, 25),
+             pitches: tuple[float, ...] = PITCHES, tip: bool = False) -> Callable[[], Goal]:  # fmt: skip
+        """Move the grasp point (`tip`: the closed fingertips) to `target`, an xyz in metres or a function
+        returning one, evaluated when the segment starts; `gripper` None keeps its opening. The approach
+        pitch is the first of `pitches` (radians below horizontal) the IK reaches."""
 
         def seg():
-            return Goal(self.kin.fk(self._last), value, self._ticks(lo, hi), joints=self._last.copy())
+            pos = np.asarray(target() if callable(target) else target, dtype=np.float64)
+            grip = self._last[5] if gripper is None else gripper
+            return Goal(pos, grip, self.ticks(*ticks), tuple(pitches), tip=tip)
 
         return seg
 
-    def _lift(self, z: float, ticks: int) -> Callable[[], Goal]:
+    def gripper(self, value: float, lo: int, hi: int) -> Callable[[], Goal]:
+        """Open or close in place: the arm keeps its joints, no IK."""
+
+        def seg():
+            return Goal(self.kin.fk(self._last), value, self.ticks(lo, hi), joints=self._last.copy())
+
+        return seg
+
+    def lift(self, z: float, ticks: int) -> Callable[[], Goal]:
         def seg():
             p = self.kin.fk(self._last)
             return Goal(np.array([p[0], p[1], z]), CLOSED, ticks)
 
         return seg
 
-    def _hold(self, ticks: int) -> Callable[[], Goal]:
+    def hold(self, ticks: int) -> Callable[[], Goal]:
         def seg():
             return Goal(self.kin.fk(self._last), self._last[5], ticks, joints=self._last.copy())
 
         return seg
 
-    def _carry_and_release(
+    def carry_and_release(
         self, color: str, where: Callable[[], np.ndarray], drop_z: float | None, other: str | None = None
     ):
         rng = self.rng
@@ -290,7 +295,7 @@ class TabletopExpert:
 
         def lift():
             p = self.kin.fk(self._last)
-            return Goal(np.array([p[0], p[1], carry_z]), CLOSED, self._ticks(15, 22))
+            return Goal(np.array([p[0], p[1], carry_z]), CLOSED, self.ticks(15, 22))
 
         def over():
             # Where the block sits in the hand, measured once it is lifted (it slides against the fixed
@@ -299,7 +304,7 @@ class TabletopExpert:
             held["offset"] = rot.T @ (self.env.block_position(color) - pos)
             w = where()
             return Goal(
-                np.array([w[0], w[1], carry_z]), CLOSED, self._ticks(25, 35), held_offset=held["offset"]
+                np.array([w[0], w[1], carry_z]), CLOSED, self.ticks(25, 35), held_offset=held["offset"]
             )
 
         def lower():
@@ -309,7 +314,7 @@ class TabletopExpert:
             return Goal(
                 np.array([w[0], w[1], z]),
                 CLOSED,
-                self._ticks(15, 22),
+                self.ticks(15, 22),
                 align_yaw=yaw,
                 held_offset=held["offset"],
             )
@@ -321,15 +326,15 @@ class TabletopExpert:
             p, rot = self.kin.fk_pose(self._last)
             away = -rot[:, 2] * np.array([1.0, 1.0, 0.0])
             away /= max(float(np.linalg.norm(away)), 1e-9)
-            return Goal(p + 0.007 * away, OPEN, self._ticks(5, 8), (self._pitch_of(self._last),))
+            return Goal(p + 0.007 * away, OPEN, self.ticks(5, 8), (self._pitch_of(self._last),))
 
         def retreat():
             p = self.kin.fk(self._last)
-            return Goal(np.array([p[0], p[1], p[2] + 0.05]), OPEN, self._ticks(12, 18))
+            return Goal(np.array([p[0], p[1], p[2] + 0.05]), OPEN, self.ticks(12, 18))
 
-        return [lift, over, lower, self._gripper(OPEN, 12, 16), sidestep, retreat, self._hold(30)]
+        return [lift, over, lower, self.gripper(OPEN, 12, 16), sidestep, retreat, self.hold(30)]
 
-    def _push(self, color: str, direction: np.ndarray) -> list[Callable[[], Goal]]:
+    def push(self, color: str, direction: np.ndarray) -> list[Callable[[], Goal]]:
         env, rng = self.env, self.rng
         back = BLOCK_HALF + 0.02 + rng.uniform(0, 0.008)
         distance = 0.15 + rng.uniform(0, 0.02)
@@ -347,11 +352,11 @@ class TabletopExpert:
             plan["dir"] = self._push_direction(color, direction, back, distance)
             plan["start"], plan["block"] = p - back * plan["dir"], p
             s = plan["start"]
-            return Goal(np.array([s[0], s[1], 0.07]), CLOSED, self._ticks(22, 30), tip=True, **blade())
+            return Goal(np.array([s[0], s[1], 0.07]), CLOSED, self.ticks(22, 30), tip=True, **blade())
 
         def start_down():
             s = plan["start"]
-            return Goal(np.array([s[0], s[1], z_push]), CLOSED, self._ticks(14, 18), tip=True, **blade())
+            return Goal(np.array([s[0], s[1], z_push]), CLOSED, self.ticks(14, 18), tip=True, **blade())
 
         steps = 7
 
@@ -370,18 +375,18 @@ class TabletopExpert:
                     reach = float(np.linalg.norm(p[:2] - PAN_AXIS_XY))
                     if travel >= distance - back or reach > _MAX_PUSH_REACH:
                         return Goal(p, CLOSED, 1, joints=self._last.copy())
-                return Goal(np.array([p[0], p[1], z_push]), CLOSED, self._ticks(8, 11), tip=True, **blade())
+                return Goal(np.array([p[0], p[1], z_push]), CLOSED, self.ticks(8, 11), tip=True, **blade())
 
             return seg
 
         def up():
             p = self.kin_tip.fk(self._last)
-            return Goal(np.array([p[0], p[1], 0.08]), CLOSED, self._ticks(12, 18), tip=True)
+            return Goal(np.array([p[0], p[1], 0.08]), CLOSED, self.ticks(12, 18), tip=True)
 
         # The segments after the planned stroke only act when the block fell short of it (an executed
         # stroke that lagged the plan: recovery data); in a clean push they are single held ticks.
         stroke = [make_step(k) for k in range(steps + PUSH_EXTRA_STEPS)]
-        return [start_above, start_down, *stroke, up, self._hold(15)]
+        return [start_above, start_down, *stroke, up, self.hold(15)]
 
     def _push_direction(self, color: str, named: np.ndarray, back: float, distance: float) -> np.ndarray:
         """Push along the named direction, or up to 30 degrees off it when the bowl (which does not move)
@@ -406,7 +411,7 @@ class TabletopExpert:
                 best, best_score = u, score
         return np.array([best[0], best[1], 0.0])
 
-    def _touch(self, color: str) -> list[Callable[[], Goal]]:
+    def touch(self, color: str) -> list[Callable[[], Goal]]:
         env, rng = self.env, self.rng
         off = rng.uniform(-0.004, 0.004, 2)
 
@@ -415,7 +420,7 @@ class TabletopExpert:
             return Goal(
                 np.array([p[0] + off[0], p[1] + off[1], 0.07 + rng.uniform(0, 0.02)]),
                 CLOSED,
-                self._ticks(22, 30),
+                self.ticks(22, 30),
             )
 
         def down():
@@ -423,7 +428,7 @@ class TabletopExpert:
             return Goal(
                 np.array([p[0] + off[0], p[1] + off[1], p[2] + BLOCK_HALF + 0.008]),
                 CLOSED,
-                self._ticks(14, 20),
+                self.ticks(14, 20),
             )
 
-        return [above, down, self._hold(40)]
+        return [above, down, self.hold(40)]

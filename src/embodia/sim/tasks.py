@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -77,6 +78,10 @@ class TaskFamily:
     predicate: Predicate | None = None
     hold_ticks: int = 1
     slot_defs: tuple[Slot, ...] = ()  # slots beyond the built-in ones (color, other, direction)
+    # expert(kit, task) -> the segments of a scripted demonstration; `kit` is the tabletop's expert
+    # (embodia.sim.experts.TabletopExpert: grasp, lift, carry_and_release, push, touch, move, gripper,
+    # hold, with `env` and a seeded `rng`). None: demonstrated by hand only.
+    expert: Callable[[Any, TaskInstance], list] | None = None
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", self.name):
@@ -158,6 +163,29 @@ def _touched(s: SceneState, t: TaskInstance) -> bool:
     return bool(np.linalg.norm(s.tool_pos - p) < 0.03 and np.linalg.norm(p[:2] - p0[:2]) < 0.03)
 
 
+# ------------------------------------------------------------------------------ scripted experts
+# Each built-in family's expert, written against the kit (embodia.sim.experts.TabletopExpert).
+def _pick_expert(kit, t: TaskInstance) -> list:
+    return kit.grasp(t.color) + [kit.lift(0.09 + kit.rng.uniform(0, 0.03), 25)] + [kit.hold(40)]
+
+
+def _place_expert(kit, t: TaskInstance) -> list:
+    return kit.grasp(t.color) + kit.carry_and_release(t.color, lambda: kit.env.bowl_position(), drop_z=0.055)
+
+
+def _push_expert(kit, t: TaskInstance) -> list:
+    return kit.push(t.color, np.asarray(DIRECTIONS[t.direction]))
+
+
+def _stack_expert(kit, t: TaskInstance) -> list:
+    where = lambda: kit.env.block_position(t.other)  # noqa: E731
+    return kit.grasp(t.color) + kit.carry_and_release(t.color, where, drop_z=None, other=t.other)
+
+
+def _touch_expert(kit, t: TaskInstance) -> list:
+    return kit.touch(t.color)
+
+
 FAMILIES: dict[str, TaskFamily] = {
     f.name: f
     for f in [
@@ -183,6 +211,7 @@ FAMILIES: dict[str, TaskFamily] = {
                 "grip the {color} block and hold it up high",
             ),
             predicate=_lifted,
+            expert=_pick_expert,
             hold_ticks=15,
         ),
         TaskFamily(
@@ -209,6 +238,7 @@ FAMILIES: dict[str, TaskFamily] = {
                 "the {color} block goes in the bowl",
             ),
             predicate=_in_bowl,
+            expert=_place_expert,
             hold_ticks=5,
         ),
         TaskFamily(
@@ -236,6 +266,7 @@ FAMILIES: dict[str, TaskFamily] = {
                 "give the {color} block a push to the {direction}",
             ),
             predicate=_pushed,
+            expert=_push_expert,
             hold_ticks=1,
         ),
         TaskFamily(
@@ -264,6 +295,7 @@ FAMILIES: dict[str, TaskFamily] = {
                 "lift the {color} block and set it down on the {other} block",
             ),
             predicate=_stacked,
+            expert=_stack_expert,
             hold_ticks=5,
         ),
         TaskFamily(
@@ -289,6 +321,7 @@ FAMILIES: dict[str, TaskFamily] = {
                 "put your tip on the {color} block",
             ),
             predicate=_touched,
+            expert=_touch_expert,
             hold_ticks=15,
         ),
     ]

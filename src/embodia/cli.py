@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from embodia.commands import COMMANDS, Command, console
+from embodia.commands.common import load_task_files_of
 from embodia.configs import add_options, build, options_markdown, parse_into
 
 DESCRIPTION = (
@@ -47,6 +48,7 @@ def parse(argv: list[str] | None = None) -> tuple[Command, Any]:
 def main(argv: list[str] | None = None) -> int:
     try:
         cmd, options = parse(argv)
+        load_task_files_of(options)  # --tasks FILE: user task families, before anything uses the catalogue
         return int(cmd.run(options) or 0)
     except ValueError as exc:  # bad input: say what was wrong, no traceback
         console.print(f"[bold red]error:[/] {exc}")

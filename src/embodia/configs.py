@@ -108,6 +108,13 @@ def opt(
     return dataclasses.field(default=default, metadata=meta)
 
 
+def task_files() -> Any:
+    """The `--tasks FILE[,FILE]` option: Python files defining task families (embodia.tasks), loaded
+    before the command runs, in its worker processes too, and recorded by path and sha256."""
+    return opt(factory=list, help="Python files defining task families (embodia.tasks), comma-separated",
+               flag="tasks", metavar="FILE")  # fmt: skip
+
+
 def nested(cls: type, help: str = "", cli: bool = True, exclude: tuple[str, ...] = ()) -> Any:  # noqa: A002
     """A sub-config whose fields are options of the same command (flat names: `--paraphrase`);
     `exclude`: its fields that are not options of this command."""

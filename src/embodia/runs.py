@@ -111,6 +111,14 @@ def new_run_dir(command: str, name: str = "run", root: Path | None = None) -> Pa
     return path
 
 
+_TASK_FILES: list[dict] = []  # the task files this process loaded (commands note them: note_task_files)
+
+
+def note_task_files(files: list[dict]) -> None:
+    """The task files ({path, sha256, families}) every manifest written from now on records."""
+    _TASK_FILES[:] = [dict(f) for f in files]
+
+
 def write_manifest(
     run_dir: Path, command: str, inputs: dict[str, Any], seeds: Any = None, **extra: Any
 ) -> Path:
@@ -124,6 +132,7 @@ def write_manifest(
         "versions": package_versions(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        **({"task_files": list(_TASK_FILES)} if _TASK_FILES else {}),
         **extra,
     }
     path = run_dir / "manifest.json"

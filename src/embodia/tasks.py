@@ -23,7 +23,10 @@ positions, velocities and start positions, gripper contacts, the tool point, the
 
 from __future__ import annotations
 
-from embodia.sim.task_files import TaskFileError, load_task_file, loaded_task_files
+from embodia.robots.so101 import PAN_AXIS_XY
+from embodia.sim.objects import SceneObject
+from embodia.sim.scene import BLOCK_HALF
+from embodia.sim.task_files import TaskFileError, load_task_file, loaded_task_files, task_files_record
 from embodia.sim.tasks import (
     COLOR,
     COLORS,
@@ -41,7 +44,7 @@ from embodia.sim.tasks import (
 )
 
 __all__ = [
-    "COLOR", "COLORS", "DIRECTION", "DIRECTIONS", "FAMILIES", "OTHER", "SceneState", "Slot", "TaskFamily",
+    "BLOCK_HALF", "PAN_AXIS_XY", "COLOR", "COLORS", "DIRECTION", "DIRECTIONS", "FAMILIES", "OTHER", "SceneObject", "SceneState", "Slot", "TaskFamily",
     "TaskFileError", "TaskInstance", "load_task_file", "loaded_task_files", "make_task", "parse_instruction",
-    "sample_task",
+    "sample_task", "task_files_record",
 ]  # fmt: skip

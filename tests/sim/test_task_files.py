@@ -71,6 +71,7 @@ def test_a_family_from_a_file_parses_samples_and_is_recorded_by_hash(tmp_path):
         "path": str(path),
         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         "families": ["left_of"],
+        "resolved": str(path.resolve()),
     }
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from embodia.commands.arm import FollowerArm
 from embodia.commands.common import CHECKPOINT_HELP, console
-from embodia.configs import nested, numbers, opt, positive_int, probability
+from embodia.configs import nested, numbers, opt, positive_int, probability, task_files
 from embodia.eval.config import EvalConfig
 from embodia.policy.executor import ExecutionConfig
 
@@ -118,6 +118,7 @@ class RunOptions:
                      choices=("sim", "so101"))  # fmt: skip
     arm: FollowerArm = nested(FollowerArm, "the follower arm (--robot so101)")
     seconds: float = opt(60.0, "how long to act on a real arm (--robot so101)")
+    task_files: list[str] = task_files()
 
 
 def cmd_run(o: RunOptions) -> int:

@@ -6,7 +6,7 @@ import contextlib
 from dataclasses import dataclass
 
 from embodia.commands.common import console
-from embodia.configs import nested, opt, port, positive_int
+from embodia.configs import nested, opt, port, positive_int, task_files
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,7 @@ class TeleopOptions:
         None, "where to write report.json (default: ./embodia_runs/teleop/<time>-<follower>)"
     )
     no_view: bool = opt(False, "do not show the cameras in the browser viewer")
+    task_files: list[str] = task_files()  # --sim: their scene objects are in the simulated scene
     view_port: int = opt(8765, "the viewer's port (loopback only; 0 picks a free one)", parse=port)
 
 

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from embodia.commands.arm import FollowerArm
 from embodia.commands.common import console
-from embodia.configs import nested, opt
+from embodia.configs import nested, opt, task_files
 from embodia.data.record import RecordConfig
 
 
@@ -294,8 +294,7 @@ def cmd_doctor_data(o: DoctorDataOptions) -> int:
 @dataclass(frozen=True)
 class TasksOptions:
     markdown: bool = opt(False, "print docs/tasks.md (the built-in families)")
-    tasks: list[str] = opt(factory=list, help="Python files defining task families (embodia.tasks.TaskFamily), "
-                           "comma-separated", metavar="FILE")  # fmt: skip
+    task_files: list[str] = task_files()
 
 
 def cmd_tasks(o: TasksOptions) -> int:
@@ -307,7 +306,7 @@ def cmd_tasks(o: TasksOptions) -> int:
     if o.markdown:
         print(tasks_markdown(), end="")
         return 0
-    mine = {name: file for file in o.tasks for name in load_task_file(file)}
+    mine = {name: file for file in o.task_files for name in load_task_file(file)}
     table = Table(title="SO-101 tabletop task families" + (f" ({len(mine)} from task files)" if mine else ""))
     for col in ("family", "train templates", "held-out templates", "steps", "success"):
         table.add_column(col, overflow="fold")

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from embodia.commands.arm import FollowerArm
 from embodia.commands.common import CHECKPOINT_HELP, console
-from embodia.configs import nested, opt, positive_float, positive_int
+from embodia.configs import nested, opt, positive_float, positive_int, task_files
 from embodia.configs import port as tcp_port
 from embodia.policy.executor import ExecutionConfig
 
@@ -68,6 +68,7 @@ class McpOptions:
     )
     out: str | None = opt(None, "folder for do() videos (default ./embodia_runs/mcp/<time>-session)")
     no_video: bool = opt(False, "do not write do() videos")
+    task_files: list[str] = task_files()
 
 
 def cmd_mcp(o: McpOptions) -> int:

@@ -28,11 +28,12 @@ from typing import Any, Literal
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from embodia.configs import nested, non_negative, opt, positive_int
+from embodia.configs import nested, non_negative, opt, positive_int, task_files
 from embodia.data.format import VIDEO_PRESETS, DatasetError, features_for, read_json, write_json
 from embodia.data.perturb import ActionNoise, ApproachError, Perturbations
 from embodia.data.writer import DatasetWriter
 from embodia.robots.spec import ACTION, SAWYER, SO101, EmbodimentSpec
+from embodia.sim.task_files import load_task_file, task_files_record
 from embodia.sim.vector import VectorRunner
 
 RECORD_META = "meta/embodia_record.json"
@@ -133,6 +134,8 @@ class RecordConfig:
         metavar="N",
     )
 
+    task_files: list[str] = task_files()
+
     def __post_init__(self) -> None:
         if isinstance(self.perturb, dict):
             object.__setattr__(self, "perturb", PerturbConfig(**self.perturb))
@@ -184,6 +187,8 @@ def record(
         raise ValueError("episodes and num_envs must be positive")
     if cfg.image_size % 2:
         raise ValueError(f"image_size must be even (yuv420p video), got {cfg.image_size}")
+    for path in cfg.task_files:  # before the worlds are built: the suite may name their families
+        load_task_file(path)
     spec, worlds = _worlds(cfg)
     structured = cfg.perturb.structured
     if structured and spec.name != SO101.name:
@@ -247,14 +252,16 @@ def record(
                             writer.add_frame(frame)
                         # Before the commit: a crash after it must not hand this seed out again.
                         next_seed = max(next_seed, episode["seed"] + 1)
-                        write_json(root / RECORD_META, {"next_seed": next_seed})
+                        write_json(
+                            root / RECORD_META, {"next_seed": next_seed, "task_files": task_files_record()}
+                        )
                         writer.save_episode()
                         result.saved += 1
                         result.frames += len(episode["frames"])
                         saved_attempted[0] += 1
                     rate = result.attempted / max(time.perf_counter() - t0, 1e-9)
                     progress.update(bar, advance=1, rate=f"{rate:.2f}")
-    write_json(root / RECORD_META, {"next_seed": first_seed + len(plan)})
+    write_json(root / RECORD_META, {"next_seed": first_seed + len(plan), "task_files": task_files_record()})
     result.seconds = time.perf_counter() - t0
     return result
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from embodia.configs import nested, opt, positive_int
+from embodia.configs import nested, opt, positive_int, task_files
 from embodia.policy.executor import ExecutionConfig
 
 
@@ -25,6 +25,7 @@ class EvalConfig:
     max_steps: int | None = opt(None, "override each episode's step limit", parse=positive_int)
     seed: int = opt(0, "offset of the evaluation seeds (episode j of a task uses 10,000,000 + seed + j)")
     out_dir: str | None = opt(None, "output folder (default: ./embodia_runs/eval/<time>-<suite>)", flag="out")
+    task_files: list[str] = task_files()
 
     def __post_init__(self) -> None:
         if self.image_size % 2:

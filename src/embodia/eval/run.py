@@ -55,6 +55,7 @@ from embodia.eval.suites import Suite, resolve_suite
 from embodia.policy.executor import ExecutionConfig
 from embodia.runs import atomic_write_text, git_sha, new_run_dir, package_versions, write_manifest
 from embodia.sim.progress import measure_text
+from embodia.sim.task_files import load_task_file, task_files_record
 from embodia.sim.vector import VectorRunner
 
 if TYPE_CHECKING:
@@ -123,6 +124,8 @@ def evaluate(
         raise ValueError(f"image_size must be a positive even number (yuv420p video), got {cfg.image_size}")
     if cfg.max_steps is not None and cfg.max_steps <= 0:
         raise ValueError(f"max_steps must be positive, got {cfg.max_steps}")
+    for path in cfg.task_files:  # before the suite is resolved: it may name their families
+        load_task_file(path)
     spec = resolve_suite(cfg.suite, cfg.split)
     embodiment = _suite_embodiment(policy, spec)
     factory = spec.env_factory(embodiment, cfg.image_size, cfg.max_steps)
@@ -176,6 +179,7 @@ def _settings(
         "embodiment": embodiment,
         "checkpoint_hash": str(policy.checkpoint_hash),
         "policy_class": f"{type(policy).__module__}.{type(policy).__qualname__}",
+        "task_files": task_files_record(),
         **_sampler_settings(policy),
     }
 

@@ -55,6 +55,7 @@ GRIPPER_CLOSING = 0.5
 PUSH_DISTANCE = 0.08  # the push family's success distance
 ATTEMPT_RADIUS = 0.05  # a jaw closing this near the named block is a grasp attempt, measured
 GRASP_FAMILIES = ("pick", "place", "stack")
+BUILTIN_FAMILIES = ("pick", "place", "push", "stack", "touch")  # the families these labels know
 
 # Every label `failure()` can return, in pipeline order (reports list them in this order), and what it
 # means. `embodia tasks --markdown` prints this table into docs/tasks.md.
@@ -74,6 +75,8 @@ FAILURE_LABELS: dict[str, str] = {
     "pushed short": "slid, but did not end >= 8 cm along the named direction, flat on the table (push)",
     "knocked away": "the block slid >= 3 cm: touch asks to leave it in place (touch)",
     "not held": "reached, did not stay within 3 cm for 0.5 s (touch)",
+    "not achieved": "the success predicate never held; a task family defined outside embodia (--tasks) gets "
+    "no finer label than this, beside the block-reaching ones when its task names a block",
 }
 
 
@@ -108,6 +111,8 @@ class TaskProgress:
 
     def update(self, s: SceneState) -> None:
         t, self.ticks = self.task, self.ticks + 1
+        if t.color is None:  # a family of the user's about no block: its predicate is all there is
+            return
         p, p0 = s.block_pos[t.color], s.block_start[t.color]
         if self._near(s, t.color):
             self._mark("reached")
@@ -167,8 +172,12 @@ class TaskProgress:
     def failure(self) -> str:
         """Where a failed episode stopped (a key of FAILURE_LABELS). Call it only for a failed episode."""
         family, has = self.task.family, self.stages.__contains__
+        if self.task.color is None:
+            return "not achieved"
         if not has("reached"):
             return "wrong block" if has("other_reached") else "never reached"
+        if family not in BUILTIN_FAMILIES:
+            return "not achieved"
         if family == "touch":
             return "knocked away" if has("moved") else "not held"
         if family == "push":

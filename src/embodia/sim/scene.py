@@ -58,8 +58,12 @@ def _blocks_xml() -> str:
     return "".join(out)
 
 
-def tabletop_mjcf(image_height: int = 96, image_width: int = 96) -> str:
+def tabletop_mjcf(image_height: int = 96, image_width: int = 96, objects=()) -> str:
+    """The scene's MJCF; `objects` (embodia.sim.objects.SceneObject) are added, parked out of sight."""
     timestep = 1.0 / (CONTROL_FPS * SUBSTEPS)
+    parts = [o.xml() for o in objects]
+    assets = "".join(a for a, _ in parts)
+    bodies = "".join(b for _, b in parts)
     return f"""<mujoco model="embodia_so101_tabletop">
   <compiler angle="radian" autolimits="true"/>
   <option timestep="{timestep:.6f}" integrator="implicitfast" cone="elliptic" impratio="10"/>
@@ -78,6 +82,7 @@ def tabletop_mjcf(image_height: int = 96, image_width: int = 96) -> str:
             solref="0.004 1" solimp="0.95 0.99 0.001"/>
     </default>
   </default>
+  {f"<asset>{assets}</asset>" if assets else ""}
   <worldbody>
     <light name="top" pos="0.2 0 1.0" dir="0 0 -1" diffuse="0.5 0.5 0.5" castshadow="false"/>
     <geom name="floor" class="world" type="plane" pos="0 0 {FLOOR_Z}" size="1 1 0.1" rgba="0.3 0.3 0.3 1"/>
@@ -86,6 +91,7 @@ def tabletop_mjcf(image_height: int = 96, image_width: int = 96) -> str:
     {ARM_BODY_XML}
     {_bowl_xml()}
     {_blocks_xml()}
+    {bodies}
   </worldbody>
   <actuator>{ARM_ACTUATORS_XML}</actuator>
 </mujoco>"""

@@ -30,6 +30,7 @@ from gymnasium import spaces
 
 from embodia.robots.so101 import HOME_QPOS, PAN_AXIS_XY
 from embodia.robots.spec import OBS_STATE, SO101, TASK, image_key
+from embodia.sim.objects import PlacedObjects, check_unique
 from embodia.sim.progress import TaskProgress
 from embodia.sim.scene import (
     BLOCK_HALF,
@@ -94,8 +95,18 @@ class TabletopEnv(gym.Env):
         self._max_steps_override = max_episode_steps
         self.render_mode = render_mode
 
-        self.model = mujoco.MjModel.from_xml_string(tabletop_mjcf(self.height, self.width))
+        # Every registered family's objects are in the model (parked when their family is not the task's).
+        self.objects = check_unique([o for f in FAMILIES.values() for o in f.objects])
+        xml = tabletop_mjcf(self.height, self.width, self.objects)
+        try:
+            self.model = mujoco.MjModel.from_xml_string(xml)
+        except ValueError as exc:
+            names = ", ".join(o.name for o in self.objects)
+            raise ValueError(
+                f"the tabletop with the scene objects {names or '(none)'} does not compile: {exc}"
+            ) from None
         self.data = mujoco.MjData(self.model)
+        self._placed = PlacedObjects(self.model, self.objects)
         self.robot = SimSO101(
             self.model,
             self.data,
@@ -163,6 +174,8 @@ class TabletopEnv(gym.Env):
         for _ in range(20):
             mujoco.mj_step(self.model, self.data)
         self.block_start = {c: self.data.xpos[self._block_body[c]].copy() for c in COLORS}
+        self.body_start = self._placed.positions(self.data)
+        self.joint_start = self._placed.joint_values(self.data)
         self.robot.start_episode()
         self._check = SuccessCheck(task)
         self._progress = TaskProgress(task, self.present)
@@ -243,6 +256,29 @@ class TabletopEnv(gym.Env):
     def bowl_position(self) -> np.ndarray:
         return self.data.mocap_pos[0].copy()
 
+    def object_position(self, name: str) -> np.ndarray:
+        """A scene object's origin (by the object's name) or any named body or site inside it."""
+        if name in self._placed.bodies:
+            return self.data.xpos[self._placed.bodies[name]].copy()
+        try:
+            return self.data.site(name).xpos.copy()
+        except KeyError:
+            raise ValueError(
+                f"no scene object, body or site {name!r}; bodies: {sorted(self._placed.bodies)}"
+            ) from None
+
+    def object_rotation(self, name: str) -> np.ndarray:
+        """A scene object's (or its body's) orientation, a 3x3 rotation matrix in the base frame."""
+        if name not in self._placed.bodies:
+            raise ValueError(f"no scene object or body {name!r}; bodies: {sorted(self._placed.bodies)}")
+        return self.data.xmat[self._placed.bodies[name]].reshape(3, 3).copy()
+
+    def joint_value(self, name: str) -> float:
+        """A scene object's hinge (radians) or slide (metres) joint."""
+        if name not in self._placed.joints:
+            raise ValueError(f"no scene-object joint {name!r}; joints: {sorted(self._placed.joints)}")
+        return float(self.data.qpos[self._placed.joints[name]])
+
     def expert_action(self) -> np.ndarray:
         """The scripted expert's next joint-position target (privileged: reads the simulator state)."""
         from embodia.sim.experts import TabletopExpert
@@ -278,6 +314,10 @@ class TabletopEnv(gym.Env):
             gripper_joint=float(self.robot.joint_positions()[SO101.gripper.state_index]),
             block_yaw={c: self.block_yaw(c) for c in COLORS},
             jaw_yaw=self.robot.jaw_yaw(),
+            bodies=self._placed.positions(d) if self.objects else {},
+            body_start=self.body_start,
+            joints=self._placed.joint_values(d) if self.objects else {},
+            joint_start=self.joint_start,
         )
 
     # ------------------------------------------------------------------ internals
@@ -299,8 +339,12 @@ class TabletopEnv(gym.Env):
         self._gripper_geoms = {g for g in range(m.ngeom) if m.geom_bodyid[g] in gripper_bodies}
 
     def _layout_scene(self, rng: np.random.Generator, task: TaskInstance) -> None:
-        """Bowl and four block positions by rejection sampling, then drop at most one distractor."""
-        points = self._sample_points(rng)
+        """The task family's objects (if any: the others are parked), then the bowl and four block
+        positions by rejection sampling clear of them, then drop at most one distractor."""
+        self._placed.park_all(self.data)
+        mine = [o.name for o in FAMILIES[task.family].objects]
+        obstacles = self._placed.place(self.data, rng, mine) if mine else []
+        points = self._sample_points(rng, obstacles)
         yaws = rng.uniform(-np.pi / 4, np.pi / 4, len(COLORS))
         order = rng.permutation(len(COLORS))
         drop_one = rng.random() < 0.5
@@ -322,9 +366,10 @@ class TabletopEnv(gym.Env):
         self.present = tuple(present)
 
     @staticmethod
-    def _sample_points(rng: np.random.Generator) -> list[np.ndarray]:
-        """Rejection-sample the bowl then the four blocks in the reachable sector; if a layout gets stuck,
-        start it over rather than accept overlapping objects."""
+    def _sample_points(rng: np.random.Generator, obstacles=()) -> list[np.ndarray]:
+        """Rejection-sample the bowl then the four blocks in the reachable sector, clear of `obstacles`
+        ((xy, radius) of scene objects); if a layout gets stuck, start it over rather than accept
+        overlapping objects."""
         for _ in range(1000):
             points: list[np.ndarray] = []
             for k in range(1 + len(COLORS)):
@@ -333,7 +378,10 @@ class TabletopEnv(gym.Env):
                     a = rng.uniform(-PLACE_ANGLE, PLACE_ANGLE)
                     p = PAN_AXIS_XY + r * np.array([np.cos(a), np.sin(a)])
                     gaps = [MIN_BOWL_GAP if (i == 0 or k == 0) else MIN_BLOCK_GAP for i in range(len(points))]
-                    if all(np.linalg.norm(p - q) >= g for q, g in zip(points, gaps, strict=True)):
+                    own = BOWL_RADIUS + 0.01 if k == 0 else BLOCK_HALF * 1.5
+                    if all(np.linalg.norm(p - q) >= g for q, g in zip(points, gaps, strict=True)) and all(
+                        np.linalg.norm(p - xy) >= r + own for xy, r in obstacles
+                    ):
                         points.append(p)
                         break
                 else:

@@ -40,8 +40,14 @@ class TaskFileError(ValueError):
 
 
 def loaded_task_files() -> list[dict]:
-    """[{"path", "sha256", "families"}] of every task file loaded in this process, in load order."""
-    return [dict(v) for v in _LOADED.values()]
+    """[{"path", "sha256", "families", "resolved"}] of every task file loaded in this process, in load order
+    ("path" as given, "resolved" absolute: what worker processes load)."""
+    return [dict(v) | {"resolved": str(k)} for k, v in _LOADED.items()]
+
+
+def task_files_record() -> list[dict]:
+    """What metadata and manifests keep of the loaded task files: path as given, sha256, families."""
+    return [{k: f[k] for k in ("path", "sha256", "families")} for f in loaded_task_files()]
 
 
 def load_task_file(path: str | Path) -> list[str]:
@@ -109,7 +115,7 @@ def _try_predicate(path: Path, fam: TaskFamily) -> None:
         if not registered:
             del FAMILIES[fam.name]
     try:
-        out = fam.predicate(resting_scene(), task)
+        out = fam.predicate(resting_scene(fam), task)
         bool(out)
     except Exception as exc:
         raise TaskFileError(f"{_where(path, exc)}: the success predicate of {fam.name!r} failed on a scene at rest "
@@ -120,15 +126,24 @@ def _try_predicate(path: Path, fam: TaskFamily) -> None:
         )
 
 
-def resting_scene() -> SceneState:
-    """A scene state with every block at rest on the table in a row, the bowl beside them."""
+def resting_scene(family: TaskFamily | None = None) -> SceneState:
+    """A scene state with every block at rest on the table in a row, the bowl beside them, and the
+    family's objects at the middle of their regions with their joints at the start of their ranges."""
     from embodia.sim.scene import BLOCK_HALF, BOWL_RADIUS, BOWL_WALL_HEIGHT
     from embodia.sim.tasks import COLORS
 
     pos = {c: np.array([0.15 + 0.04 * i, -0.05, BLOCK_HALF]) for i, c in enumerate(COLORS)}
+    bodies: dict[str, np.ndarray] = {}
+    joints: dict[str, float] = {}
+    for o in family.objects if family is not None else ():
+        middle = np.array([np.mean(o.region[0]), np.mean(o.region[1]), 0.0])
+        names, joint_names = o.names()
+        bodies |= {n: middle.copy() for n in [o.name, *names]}
+        joints |= {j: float(o.joints.get(j, (0.0, 0.0))[0]) for j in joint_names}
     return SceneState(
         block_pos=pos, block_vel={c: np.zeros(3) for c in COLORS}, block_start={c: p.copy() for c, p in pos.items()},
         gripper_contact=dict.fromkeys(COLORS, False), tool_pos=np.array([0.15, 0.0, 0.15]),
         bowl_pos=np.array([0.2, 0.1, 0.0]), table_z=0.0, block_half=BLOCK_HALF, bowl_inner_radius=BOWL_RADIUS,
-        bowl_rim_z=BOWL_WALL_HEIGHT, gripper_joint=0.0,
+        bowl_rim_z=BOWL_WALL_HEIGHT, gripper_joint=0.0, bodies=bodies, body_start=dict(bodies), joints=joints,
+        joint_start=dict(joints),
     )  # fmt: skip

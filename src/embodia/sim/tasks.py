@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from embodia.sim.objects import SceneObject
 
 COLORS: dict[str, tuple[float, float, float, float]] = {
     "red": (0.85, 0.12, 0.10, 1.0),
@@ -82,6 +84,7 @@ class TaskFamily:
     # (embodia.sim.experts.TabletopExpert: grasp, lift, carry_and_release, push, touch, move, gripper,
     # hold, with `env` and a seeded `rng`). None: demonstrated by hand only.
     expert: Callable[[Any, TaskInstance], list] | None = None
+    objects: tuple[SceneObject, ...] = ()  # what the family adds to the tabletop (embodia.sim.objects)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", self.name):
@@ -488,6 +491,12 @@ class SceneState:
     # lines up with the block's faces.
     block_yaw: dict[str, float] | None = None
     jaw_yaw: float | None = None
+    # The task families' scene objects (embodia.sim.objects): every named body's position (an object's
+    # own name: its origin) and every hinge or slide joint's value, now and when the episode started.
+    bodies: dict[str, np.ndarray] = field(default_factory=dict)
+    body_start: dict[str, np.ndarray] = field(default_factory=dict)
+    joints: dict[str, float] = field(default_factory=dict)
+    joint_start: dict[str, float] = field(default_factory=dict)
 
 
 class SuccessCheck:

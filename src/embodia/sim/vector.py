@@ -165,14 +165,21 @@ def _execute(env: gym.Env, command: str, payload: Any) -> Any:
     raise ValueError(f"unknown command {command!r}")
 
 
-def _worker_main(index: int, env_fn: Callable[[], gym.Env], conn: Connection) -> None:
-    """Worker process loop: build the env, then serve commands until close or parent exit."""
+def _worker_main(
+    index: int, env_fn: Callable[[], gym.Env], conn: Connection, task_files: tuple[str, ...] = ()
+) -> None:
+    """Worker process loop: load the parent's task files, build the env, then serve commands until close
+    or parent exit."""
     # Ctrl-C reaches the whole process group. Only the parent should react to it; it then closes the
     # workers in an orderly way. A worker interrupted mid-command would just look like a crash.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     env: gym.Env | None = None
     try:
         try:
+            from embodia.sim.task_files import load_task_file
+
+            for path in task_files:  # user task families, registered before the env is built
+                load_task_file(path)
             env = env_fn()
         except Exception as exc:
             conn.send((_ERR, _error_payload(exc)))
@@ -370,7 +377,10 @@ class VectorRunner:
                 raise self._remote_error(i, _error_payload(exc), "building the env", {}) from exc
 
     def _start_workers(self, env_fns: Sequence[Callable[[], gym.Env]], start_timeout_s: float | None) -> None:
+        from embodia.sim.task_files import loaded_task_files
+
         ctx = mp.get_context("spawn")
+        task_files = tuple(f["resolved"] for f in loaded_task_files())
         try:
             for i, fn in enumerate(env_fns):
                 parent_conn, child_conn = ctx.Pipe(duplex=True)
@@ -378,7 +388,10 @@ class VectorRunner:
                 # a runner nobody closed cannot keep it alive. If this process is killed outright,
                 # the workers see EOF on their pipe and exit on their own.
                 proc = ctx.Process(
-                    target=_worker_main, args=(i, fn, child_conn), name=f"embodia-env-{i}", daemon=True
+                    target=_worker_main,
+                    args=(i, fn, child_conn, task_files),
+                    name=f"embodia-env-{i}",
+                    daemon=True,
                 )
                 try:
                     proc.start()  # pickles `fn`: a lambda fails here, before any child is launched

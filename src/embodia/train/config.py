@@ -21,6 +21,7 @@ from embodia.configs import (
     positive_int,
     positive_numbers,
     probability,
+    task_files,
     to_dict,
 )
 from embodia.policy.model import VLAConfig
@@ -174,6 +175,9 @@ class TrainConfig:
     )
     stop_after: int = opt(0, "testing aid: stop as if killed after this step", cli=False)
     name: str = opt("vla", "the run's name (its folder's suffix)")
+    # Task families of the user's (embodia.tasks): `embodia train` loads them so that --paraphrase knows
+    # their phrasings; checkpoints record them by path and sha256.
+    task_files: list[str] = task_files()
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):

@@ -105,6 +105,7 @@ class Trainer:
             "train_step": self.step,
             "preset": self.cfg.name,
             "commit": self.commit,
+            **({"task_files": [file_record(p) for p in self.cfg.task_files]} if self.cfg.task_files else {}),
         }
         default = self.sources[0].info.name
         return Policy(model, self.embodiments, default, meta, encoder=self.encoder)
@@ -399,3 +400,10 @@ def _progress(console):
         console=console,
         transient=False,
     )
+
+
+def file_record(path: str) -> dict:
+    """A task file as checkpoint metadata keeps it: its path as given and its sha256."""
+    import hashlib
+
+    return {"path": str(path), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}

@@ -11,14 +11,13 @@ crimson cube" runs as a pick of the red block while the policy is given the user
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from embodia.policy.executor import ExecutionConfig, executor_for, step_policy
 from embodia.robots.spec import TASK
-from embodia.sim.tasks import COLORS, DIRECTIONS, FAMILIES, TaskInstance, make_task, parse_instruction
+from embodia.sim.tasks import FAMILIES, TaskInstance, make_task, parse_instruction
 
 
 @dataclass
@@ -33,24 +32,31 @@ class Episode:
 
 
 def all_tasks() -> list[TaskInstance]:
-    """Every instruction the catalogue can express (both template splits)."""
+    """Every instruction the catalogue can express (both template splits), user families included."""
     out = []
     for fam in FAMILIES.values():
+        combos = _slot_values(fam)
         for split in ("train", "heldout"):
             for tpl in range(len(fam.templates(split))):
-                others = [None]
-                directions = [None]
-                for color in COLORS:
-                    if "other" in fam.slots:
-                        others = [c for c in COLORS if c != color]
-                    if "direction" in fam.slots:
-                        directions = list(DIRECTIONS)
-                    for other, direction in itertools.product(others, directions):
-                        out.append(make_task(fam.name, color, other, direction, tpl, split))
+                out.extend(make_task(fam.name, template=tpl, split=split, **values) for values in combos)
     return out
 
 
-_CATALOGUE: tuple[list[TaskInstance], np.ndarray] | None = None
+def _slot_values(fam) -> list[dict[str, str]]:
+    """Every combination of the family's slot values that respects each slot's `distinct_from`."""
+    combos: list[dict[str, str]] = [{}]
+    for name in fam.slots:
+        slot = fam.slot(name)
+        combos = [
+            c | {name: v}
+            for c in combos
+            for v in slot.values
+            if all(c.get(d) != v for d in slot.distinct_from)
+        ]
+    return combos
+
+
+_CATALOGUE: tuple[tuple[str, ...], list[TaskInstance], np.ndarray] | None = None  # (families, tasks, vectors)
 
 
 def interpret(text: str, encoder) -> tuple[TaskInstance, float]:
@@ -60,18 +66,18 @@ def interpret(text: str, encoder) -> tuple[TaskInstance, float]:
         return parse_instruction(text), 1.0
     except ValueError:
         pass
-    if _CATALOGUE is None:
+    if _CATALOGUE is None or _CATALOGUE[0] != tuple(FAMILIES):  # a task file may have added families
         tasks = all_tasks()
         _, _, pooled = encoder.encode([t.instruction for t in tasks])
-        _CATALOGUE = (tasks, pooled.numpy())
-    tasks, pooled = _CATALOGUE
+        _CATALOGUE = (tuple(FAMILIES), tasks, pooled.numpy())
+    _, tasks, pooled = _CATALOGUE
     _, _, q = encoder.encode([text])
     scores = pooled @ q.numpy()[0]
     # Judge each (family, colours, direction) by its mean similarity over all its phrasings: a single
     # template can match on a shared noun ("cube") while the verb says another family.
     groups: dict[tuple, list[int]] = {}
     for i, t in enumerate(tasks):
-        groups.setdefault((t.family, t.color, t.other, t.direction), []).append(i)
+        groups.setdefault((t.family, *sorted(t.values.items())), []).append(i)
     key = max(groups, key=lambda g: float(np.mean(scores[groups[g]])))
     best = max(groups[key], key=lambda i: scores[i])
     return tasks[best], float(scores[best])

@@ -39,5 +39,61 @@ def tasks_markdown() -> str:
         *(f"| {label} | {meaning} |" for label, meaning in FAILURE_LABELS.items()),
         "",
         f"Beside the labels, `embodia eval` measures how far off each episode was. {MEASURE_GUIDE}",
+        "",
+        *YOUR_OWN.splitlines(),
     ]
     return "\n".join(lines) + "\n"
+
+
+YOUR_OWN = """## Your own task families
+
+A task family is a few lines of your own Python, in a file of yours; give the file to any command with
+`--tasks FILE` (`tasks`, `record`, `eval`, `run`, `train`, `teleop`, `mcp`). The built-in families above
+are defined the same way (`src/embodia/sim/tasks.py`).
+
+```python
+from embodia.tasks import TaskFamily
+
+def left_of(state, task):  # the scene state at one tick -> does the goal hold?
+    a, b = state.block_pos[task.color], state.block_pos[task.other]
+    return bool(a[1] - b[1] >= 0.05 and abs(a[0] - b[0]) < 0.05)
+
+LEFT_OF = TaskFamily(
+    "left_of",
+    train_templates=("put the {color} block left of the {other} block",),
+    heldout_templates=("set the {color} cube beside the {other} cube on its left",),
+    max_steps=300,
+    success="the block ends >= 5 cm to the robot's left of the other",
+    predicate=left_of,
+    hold_ticks=5,
+)
+```
+
+- **Templates and slots.** `{color}`, `{other}` (a second, different colour) and `{direction}` (front,
+  back, left, right) are built in; `Slot("side", ("near", "far"))` in `slot_defs` adds your own. Every
+  template of a family uses the same slots. Held-out templates should use words no train template uses,
+  so that evaluating on them measures phrasing generalisation.
+- **Success** is a function of the scene state (`SceneState`: block positions, velocities and rest
+  positions, gripper contacts, the tool point, the bowl, and your objects' bodies and joints) and the
+  task; it must hold `hold_ticks` ticks in a row. The simulator judges it, never the expert.
+- **Objects.** `objects=(SceneObject("drawer", mjcf="drawer.xml", region=((x0, x1), (y0, y1)),
+  yaw=(lo, hi), footprint=r, keep_clear=(...)),)` adds your MJCF (bodies, joints, meshes) or a
+  `SceneObject.box(...)`, placed at random in its region each episode, blocks and bowl kept clear of it,
+  and parked out of sight for other families' tasks. Its bodies and hinge/slide joints are in
+  `state.bodies` / `state.joints`. Meshes render and collide slower than primitives on a CPU.
+- **An expert** (optional) `expert(kit, task)` returns the segments of a demonstration, built from the
+  expert kit of the built-in families: `kit.grasp(color)`, `kit.carry_and_release(color, where,
+  drop_z)`, `kit.push(color, direction)`, `kit.touch(color)`, `kit.move(target, gripper, ticks,
+  tip=...)`, `kit.lift(z, ticks)`, `kit.gripper(kit.OPEN | kit.CLOSED, lo, hi)`, `kit.hold(ticks)`,
+  with `kit.env` (positions: `block_position`, `bowl_position`, `object_position`, `object_rotation`,
+  `joint_value`) and a seeded `kit.rng`. Without one, demonstrate the family by hand (`embodia record
+  --robot so101 --follower sim --leader PORT`).
+- **What is checked when the file loads**: each family's fields, and its predicate on a scene at rest
+  (it must return a truth value without raising). A file that fails names the file and the line.
+  The file is loaded in every worker process too, and recorded by path and sha256 in the dataset
+  (`meta/embodia_record.json`), the checkpoint's metadata, `results.json` and every run's manifest.
+
+Two worked examples ship in `examples/tasks/`: `beside.py` (put a block on a named side of another: a
+relational family on the built-in blocks) and `drawer.py` with `drawer.xml` (open a drawer: an
+articulated object of its own). `python benchmarks/task_family.py FAMILY --tasks FILE` measures a family's
+expert, a still and a random policy over 100 seeds, and the simulator's rates with its scene."""

@@ -343,6 +343,10 @@ class TabletopEnv(gym.Env):
         positions by rejection sampling clear of them, then drop at most one distractor."""
         self._placed.park_all(self.data)
         mine = [o.name for o in FAMILIES[task.family].objects]
+        missing = [n for n in mine if n not in self._placed.objects]
+        if missing:
+            raise ValueError(f"task family {task.family!r} needs the scene objects {missing}, which this env was "
+                             "built without: load its task file before building the env")  # fmt: skip
         obstacles = self._placed.place(self.data, rng, mine) if mine else []
         points = self._sample_points(rng, obstacles)
         yaws = rng.uniform(-np.pi / 4, np.pi / 4, len(COLORS))

@@ -16,7 +16,6 @@ The arm is connected once, for the session; `close` sends it to rest, then torqu
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,16 +26,16 @@ from embodia.eval.real import check_execution, run_on_robot
 from embodia.policy.executor import ExecutionConfig
 from embodia.robots.rate import LoopClock
 from embodia.serve.tool_args import (
-    ARM_NAMES,
     DEFAULT_FREE_STEPS,
     GRIP,
-    JOINT_SPEED,
-    SETTLE_TICKS,
     RobotError,
     ToolOutput,
+    arm_state,
     catalogue_families,
     check_pitch,
     check_xyz,
+    drive,
+    grasp_kinematics,
     instruction_text,
     png,
     rounded,
@@ -245,12 +244,7 @@ class ArmTools:
     # ------------------------------------------------------------------ internals
     @property
     def kinematics(self):
-        if self._kin is None:
-            from embodia.robots.kinematics import SO101Kinematics
-            from embodia.robots.so101 import GRASP_SITE
-
-            self._kin = SO101Kinematics(site=GRASP_SITE)
-        return self._kin
+        return grasp_kinematics()
 
     def _measured(self) -> np.ndarray:
         return np.asarray(self.robot.get_observation()["observation.state"], np.float64)
@@ -259,18 +253,12 @@ class ArmTools:
         return self.kinematics.fk(q[:5])
 
     def _state(self, q) -> dict[str, Any]:
-        q = np.asarray(q, np.float64)
-        span = GRIP.state_open - GRIP.state_closed
-        opening = float(np.clip((q[GRIP.state_index] - GRIP.state_closed) / span, 0.0, 1.0))
         return {
             "instruction": self.instruction,
-            "joints_rad": {n: round(float(v), 4) for n, v in zip(ARM_NAMES, q[:5], strict=True)},
-            "gripper": {
-                "position_rad": round(float(q[GRIP.state_index]), 4),
-                "opening": round(opening, 3),  # 0 closed .. 1 open
-                "state": "open" if opening > 0.85 else "closed" if opening < 0.15 else "partly open",
-            },
-            "tool_xyz_m": rounded(self._fk(q)),  # from the joint encoders through the arm's model
+            **arm_state(q),
+            "tool_xyz_m": rounded(
+                self._fk(np.asarray(q, np.float64))
+            ),  # from the joint encoders through the arm's model
             "objects_xyz_m": None,
             "objects_note": REAL_ARM_NOTE,
             "ticks_since_reset": self._ticks,
@@ -287,26 +275,11 @@ class ArmTools:
         return ToolOutput(data)
 
     def _drive(self, goal: np.ndarray, settle_joint: int | None = None) -> int:
-        """From the goal held now to `goal` at JOINT_SPEED per tick, paced by the robot, then let the
-        servos converge (a gripper closing on an object stops moving before its goal)."""
-        start = self._command.copy()
-        n = max(1, math.ceil(float(np.max(np.abs(goal - start))) / JOINT_SPEED))
+        """From the goal held now to `goal`, paced by the robot's clock, then let the servos converge."""
         clock = LoopClock(self.robot)  # ticks from now on, not from the end of the previous call
-        ticks = 0
-        for i in range(1, n + 1):
-            self._send(start + (goal - start) * (i / n), clock)
-            ticks += 1
-        prev = self._measured()
-        for _ in range(SETTLE_TICKS):
-            self._send(goal, clock)
-            ticks += 1
-            q = self._measured()
-            moving, prev = np.abs(q - prev), q
-            if settle_joint is not None:
-                if moving[settle_joint] < 2e-3:
-                    break
-            elif np.max(np.abs(q[:5] - goal[:5])) < 5e-3 and np.max(moving[:5]) < 1e-3:
-                break
+        ticks = drive(
+            self._command.copy(), goal, lambda a: self._send(a, clock), self._measured, settle_joint
+        )
         self._ticks += ticks
         return ticks
 

@@ -14,7 +14,6 @@ worker thread, which also keeps MuJoCo's GL context on a single thread).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +22,17 @@ import numpy as np
 from embodia.policy.executor import ExecutionConfig, executor_for, step_policy
 from embodia.robots.spec import TASK
 from embodia.serve.tool_args import (
-    ARM_NAMES,
     DEFAULT_FREE_STEPS,
     GRIP,
-    JOINT_SPEED,
-    SETTLE_TICKS,
     RobotError,
     ToolOutput,
+    arm_state,
     catalogue_families,
     catalogue_hint,
     check_pitch,
     check_xyz,
+    drive,
+    grasp_kinematics,
     instruction_text,
     png,
     rounded,
@@ -332,32 +331,19 @@ class RobotTools:
     # ------------------------------------------------------------------ internals
     @property
     def kinematics(self):
-        if self._kin is None:
-            from embodia.robots.kinematics import SO101Kinematics
-            from embodia.robots.so101 import GRASP_SITE
-
-            # The same point that tool_position() reports and that a grasped block's centre ends up at.
-            self._kin = SO101Kinematics(site=GRASP_SITE)
-        return self._kin
+        return grasp_kinematics()  # the point tool_position() reports and a grasped block's centre ends up at
 
     def _state(self) -> dict[str, Any]:
         env = self.env
-        q = env.joint_positions()
-        span = GRIP.state_open - GRIP.state_closed
-        opening = float(np.clip((q[GRIP.state_index] - GRIP.state_closed) / span, 0.0, 1.0))
+        arm = arm_state(env.joint_positions())
         touching = [c for c, hit in env.scene_state().gripper_contact.items() if hit and c in env.present]
         objects = {f"{c}_block": rounded(env.block_position(c)) for c in env.present}
         objects["bowl"] = rounded(env.bowl_position())
         return {
             "instruction": self.instruction,
             "scene_task": env.task.instruction if env.task else None,
-            "joints_rad": {n: round(float(v), 4) for n, v in zip(ARM_NAMES, q[:5], strict=True)},
-            "gripper": {
-                "position_rad": round(float(q[GRIP.state_index]), 4),
-                "opening": round(opening, 3),  # 0 closed .. 1 open
-                "state": "open" if opening > 0.85 else "closed" if opening < 0.15 else "partly open",
-                "touching": touching,
-            },
+            "joints_rad": arm["joints_rad"],
+            "gripper": arm["gripper"] | {"touching": touching},
             "tool_xyz_m": rounded(env.tool_position()),
             # Simulator ground truth (a real arm would have to estimate these from the cameras).
             "objects_xyz_m": objects,
@@ -383,28 +369,8 @@ class RobotTools:
         return np.asarray(self.env.data.ctrl[:6], np.float64).copy()
 
     def _drive(self, goal: np.ndarray, settle_joint: int | None = None) -> int:
-        """Step the env from the current command to `goal` at JOINT_SPEED, then let the servos converge.
-
-        Returns the ticks used. With `settle_joint`, stop once that joint stops moving (a gripper
-        closing on a block never reaches its commanded value)."""
-        start = self._command()
-        n = max(1, math.ceil(float(np.max(np.abs(goal - start))) / JOINT_SPEED))
-        ticks = 0
-        for i in range(1, n + 1):
-            self.env.step(start + (goal - start) * (i / n))
-            ticks += 1
-        prev = self.env.joint_positions()
-        for _ in range(SETTLE_TICKS):
-            self.env.step(goal)
-            ticks += 1
-            q = self.env.joint_positions()
-            moving = np.abs(q - prev)
-            prev = q
-            if settle_joint is not None:
-                if moving[settle_joint] < 2e-3:
-                    break
-            elif np.max(np.abs(q[:5] - goal[:5])) < 5e-3 and np.max(moving[:5]) < 1e-3:
-                break
+        """Step the env from the current command to `goal`, then let the servos converge (tool_args.drive)."""
+        ticks = drive(self._command(), goal, self.env.step, self.env.joint_positions, settle_joint)
         self._ticks += ticks
         return ticks
 

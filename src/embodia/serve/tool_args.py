@@ -4,8 +4,10 @@ it gets, and the task catalogue as it is described to it."""
 
 from __future__ import annotations
 
+import functools
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,3 +131,50 @@ def catalogue_hint() -> str:
         f"Known skills (list_skills() has more): {examples}. Colors: {', '.join(COLORS)}; "
         f"directions: {', '.join(DIRECTIONS)}."
     )
+
+
+def arm_state(q) -> dict[str, Any]:
+    """Joints (rad) and the gripper (position, opening 0 closed .. 1 open, in words) of a joint vector."""
+    q = np.asarray(q, np.float64)
+    span = GRIP.state_open - GRIP.state_closed
+    opening = float(np.clip((q[GRIP.state_index] - GRIP.state_closed) / span, 0.0, 1.0))
+    return {
+        "joints_rad": {n: round(float(v), 4) for n, v in zip(ARM_NAMES, q[:5], strict=True)},
+        "gripper": {
+            "position_rad": round(float(q[GRIP.state_index]), 4),
+            "opening": round(opening, 3),
+            "state": "open" if opening > 0.85 else "closed" if opening < 0.15 else "partly open",
+        },
+    }
+
+
+@functools.cache
+def grasp_kinematics():
+    """The SO-101's kinematics at the grasp point (between the jaws: what move_to aims and
+    tool_position reports), built once per process."""
+    from embodia.robots.kinematics import SO101Kinematics
+    from embodia.robots.so101 import GRASP_SITE
+
+    return SO101Kinematics(site=GRASP_SITE)
+
+
+def drive(start: np.ndarray, goal: np.ndarray, step: Callable[[np.ndarray], None],
+          measured: Callable[[], np.ndarray], settle_joint: int | None = None) -> int:  # fmt: skip
+    """Command `start` -> `goal` at JOINT_SPEED per tick (`step(action)` is one tick), then hold `goal`
+    until the servos converge, at most SETTLE_TICKS. With `settle_joint`, until that joint stops moving
+    (a gripper closing on an object never reaches its goal). Returns the ticks used."""
+    n = max(1, math.ceil(float(np.max(np.abs(goal - start))) / JOINT_SPEED))
+    for i in range(1, n + 1):
+        step(start + (goal - start) * (i / n))
+    ticks, prev = n, measured()
+    for _ in range(SETTLE_TICKS):
+        step(goal)
+        ticks += 1
+        q = measured()
+        moving, prev = np.abs(q - prev), q
+        if settle_joint is not None:
+            if moving[settle_joint] < 2e-3:
+                break
+        elif np.max(np.abs(q[:5] - goal[:5])) < 5e-3 and np.max(moving[:5]) < 1e-3:
+            break
+    return ticks

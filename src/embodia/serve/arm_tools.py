@@ -33,10 +33,13 @@ from embodia.serve.tool_args import (
     arm_state,
     catalogue_families,
     check_pitch,
+    check_seed,
     check_xyz,
     drive,
     grasp_kinematics,
+    ik_goal,
     instruction_text,
+    moved,
     png,
     rounded,
     step_limit,
@@ -176,28 +179,9 @@ class ArmTools:
     def move_to(self, x: float, y: float, z: float, pitch_deg: float | None = None) -> ToolOutput:
         """Move the grasp point to (x, y, z) metres in the robot base frame (inverse kinematics)."""
         target = check_xyz(x, y, z)
-        pitch = check_pitch(pitch_deg)
-        from embodia.robots.kinematics import UnreachableError
-
-        try:
-            q = self.kinematics.move_to(*target, pitch=pitch, q_init=self._measured())
-        except UnreachableError as exc:
-            raise RobotError(str(exc)) from None
-        goal = self._command.copy()
-        goal[:5] = q[:5]
+        goal = ik_goal(target, check_pitch(pitch_deg), self._measured(), self._command)
         ticks = self._drive(goal)
-        reached = self._fk(self._measured())
-        err = float(np.linalg.norm(reached - target))
-        ok = err <= 0.02
-        where = f"{rounded(reached, 3)} m by the joint encoders"
-        summary = (
-            f"moved to {where}, {err * 100:.1f} cm from the target"
-            if ok
-            else f"stopped at {where}, {err * 100:.1f} cm short of the target (blocked by the table or an object?)"
-        )
-        data = {"target_m": rounded(target), "reached_m": rounded(reached), "error_m": round(err, 4),
-                "reached": ok, "ticks": ticks, "summary": summary}  # fmt: skip
-        return ToolOutput(data)
+        return moved(target, self._fk(self._measured()), ticks, " by the joint encoders")
 
     def open_gripper(self) -> ToolOutput:
         return self._gripper(GRIP.action_open, "opened")
@@ -207,10 +191,7 @@ class ArmTools:
 
     def reset(self, task: str | None = None, seed: int | None = None) -> ToolOutput:
         """The arm to its home pose; `task` becomes the current instruction. The table is a person's job."""
-        if seed is not None and (
-            isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31
-        ):
-            raise RobotError(f"seed must be an integer in 0..{2**31 - 1}, got {seed!r}")
+        check_seed(seed)
         text = instruction_text(task) if task is not None and str(task).strip() else None
         if hasattr(self.robot, "go_to_rest"):
             self.robot.go_to_rest()

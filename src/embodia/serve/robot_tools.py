@@ -30,10 +30,13 @@ from embodia.serve.tool_args import (
     catalogue_families,
     catalogue_hint,
     check_pitch,
+    check_seed,
     check_xyz,
     drive,
     grasp_kinematics,
+    ik_goal,
     instruction_text,
+    moved,
     png,
     rounded,
     step_limit,
@@ -240,34 +243,9 @@ class RobotTools:
     def move_to(self, x: float, y: float, z: float, pitch_deg: float | None = None) -> ToolOutput:
         """Move the grasp point (between the jaws) to (x, y, z) metres in the robot base frame."""
         target = check_xyz(x, y, z)
-        pitch = check_pitch(pitch_deg)
-        from embodia.robots.kinematics import UnreachableError
-
-        try:
-            q = self.kinematics.move_to(*target, pitch=pitch, q_init=self.env.joint_positions())
-        except UnreachableError as exc:
-            raise RobotError(str(exc)) from None
-        goal = self._command()
-        goal[:5] = q[:5]
+        goal = ik_goal(target, check_pitch(pitch_deg), self.env.joint_positions(), self._command())
         ticks = self._drive(goal)
-        reached = self.env.tool_position()
-        err = float(np.linalg.norm(reached - target))
-        ok = err <= 0.02
-        summary = (
-            f"moved to {rounded(reached, 3)} m, {err * 100:.1f} cm from the target"
-            if ok
-            else f"stopped at {rounded(reached, 3)} m, {err * 100:.1f} cm short of the target (blocked by the "
-            "table or an object?)"
-        )
-        data = {
-            "target_m": rounded(target),
-            "reached_m": rounded(reached),
-            "error_m": round(err, 4),
-            "reached": ok,
-            "ticks": ticks,
-            "summary": summary,
-        }
-        return ToolOutput(data)
+        return moved(target, self.env.tool_position(), ticks)
 
     def open_gripper(self) -> ToolOutput:
         return self._gripper(GRIP.action_open, "opened")
@@ -277,8 +255,7 @@ class RobotTools:
 
     def reset(self, task: str | None = None, seed: int | None = None) -> ToolOutput:
         """A new scene: `task` is an instruction (any phrasing) or a family name; None draws one."""
-        if seed is not None and (isinstance(seed, bool) or not 0 <= int(seed) < 2**31):
-            raise RobotError(f"seed must be an integer in 0..{2**31 - 1}, got {seed!r}")
+        seed = check_seed(seed)
         seed = int(self._rng.integers(2**31)) if seed is None else int(seed)
         options: dict[str, Any] = {}
         text = None

@@ -178,3 +178,34 @@ def drive(start: np.ndarray, goal: np.ndarray, step: Callable[[np.ndarray], None
         elif np.max(np.abs(q[:5] - goal[:5])) < 5e-3 and np.max(moving[:5]) < 1e-3:
             break
     return ticks
+
+
+def ik_goal(target: np.ndarray, pitch: float | None, q_now: np.ndarray, command: np.ndarray) -> np.ndarray:
+    """The joint goal that puts the grasp point at `target` (the gripper kept as commanded); an unreachable
+    target is a RobotError naming the nearest reachable point."""
+    from embodia.robots.kinematics import UnreachableError
+
+    try:
+        q = grasp_kinematics().move_to(*target, pitch=pitch, q_init=q_now)
+    except UnreachableError as exc:
+        raise RobotError(str(exc)) from None
+    goal = np.asarray(command, np.float64).copy()
+    goal[:5] = q[:5]
+    return goal
+
+
+def moved(target: np.ndarray, reached: np.ndarray, ticks: int, how: str = "") -> ToolOutput:
+    """move_to's answer: where the grasp point got (`how`: how that was measured), within 2 cm or not."""
+    err = float(np.linalg.norm(reached - target))
+    ok = err <= 0.02
+    where = f"{rounded(reached, 3)} m{how}"
+    summary = (f"moved to {where}, {err * 100:.1f} cm from the target" if ok else
+               f"stopped at {where}, {err * 100:.1f} cm short of the target (blocked by the table or an object?)")  # fmt: skip
+    return ToolOutput({"target_m": rounded(target), "reached_m": rounded(reached), "error_m": round(err, 4),
+                       "reached": ok, "ticks": ticks, "summary": summary})  # fmt: skip
+
+
+def check_seed(seed) -> int | None:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31):
+        raise RobotError(f"seed must be an integer in 0..{2**31 - 1}, got {seed!r}")
+    return seed

@@ -59,3 +59,25 @@ def lerobot_policies(lerobot_python, tmp_path_factory) -> dict[str, Path]:
     folders = {t: root / t for t in LEROBOT_TYPES}
     folders["act_degrees"] = root / "degrees" / "act"
     return folders
+
+
+# ------------------------------------------------------------------------------ cameras without cameras
+@pytest.fixture
+def camera_files(tmp_path) -> str:
+    """`--cameras` for two short MJPG videos standing in for a front and a wrist camera (OpenCV reads a
+    video file like a device)."""
+    cv2 = pytest.importorskip("cv2", reason="OpenCV comes with the dev extra")
+    import numpy as np
+
+    def video(path, color) -> str:
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (128, 96))
+        for k in range(30):
+            img = np.full((96, 128, 3), color, np.uint8)
+            img[:, (4 * k) % 128] = 255  # a moving line
+            writer.write(img)
+        writer.release()
+        return str(path)
+
+    return (
+        f"front={video(tmp_path / 'f.avi', (40, 80, 120))},wrist={video(tmp_path / 'w.avi', (120, 80, 40))}"
+    )

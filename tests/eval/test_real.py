@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from embodia.cli import main
@@ -15,25 +14,12 @@ cv2 = pytest.importorskip("cv2", reason="OpenCV comes with the dev extra")
 pytest.importorskip("scservo_sdk", reason="feetech-servo-sdk comes with the dev extra")
 
 
-def _video(path, color) -> str:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (128, 96))
-    for k in range(30):
-        img = np.full((96, 128, 3), color, np.uint8)
-        img[:, (4 * k) % 128] = 255
-        writer.write(img)
-    writer.release()
-    return str(path)
-
-
-def test_base_acts_on_the_emulated_follower(tmp_path, monkeypatch, capsys):
+def test_base_acts_on_the_emulated_follower(tmp_path, camera_files, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    cams = (
-        f"front={_video(tmp_path / 'f.avi', (40, 80, 120))},wrist={_video(tmp_path / 'w.avi', (120, 80, 40))}"
-    )
     with BusEmulator() as bus:
         calibrate_emulated(bus, "follower", "F", tmp_path)
         rc = main(["run", "pick up the red block", "--robot", "so101", "--follower", bus.port, "--follower-id", "F",
-                   "--calibration-dir", str(tmp_path), "--cameras", cams, "--seconds", "3"])  # fmt: skip
+                   "--calibration-dir", str(tmp_path), "--cameras", camera_files, "--seconds", "3"])  # fmt: skip
         assert rc == 0, capsys.readouterr().out
         assert bus.violations == [] and len(bus.goals) >= 6
         assert all(s.get("Torque_Enable") == 0 for s in bus.servos.values())
@@ -46,21 +32,20 @@ def test_base_acts_on_the_emulated_follower(tmp_path, monkeypatch, capsys):
     assert "ticks missed" in capsys.readouterr().out
 
 
-def test_a_served_policy_acts_on_the_emulated_follower_asynchronously(tmp_path, monkeypatch, capsys):
+def test_a_served_policy_acts_on_the_emulated_follower_asynchronously(
+    tmp_path, camera_files, monkeypatch, capsys
+):
     """`embodia serve` on one side, the arm on the other: the runner fetches each chunk over the wire 2
     ticks before it is due while the follower keeps executing."""
     from embodia.policy.loading import load_policy
     from embodia.serve.server import running_server
 
     monkeypatch.chdir(tmp_path)
-    cams = (
-        f"front={_video(tmp_path / 'f.avi', (40, 80, 120))},wrist={_video(tmp_path / 'w.avi', (120, 80, 40))}"
-    )
     with running_server(load_policy("base")) as url, BusEmulator() as bus:
         calibrate_emulated(bus, "follower", "F", tmp_path)
         rc = main(["run", "pick up the red block", "--robot", "so101", "--checkpoint", url, "--replan-every", "6", "--delay", "2",
                    "--follower", bus.port, "--follower-id", "F", "--calibration-dir", str(tmp_path),
-                   "--cameras", cams, "--seconds", "2"])  # fmt: skip
+                   "--cameras", camera_files, "--seconds", "2"])  # fmt: skip
         assert rc == 0, capsys.readouterr().out
         assert bus.violations == [] and len(bus.goals) >= 6
         assert all(s.get("Torque_Enable") == 0 for s in bus.servos.values())
@@ -88,18 +73,17 @@ def test_an_impossible_schedule_is_refused_before_the_arm_moves(tmp_path, capsys
         assert bus.instructions == before  # not one packet reached the servos
 
 
-def test_real_arm_evaluation_with_human_labels(tmp_path):
+def test_real_arm_evaluation_with_human_labels(tmp_path, camera_files):
     from embodia.commands.arm import FollowerArm
     from embodia.eval.real import evaluate_on_robot
     from embodia.policy.loading import load_policy
 
-    cams = (
-        f"front={_video(tmp_path / 'f.avi', (40, 80, 120))},wrist={_video(tmp_path / 'w.avi', (120, 80, 40))}"
-    )
     policy = load_policy("base")
     with BusEmulator() as bus:
         calibrate_emulated(bus, "follower", "F", tmp_path)
-        arm = FollowerArm(follower=bus.port, follower_id="F", calibration_dir=str(tmp_path), cameras=cams)
+        arm = FollowerArm(
+            follower=bus.port, follower_id="F", calibration_dir=str(tmp_path), cameras=camera_files
+        )
         readied, labels = [], iter([True, False, True])
         with arm.build(96) as follower:
             result = evaluate_on_robot(policy, follower, "pick up the red block", 3, 1.0, readied.append,
@@ -112,20 +96,17 @@ def test_real_arm_evaluation_with_human_labels(tmp_path):
     assert all(ep["timing"]["ticks"] >= 1 for ep in result.episodes)
 
 
-def test_eval_on_the_arm_at_the_terminal(tmp_path):
+def test_eval_on_the_arm_at_the_terminal(tmp_path, camera_files):
     import os
     import subprocess
     import sys
     import threading
     import time
 
-    cams = (
-        f"front={_video(tmp_path / 'f.avi', (40, 80, 120))},wrist={_video(tmp_path / 'w.avi', (120, 80, 40))}"
-    )
     with BusEmulator() as bus:
         calibrate_emulated(bus, "follower", "F", tmp_path)
         args = [sys.executable, "-m", "embodia.cli", "eval", "base", "--robot", "so101", "--follower", bus.port,
-                "--follower-id", "F", "--calibration-dir", str(tmp_path), "--cameras", cams, "--instruction",
+                "--follower-id", "F", "--calibration-dir", str(tmp_path), "--cameras", camera_files, "--instruction",
                 "pick up the red block", "--episodes", "2", "--episode-s", "1", "--out", str(tmp_path / "ev")]  # fmt: skip
         proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 env={**os.environ, "COLUMNS": "200"})  # fmt: skip

@@ -9,7 +9,6 @@ import os
 import sys
 
 import anyio
-import numpy as np
 import pytest
 from mcp import Client, StdioServerParameters
 
@@ -20,30 +19,19 @@ cv2 = pytest.importorskip("cv2", reason="OpenCV comes with the dev extra")
 pytest.importorskip("scservo_sdk", reason="feetech-servo-sdk comes with the dev extra")
 
 
-def _video(path, color) -> str:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (128, 96))
-    for k in range(30):
-        img = np.full((96, 128, 3), color, np.uint8)
-        img[:, (4 * k) % 128] = 255
-        writer.write(img)
-    writer.release()
-    return str(path)
-
-
 @pytest.fixture
-def arm(tmp_path):
+def arm(tmp_path, camera_files):
     """An emulated follower whose servos move a MuJoCo SO-101, calibrated; yields (bus, FollowerArm)."""
     from embodia.commands.arm import FollowerArm
     from embodia.robots.emulator_arm import SimulatedArm
 
-    cams = (
-        f"front={_video(tmp_path / 'f.avi', (40, 80, 120))},wrist={_video(tmp_path / 'w.avi', (120, 80, 40))}"
-    )
     with BusEmulator(arm=SimulatedArm()) as bus:
         calibrate_emulated(bus, "follower", "F", tmp_path, reach=4000)
         yield (
             bus,
-            FollowerArm(follower=bus.port, follower_id="F", calibration_dir=str(tmp_path), cameras=cams),
+            FollowerArm(
+                follower=bus.port, follower_id="F", calibration_dir=str(tmp_path), cameras=camera_files
+            ),
         )
 
 

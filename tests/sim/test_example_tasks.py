@@ -113,3 +113,25 @@ def test_run_takes_a_user_family_by_free_text(tmp_path, monkeypatch, capsys):
     )
     (manifest,) = (tmp_path / "embodia_runs" / "run").glob("*/manifest.json")
     assert json.loads(manifest.read_text())["task_files"][0]["families"] == ["open_drawer"]
+
+
+def test_a_task_files_objects_leave_the_built_in_tasks_images_unchanged():
+    """A parked object must not move the cameras' clipping planes (MuJoCo scales them with the model's
+    extent): the built-in tasks' images are the same bytes with the drawer file loaded as without it."""
+    from embodia.sim.tabletop import TabletopEnv
+    from embodia.tasks import load_task_file
+
+    def images() -> list[np.ndarray]:
+        env = TabletopEnv(render=True)
+        try:
+            obs, _ = env.reset(seed=3, options={"family": "pick"})
+            for _ in range(5):
+                obs, *_ = env.step(env.expert_action())
+            return [obs[k] for k in sorted(obs) if k.startswith("observation.images.")]
+        finally:
+            env.close()
+
+    before = images()
+    load_task_file(EXAMPLES / "drawer.py")
+    after = images()
+    assert len(before) == 2 and all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))

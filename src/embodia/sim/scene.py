@@ -58,6 +58,13 @@ def _blocks_xml() -> str:
     return "".join(out)
 
 
+# The scene's extent and centre as MuJoCo computes them for the built-in scene, fixed: the cameras' near
+# and far clipping planes scale with the extent, so an object a task file adds (even parked far away)
+# would otherwise clip the arm's own parts out of the wrist camera and change every image.
+STAT_EXTENT = "1.272949331277565"
+STAT_CENTER = "0.19999999999999998 0.0 -0.010000000000000009"
+
+
 def tabletop_mjcf(image_height: int = 96, image_width: int = 96, objects=()) -> str:
     """The scene's MJCF; `objects` (embodia.sim.objects.SceneObject) are added, parked out of sight."""
     timestep = 1.0 / (CONTROL_FPS * SUBSTEPS)
@@ -82,6 +89,7 @@ def tabletop_mjcf(image_height: int = 96, image_width: int = 96, objects=()) -> 
             solref="0.004 1" solimp="0.95 0.99 0.001"/>
     </default>
   </default>
+  <statistic extent="{STAT_EXTENT}" center="{STAT_CENTER}"/>
   {f"<asset>{assets}</asset>" if assets else ""}
   <worldbody>
     <light name="top" pos="0.2 0 1.0" dir="0 0 -1" diffuse="0.5 0.5 0.5" castshadow="false"/>

@@ -195,9 +195,8 @@ def _answer(op, header, arrays, ctx) -> np.ndarray:
 def serve_folder(folder: str, device: str, stdin: BinaryIO, stdout: BinaryIO) -> None:
     import time
 
-    import torch
-
     import lerobot
+    import torch
 
     t0 = time.perf_counter()
     try:

@@ -3,7 +3,8 @@ demonstrations, and train the same architecture from scratch on the same demonst
 
     python benchmarks/fewshot.py DATASET --family place [--base CKPT] [--steps 1400 | --minutes 10]
                                  [--episodes 50] [--split train|heldout] [--tasks FILE]
-                                 [--freeze-encoders] [--cotrain BASE_DATASET [--cotrain-share 0.5]]
+                                 [--freeze-encoders] [--cotrain BASE_DATASET[,...] [--cotrain-share 0.5]]
+                                 [--language none|base]
                                  [--with-base] [--own-families pick,push,stack,touch --own-episodes 50]
 
 DATASET holds the demonstrations of the held-out family (e.g. `embodia record place --episodes 20`).
@@ -33,7 +34,9 @@ from rich.table import Table
 
 from embodia.eval.run import evaluate
 from embodia.policy.policy import Policy
+from embodia.recipes.base import SENTENCE
 from embodia.runs import new_run_dir
+from embodia.sim.tasks import paraphrases
 from embodia.tasks import load_task_file
 from embodia.train.config import preset
 from embodia.train.loop import train
@@ -64,14 +67,22 @@ def main() -> None:
     parser.add_argument(
         "--cotrain",
         default=None,
-        help="fine-tuned half only: also sample batches from this dataset (e.g. the base's own data), so "
-        "that the new family is learned without overwriting the base's skills",
+        help="fine-tuned half only: also sample batches from these datasets (comma-separated, e.g. the "
+        "base's own data, sharing --cotrain-share equally), so that the new family is learned without "
+        "overwriting the base's skills",
     )
     parser.add_argument(
         "--cotrain-share",
         type=float,
         default=0.5,
         help="with --cotrain: the fraction of steps drawn from the cotrain dataset (default 0.5)",
+    )
+    parser.add_argument(
+        "--language",
+        choices=("none", "base"),
+        default="none",
+        help="language augmentation of both runs: none, or the shipped base's last stage (paraphrase 0.5 "
+        "over the family's train and augment phrasings, sentence mix 0.5, sentence noise 0.8)",
     )
     parser.add_argument("--split", default="train", choices=("train", "heldout"), help="evaluation phrasings")
     parser.add_argument("--tasks", default=None, help="the task file that defines --family (a user family)")
@@ -125,9 +136,9 @@ def main() -> None:
             overrides["minutes"] = args.minutes
         if name == "finetuned":
             if args.cotrain:
-                share = args.cotrain_share
-                overrides["datasets"] = [args.dataset, args.cotrain]
-                overrides["dataset_weights"] = [1 - share, share]
+                share, cotrain = args.cotrain_share, args.cotrain.split(",")
+                overrides["datasets"] = [args.dataset, *cotrain]
+                overrides["dataset_weights"] = [1 - share] + [share / len(cotrain)] * len(cotrain)
             cfg = preset(
                 "finetune", init_from=str(base.path), freeze_encoders=args.freeze_encoders, **overrides
             )
@@ -136,8 +147,10 @@ def main() -> None:
             cfg = preset("finetune", delta_actions=bool(base.info.delta_dims), **overrides)
             cfg.model = dataclasses.replace(base.cfg, embodiments=list(base.cfg.embodiments))
         cfg.name = name  # (preset() takes the preset's name as its first argument)
+        if args.language == "base":
+            cfg.language = SENTENCE
         t0 = time.perf_counter()
-        final = train(cfg, root / name, console=console)
+        final = train(cfg, root / name, console=console, phrasings=paraphrases)
         minutes = (time.perf_counter() - t0) / 60
         trained = Policy.from_pretrained(final)
         rows.append(

@@ -83,6 +83,17 @@ BESIDE = TaskFamily(
         "arrange the {color} cube at the {direction} of the {other} cube",
         "situate the {color} cube {direction} of the {other} cube",
     ),
+    # Extra phrasings for training-time augmentation only (`--paraphrase`): none shares a word with the
+    # held-out templates ("cube", "arrange", "situate", "at"), so the held-out split still measures
+    # phrasings the policy has never seen.
+    augment_templates=(
+        "set the {color} block down to the {direction} of the {other} block",
+        "put the {color} block on the {direction} of the {other} block",
+        "move the {color} block so it sits {direction} of the {other} block",
+        "place the {color} brick to the {direction} of the {other} brick",
+        "take the {color} block and put it {direction} of the {other} block",
+        "bring the {color} block beside the {other} block, on the {direction}",
+    ),
     max_steps=300,
     success=f"the block, moved >= 3 cm, rests on the table, released and still, >= {GAP * 100:.1f} cm past the "
     f"other block on the named side and within {SIDEWAYS * 100:.0f} cm of the line through it; the other block "

@@ -58,6 +58,15 @@ OPEN_DRAWER = TaskFamily(
     "open_drawer",
     train_templates=("open the drawer", "pull the drawer open", "slide the drawer out"),
     heldout_templates=("extend the tray outwards", "haul out the tray"),
+    # Training-time augmentation only: no word of the held-out templates ("tray", "extend", "haul").
+    augment_templates=(
+        "open up the drawer",
+        "pull out the drawer",
+        "slide the drawer open",
+        "tug the drawer open",
+        "get the drawer open",
+        "pull the handle to open the drawer",
+    ),
     max_steps=250,
     success=f"the drawer's tray is out by >= {OPEN_AT * 100:.0f} cm (of 9) for 5 ticks",
     predicate=opened,

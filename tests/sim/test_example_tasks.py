@@ -135,3 +135,23 @@ def test_a_task_files_objects_leave_the_built_in_tasks_images_unchanged():
     load_task_file(EXAMPLES / "drawer.py")
     after = images()
     assert len(before) == 2 and all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+@pytest.mark.parametrize(("file", "family"), [("beside.py", "beside"), ("drawer.py", "open_drawer")])
+def test_the_examples_augment_phrasings_share_no_word_with_their_heldout_ones(file, family):
+    from embodia.sim.tasks import paraphrases, sample_task
+    from embodia.tasks import load_task_file
+
+    load_task_file(EXAMPLES / file)
+    fam = FAMILIES[family]
+
+    def words(templates) -> set[str]:
+        return {w.strip(",'s") for t in templates for w in t.replace("{", " ").replace("}", " ").split()}
+
+    heldout_only = words(fam.heldout_templates) - words(fam.train_templates)
+    assert len(fam.augment_templates) >= 6 and heldout_only
+    assert all(not words([t]) & heldout_only for t in fam.augment_templates)
+    # Training swaps an instruction for the family's other train and augment phrasings, never held-out ones.
+    task = sample_task(np.random.default_rng(0), family)
+    alts = paraphrases(task.instruction)
+    assert len(alts) == len(fam.train_templates) + len(fam.augment_templates) - 1

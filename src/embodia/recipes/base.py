@@ -35,6 +35,9 @@ APPROACH = PerturbConfig(approach_error=0.02, approach_roll=25.0)
 APPROACH_CARRY = replace(APPROACH, carry_error=0.02)
 APPROACH_STROKE = replace(APPROACH, stroke_error=0.02)
 PARAPHRASE = LanguageAugConfig(paraphrase=0.5)
+# The shipped policy's last stage: the FiLM sentence vector mixed toward other phrasings and noised too, so
+# that it follows a phrasing's meaning (benchmarks/fewshot.py --language base reuses it).
+SENTENCE = replace(PARAPHRASE, sentence_mix=0.5, sentence_noise=0.8)
 
 # The recordings (their dataset names in the model card).
 BASE_TRAIN_V2 = RecordConfig(FAMILIES, episodes=1726, num_envs=2, seed=1000, split="train")
@@ -151,9 +154,7 @@ RECIPE = Recipe(
         # The shipped policy: the same four recordings, the FiLM sentence vector made robust to phrasing.
         Train(
             "finetune_sentence",
-            finetune(
-                5009, lr=1.5e-4, seed=7, language=replace(PARAPHRASE, sentence_mix=0.5, sentence_noise=0.8)
-            ),
+            finetune(5009, lr=1.5e-4, seed=7, language=SENTENCE),
             datasets=STROKE_DATA,
             weights=STROKE_WEIGHTS,
             init_from="finetune_stroke",

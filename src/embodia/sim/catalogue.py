@@ -72,7 +72,9 @@ LEFT_OF = TaskFamily(
 - **Templates and slots.** `{color}`, `{other}` (a second, different colour) and `{direction}` (front,
   back, left, right) are built in; `Slot("side", ("near", "far"))` in `slot_defs` adds your own. Every
   template of a family uses the same slots. Held-out templates should use words no train template uses,
-  so that evaluating on them measures phrasing generalisation.
+  so that evaluating on them measures phrasing generalisation. `augment_templates` (optional) are more
+  phrasings that training swaps in (`embodia train --paraphrase P`), never evaluated on: a few of them
+  keep a fine-tune on 20 demonstrations from keying on four exact sentences.
 - **Success** is a function of the scene state (`SceneState`: block positions, velocities and rest
   positions, gripper contacts, the tool point, the bowl, and your objects' bodies and joints) and the
   task; it must hold `hold_ticks` ticks in a row. The simulator judges it, never the expert.
@@ -92,6 +94,8 @@ LEFT_OF = TaskFamily(
   (it must return a truth value without raising). A file that fails names the file and the line.
   The file is loaded in every worker process too, and recorded by path and sha256 in the dataset
   (`meta/embodia_record.json`), the checkpoint's metadata, `results.json` and every run's manifest.
+  `embodia serve` takes no task file: the server never looks a task up, it hands the client's prompt
+  to the policy as text.
 
 Two worked examples ship in `examples/tasks/`: `beside.py` (put a block on a named side of another: a
 relational family on the built-in blocks) and `drawer.py` with `drawer.xml` (open a drawer: an

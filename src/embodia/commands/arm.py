@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from embodia.commands.common import console
 from embodia.configs import nested, opt, port, positive_int, task_files
+from embodia.data.sim_teleop import SimTeleopConfig
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,10 @@ class TeleopOptions:
     no_view: bool = opt(False, "do not show the cameras in the browser viewer")
     task_files: list[str] = task_files()  # --sim: their scene objects are in the simulated scene
     view_port: int = opt(8765, "the viewer's port (loopback only; 0 picks a free one)", parse=port)
+    # --sim without --leader: drive the simulated arm from the browser (keys, gamepad, the page's web API).
+    browser: SimTeleopConfig = nested(
+        SimTeleopConfig, "the browser session (--sim without --leader)", exclude=("view_size",)
+    )
 
 
 def cmd_teleop(o: TeleopOptions) -> int:
@@ -155,10 +160,14 @@ def cmd_teleop(o: TeleopOptions) -> int:
 
     if (o.arm.follower is None) == (not o.sim):
         raise ValueError("give the follower's port (--follower PORT) or --sim, not both")
-    if o.leader is None:
-        raise ValueError("--leader PORT is required: the leader arm is the only teleoperation device so far")
     if o.seconds is not None and o.seconds <= 0:
         raise ValueError("--seconds must be positive")
+    if o.leader is None:
+        if not o.sim:
+            raise ValueError(
+                "--leader PORT is required for a real follower (--sim alone: the browser drives it)"
+            )
+        return _browser_teleop(o)
     leader = SO101Leader(ArmConfig(port=o.leader, id=o.leader_id, calibration_dir=o.arm.calibration_dir))
     arm = replace(o.arm, follower="sim") if o.sim else o.arm
     follower = arm.build(o.image_size, render=not o.no_view)
@@ -176,6 +185,49 @@ def cmd_teleop(o: TeleopOptions) -> int:
     (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     console.print(report.table(), highlight=False)
     console.print(f"report: [bold]{out / 'report.json'}[/]")
+    return 0
+
+
+def _browser_teleop(o: TeleopOptions) -> int:
+    """The simulated arm driven from the browser page (#/teleop): keys, a gamepad, or a script through
+    the page's web API (embodia.view.teleop); saved episodes go to --record."""
+    import json
+    import time
+    from dataclasses import replace
+    from pathlib import Path
+
+    from embodia.data.sim_teleop import SimTeleop
+    from embodia.runs import new_run_dir
+    from embodia.view.live import LiveFeed
+    from embodia.view.viewer import running_viewer
+
+    if o.no_view:
+        raise ValueError("--no-view leaves nothing to drive the arm with: the browser page is the controller")
+    cfg = replace(o.browser, view_size=o.image_size)
+    out = Path(o.out) if o.out else new_run_dir("teleop", "browser")
+    out.mkdir(parents=True, exist_ok=True)
+    feed = LiveFeed("teleoperation: the browser -> the simulated SO-101")
+
+    def publish(session: SimTeleop) -> None:
+        feed.publish(session.view_frames, session.leader.q, success=session.success)
+
+    with SimTeleop(cfg) as session, running_viewer(out, port=o.view_port, live=feed, teleop=session) as url:
+        console.print(f"teleoperation page: [bold]{url}[/] (Ctrl-C stops)", highlight=False)
+        if cfg.dataset:
+            console.print(f"saved episodes go to [bold]{cfg.dataset}[/]", highlight=False)
+        start = time.monotonic()
+        with session.running(on_tick=publish):
+            try:
+                while o.seconds is None or time.monotonic() - start < o.seconds:
+                    time.sleep(0.1)
+            except KeyboardInterrupt:
+                pass
+        state = session.state()
+    report = {"saved": state["saved"], "discarded": state["discarded"], "dataset": cfg.dataset,
+              "timing": state["timing"], "ticks": state["ticks"], "view_frames_served": dict(feed.served)}  # fmt: skip
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    console.print(f"{state['saved']} episode(s) saved, {state['discarded']} discarded; {state['ticks']} ticks, "
+                  f"{state['timing']['ticks_missed']} missed; report: [bold]{out / 'report.json'}[/]")  # fmt: skip
     return 0
 
 

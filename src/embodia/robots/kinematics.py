@@ -122,6 +122,15 @@ class SO101Kinematics:
         near = res if pitch is None else self.ik(np.array([x, y, z], float), None, q_init=res.q)
         raise UnreachableError([x, y, z], near.position, near.q, pitch)
 
+    def track(self, target, pitch: float | None, q_prev, iters: int = 40) -> IKResult:
+        """Differential IK for servoing (teleoperation): one solve warm-started at the previous solution,
+        no restarts, so it costs milliseconds and never jumps to another branch of the arm. Wrist roll
+        and gripper keep their values in `q_prev` (the caller commands them directly); check `.error`."""
+        target = np.asarray(target, np.float64)
+        if target.shape != (3,) or not np.all(np.isfinite(target)):
+            raise ValueError(f"target must be 3 finite numbers (x, y, z in metres), got {target!r}")
+        return self._solve(target, pitch, self._full_q(q_prev).copy(), iters=iters, frozen=(4, 5))
+
     # ------------------------------------------------------------------ internals
     def _nearest_samples(self, target: np.ndarray, k: int) -> list[np.ndarray]:
         """Configurations from a fixed random sample of the workspace whose tool points lie closest to

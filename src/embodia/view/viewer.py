@@ -5,7 +5,8 @@
     running_viewer(root, live=feed)  run it in a thread beside a control loop, with its live cameras
                                      (embodia.view.live: `embodia teleop`)
 
-HTTP surface (all GET; JSON errors are {"error": message} with a 4xx status):
+HTTP surface (GET; JSON errors are {"error": message} with a 4xx status; the teleoperation session's
+POST endpoints are in embodia.view.teleop):
 
     /                                  the single-page front end (static/index.html, plain JS, no build step)
     /static/...                        its script and style sheet
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -64,10 +66,12 @@ def _host_name(header: str) -> str:
 
 
 def create_viewer_app(
-    root: str | Path, allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS, live: LiveFeed | None = None
-) -> FastAPI:
+    root: str | Path, allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS, live: LiveFeed | None = None,
+    teleop=None,
+) -> FastAPI:  # fmt: skip
     """The viewer over `root` (a folder). `allowed_hosts`: Host header names to answer (see module doc).
-    `live`: a running loop's feed, shown at #/live."""
+    `live`: a running loop's feed, shown at #/live; `teleop`: a browser teleoperation session
+    (embodia.data.sim_teleop.SimTeleop), driven from #/teleop through embodia.view.teleop's API."""
     root = Path(root).resolve()
     if not root.is_dir():
         raise ValueError(f"{root}: not a folder")
@@ -89,6 +93,11 @@ def create_viewer_app(
     async def viewer_error(request: Request, exc: ViewerError):
         return JSONResponse({"error": exc.message}, status_code=exc.status)
 
+    @app.exception_handler(RequestValidationError)
+    async def bad_body(request: Request, exc: RequestValidationError):
+        where = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'body'}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"error": f"malformed request: {where}"}, status_code=422)
+
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -102,10 +111,14 @@ def create_viewer_app(
 
     @app.get("/api/index")
     def api_index() -> dict[str, Any]:
-        return vd.scan(root) | {"live": None if live is None else live.title}
+        return vd.scan(root) | {"live": None if live is None else live.title, "teleop": teleop is not None}
 
     if live is not None:
         add_live_routes(app, live)
+    if teleop is not None:
+        from embodia.view.teleop import add_teleop_routes
+
+        add_teleop_routes(app, teleop)
 
     @app.get("/api/dataset")
     def api_dataset(path: str = Query(..., description="dataset folder, relative to the root")):
@@ -160,7 +173,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _server(root, host: str, port: int, log_level: str, live: LiveFeed | None = None):
+def _server(root, host: str, port: int, log_level: str, live: LiveFeed | None = None, teleop=None):
     """A uvicorn server for the viewer on a bound socket. Loopback only: the viewer has no authentication."""
     import uvicorn
 
@@ -170,7 +183,7 @@ def _server(root, host: str, port: int, log_level: str, live: LiveFeed | None = 
             "under its folder. Bind 127.0.0.1 and reach it from elsewhere through an SSH tunnel "
             "(ssh -L 8765:127.0.0.1:8765 HOST)."
         )
-    app = create_viewer_app(root, allowed_hosts=tuple({*LOOPBACK_HOSTS, host}), live=live)
+    app = create_viewer_app(root, allowed_hosts=tuple({*LOOPBACK_HOSTS, host}), live=live, teleop=teleop)
     sock = _bind(host, port)
     config = uvicorn.Config(app, log_level=log_level, lifespan="off", timeout_graceful_shutdown=2)
     return uvicorn.Server(config), sock
@@ -184,10 +197,11 @@ def serve_viewer(root: str | Path, host: str = "127.0.0.1", port: int = 8765, lo
 
 @contextlib.contextmanager
 def running_viewer(root: str | Path, host: str = "127.0.0.1", port: int = 8765, live: LiveFeed | None = None,
-                   log_level: str = "warning") -> Iterator[str]:  # fmt: skip
+                   log_level: str = "warning", teleop=None) -> Iterator[str]:  # fmt: skip
     """The viewer in a background thread while the block runs; yields its URL (the live page with a
-    feed). Port 0 picks a free port. On exit the feed closes (its streams end) and the server stops."""
-    server, sock = _server(root, host, port, log_level, live)
+    feed, the teleoperation page with a session). Port 0 picks a free port. On exit the feed closes (its
+    streams end) and the server stops."""
+    server, sock = _server(root, host, port, log_level, live, teleop)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="embodia-viewer", daemon=True
     )
@@ -197,7 +211,8 @@ def running_viewer(root: str | Path, host: str = "127.0.0.1", port: int = 8765, 
     bound = sock.getsockname()[1]
     name = f"[{host}]" if ":" in host else host
     try:
-        yield f"http://{name}:{bound}/" + ("#/live" if live is not None else "")
+        page = "#/teleop" if teleop is not None else "#/live" if live is not None else ""
+        yield f"http://{name}:{bound}/" + page
     finally:
         if live is not None:
             live.close()

@@ -185,6 +185,7 @@ async function viewIndex() {
   }
   const sections = [el("h1", {}, "Outputs under this folder")];
   if (idx.live) sections.push(el("p", {}, "Live now: ", el("a", {href: route("live")}, idx.live)));
+  if (idx.teleop) sections.push(el("p", {}, "Teleoperation: ", el("a", {href: route("teleop")}, "drive the simulated arm")));
   if (idx.truncated) sections.push(el("p", {class: "muted"}, "The folder is large; the search stopped early. Start the viewer in a narrower folder."));
   sections.push(el("h2", {}, `Datasets (${idx.datasets.length})`));
   sections.push(idx.datasets.length ? table(["dataset", "episodes", "frames", "fps", "robot", "data doctor"],
@@ -432,4 +433,5 @@ async function render() {
 window.addEventListener("hashchange", render);
 window.addEventListener("resize", () => redraws.forEach(f => f()));
 api("index").then(idx => { document.getElementById("root").textContent = idx.root; }).catch(() => {});
-render();
+// After every script has run (teleop.js adds its view to VIEWS).
+window.addEventListener("DOMContentLoaded", render);

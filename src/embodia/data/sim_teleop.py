@@ -244,6 +244,7 @@ class SimTeleop:
             return {
                 "instruction": self.env.instruction,
                 "family": task.family,
+                "slots": task.values,
                 "success_rule": fam.success,
                 "seed": self.seed,
                 "success": self.success,
@@ -313,8 +314,10 @@ class SimTeleop:
         blocks = {c: [round(float(v), 4) for v in env.block_position(c)] for c in env.present}
         objects = {o.name: [round(float(v), 4) for v in env.object_position(o.name)]
                    for o in _objects_of(env)}  # fmt: skip
-        return {"blocks": blocks, "bowl": [round(float(v), 4) for v in env.bowl_position()],
-                "objects": objects, "tool": [round(float(v), 4) for v in env.tool_position()]}  # fmt: skip
+        yaws = {c: round(env.block_yaw(c), 4) for c in env.present}
+        return {"blocks": blocks, "block_yaw": yaws, "bowl": [round(float(v), 4) for v in env.bowl_position()],
+                "objects": objects, "tool": [round(float(v), 4) for v in env.tool_position()],
+                "jaw_yaw": round(env.robot.jaw_yaw(), 4)}  # fmt: skip
 
 
 def _objects_of(env) -> tuple:

@@ -40,13 +40,16 @@ class EETeleopConfig:
     timeout_s: float = opt(0.5, "a command older than this counts as stop (resend to keep moving)",
                            parse=positive_float)  # fmt: skip
     tolerance: float = opt(0.004, "a target the IK misses by more is refused, metres", parse=positive_float)
+    # Key presses are steps from 0 to full speed; the applied velocity ramps to the command over this long,
+    # so the recorded joint goals accelerate smoothly (the data doctor flags steps as jumps).
+    ramp_s: float = opt(0.2, "seconds from standstill to a full command (and back)", parse=positive_float)
     # The box the grasp point is kept in (base frame, metres): above the table, in front of the base.
     low: tuple[float, float, float] = opt((0.05, -0.32, 0.005), cli=False)
     high: tuple[float, float, float] = opt((0.45, 0.32, 0.35), cli=False)
     pitch_range: tuple[float, float] = opt((-0.5, 1.57), cli=False)
 
     def __post_init__(self) -> None:
-        for name in ("speed", "pitch_speed", "roll_speed", "timeout_s", "tolerance"):
+        for name in ("speed", "pitch_speed", "roll_speed", "timeout_s", "tolerance", "ramp_s"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a positive number, got {v!r}")
@@ -75,8 +78,9 @@ class EndEffectorLeader:
         self.q = HOME_QPOS.copy()  # until sync() gives the arm's joints
         self.target = np.zeros(3)
         self.pitch = 0.0
-        self._move = np.zeros(3)
-        self._turn = np.zeros(2)  # pitch, roll rates (-1..1)
+        self._move = np.zeros(3)  # commanded (-1..1 of the speeds)
+        self._turn = np.zeros(2)  # pitch, roll
+        self._v = np.zeros(5)  # applied: x, y, z, pitch, roll, ramping towards the command
         self._stamp = -np.inf
         self.reachable = True
         self.refused = 0  # ticks whose target was refused (unreachable), since the last sync
@@ -95,6 +99,7 @@ class EndEffectorLeader:
         self.pitch = float(np.clip(approach_pitch(rot), *self.cfg.pitch_range))
         self._move[:] = 0.0
         self._turn[:] = 0.0
+        self._v[:] = 0.0
         self.reachable, self.refused = True, 0
 
     def command(self, move: Sequence[float] = (0.0, 0.0, 0.0), pitch: float = 0.0, roll: float = 0.0,
@@ -119,14 +124,17 @@ class EndEffectorLeader:
         self.ticks += 1
         if self.clock() - self._stamp > self.cfg.timeout_s:
             self.stop()
-        if not (self._move.any() or self._turn.any()):
-            return self.q.copy()
         c = self.cfg
-        target = np.clip(self.target + self._move * c.speed * self.dt, c.low, c.high)
-        pitch = float(np.clip(self.pitch + self._turn[0] * c.pitch_speed * self.dt, *c.pitch_range))
+        step = self.dt / c.ramp_s
+        self._v += np.clip(np.concatenate([self._move, self._turn]) - self._v, -step, step)
+        if not self._v.any():
+            return self.q.copy()
+        move, (dpitch, droll) = self._v[:3], self._v[3:]
+        target = np.clip(self.target + move * c.speed * self.dt, c.low, c.high)
+        pitch = float(np.clip(self.pitch + dpitch * c.pitch_speed * self.dt, *c.pitch_range))
         q_seed = self.q.copy()
         lo, hi = self.kin.lower[4], self.kin.upper[4]
-        q_seed[4] = float(np.clip(q_seed[4] + self._turn[1] * c.roll_speed * self.dt, lo, hi))
+        q_seed[4] = float(np.clip(q_seed[4] + droll * c.roll_speed * self.dt, lo, hi))
         res = self.kin.track(target, pitch, q_seed)
         ok = res.error <= c.tolerance and res.pitch_error <= np.radians(3.0)
         if ok:
@@ -134,6 +142,7 @@ class EndEffectorLeader:
             self.target, self.pitch = target, pitch
         else:
             self.refused += 1
+            self._v[:] = 0.0  # pushing on from a refused target starts again from standstill
         self.reachable = bool(ok)
         return self.q.copy()
 
@@ -146,7 +155,7 @@ class EndEffectorLeader:
             "gripper": "open" if self.q[5] >= (GRIPPER["open"] + GRIPPER["close"]) / 2 else "closed",
             "reachable": self.reachable,
             "refused_ticks": self.refused,
-            "moving": bool(self._move.any() or self._turn.any()),
+            "moving": bool(self._v.any()),
         }
 
     def _gripper_goal(self, gripper) -> float | None:

@@ -1,0 +1,110 @@
+"""The teleoperation page's web API (embodia.view.teleop) with the session's loop running: its errors, and
+a whole recording made through it by the scripted driver (examples/teleop_driver.py), which `embodia
+doctor data` passes and LeRobot 0.4.4 loads. The page itself is driven by Chromium in test_browser.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def driver():
+    spec = importlib.util.spec_from_file_location("teleop_driver", EXAMPLES / "teleop_driver.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Api:
+    """The driver's client (get / post) over FastAPI's TestClient: the same requests as over HTTP."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def get(self) -> dict:
+        return self.client.get("/api/teleop").json()
+
+    def post(self, path: str, body: dict) -> dict:
+        res = self.client.post("/api/teleop/" + path, json=body)
+        assert res.status_code == 200, res.json()
+        return res.json()
+
+
+@pytest.fixture
+def teleop(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from embodia.data.sim_teleop import SimTeleop, SimTeleopConfig
+    from embodia.view.viewer import create_viewer_app
+
+    root = tmp_path / "demos"
+    with SimTeleop(SimTeleopConfig(task="pick", dataset=str(root), seed=100)) as session:
+        client = TestClient(create_viewer_app(tmp_path, teleop=session), base_url="http://127.0.0.1")
+        with session.running():
+            yield client, session, root
+
+
+def test_bad_requests_are_4xx_and_move_nothing(teleop):
+    client, session, _ = teleop
+    before = session.leader.q.copy()
+    for body in ({"move": [1, 0]}, {"move": [1, "x", 0]}, {"move": [0, 0, 0], "speed": 9}, {"gripper": "half"},
+                 {"pitch": "NaN"}):  # fmt: skip
+        res = client.post("/api/teleop/command", json=body)
+        assert res.status_code == 422 and "malformed request" in res.json()["error"], body
+    res = client.post(
+        "/api/teleop/command", content=b'{"move": [NaN, 0, 0]}', headers={"Content-Type": "application/json"}
+    )
+    assert res.status_code == 422
+    res = client.post(
+        "/api/teleop/command", json={"move": [1, 0, 0]}, headers={"Origin": "http://evil.example"}
+    )
+    assert res.status_code == 403 and "may not drive the arm" in res.json()["error"]
+    assert (session.leader.q == before).all()
+    assert client.post("/api/teleop/episode", json={"action": "save"}).status_code == 409
+    assert client.post("/api/teleop/episode", json={"action": "start", "seed": 3}).status_code == 422
+    res = client.post("/api/teleop/episode", json={"action": "new", "task": "juggle the blocks"})
+    assert res.status_code == 400 and "unknown task" in res.json()["error"]
+    state = client.get("/api/teleop").json()
+    assert {k["key"] for k in state["keys"]} >= {"w", "a", "s", "d", "r", "f", "q", "e"} and state["gamepad"][
+        "help"
+    ]
+    # Requests from the page itself (same origin) are the page's job.
+    assert (
+        client.post("/api/teleop/command", json={}, headers={"Origin": "http://127.0.0.1"}).status_code == 200
+    )
+
+
+def test_a_scripted_recording_through_the_api_passes_the_doctor_and_loads_in_lerobot(
+    teleop, tmp_path, lerobot_python
+):
+    client, session, root = teleop
+    drv, api = driver(), Api(client)
+    results = [drv.demonstrate(api) for _ in range(2)]
+    assert [r["kept"] for r in results] == [True, True], [r["last_saved"] for r in results]
+    assert session.state()["saved"] == 2
+    from embodia.cli import main
+    from embodia.data.reader import LeRobotDataset
+
+    assert LeRobotDataset.open(root).num_episodes == 2
+    assert main(["doctor", "data", str(root), "--out", str(tmp_path / "doctor")]) == 0  # 1 on any FAIL
+    script = (
+        "import sys, json\n"
+        "from lerobot.datasets.lerobot_dataset import LeRobotDataset\n"
+        "ds = LeRobotDataset('local/teleop', root=sys.argv[1], video_backend='pyav')\n"
+        "last = ds[len(ds) - 1]\n"
+        "print(json.dumps({'episodes': ds.num_episodes, 'frames': len(ds), 'front': list(last['observation.images.front'].shape),"
+        " 'success': bool(last['next.success']), 'task': last['task']}))\n"
+    )
+    out = subprocess.run([str(lerobot_python), "-I", "-c", script, str(root)], capture_output=True, text=True,
+                         timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    frames = sum(r["last_saved"]["frames"] for r in results)
+    assert loaded == {"episodes": 2, "frames": frames, "front": [3, 96, 96], "success": True,
+                      "task": results[1]["last_saved"]["task"]}  # fmt: skip

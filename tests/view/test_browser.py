@@ -364,3 +364,75 @@ def test_report_opens_offline(page, outputs, shots, kind, images, videos):
     assert page.locator("table").count() >= 1
     page.screenshot(path=str(shots / f"report_{kind}.png"), full_page=True)
     assert page.errors == []
+
+
+def test_teleop_page_drives_the_arm_with_keys_and_a_gamepad_and_saves(browser, tmp_path, shots):
+    """What `embodia teleop --sim` opens: synthetic key presses move the gripper as the key map says
+    (down with F, forward with W), Enter starts and saves an episode (into a dataset the doctor passes),
+    an injected gamepad's stick moves it too, and the page logs no console error."""
+    import json
+
+    from embodia.data.sim_teleop import SimTeleop, SimTeleopConfig
+    from embodia.view.live import LiveFeed
+    from embodia.view.viewer import running_viewer
+
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    # The browser's Gamepad API, injected: one pad whose left stick is pushed forward while
+    # window.__stick is set (the standard mapping: axis 1 negative is up/forward).
+    context.add_init_script(
+        "window.__stick = 0; navigator.getGamepads = () => [{index: 0, id: 'test pad', connected: true,"
+        " mapping: 'standard', axes: [0, -window.__stick, 0, 0],"
+        " buttons: Array.from({length: 17}, () => ({pressed: false, value: 0}))}];"
+    )
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    root = tmp_path / "demos"
+    feed = LiveFeed("teleoperation")
+    try:
+        with SimTeleop(SimTeleopConfig(task="pick", dataset=str(root), seed=3)) as session:
+            publish = lambda s: feed.publish(s.view_frames, s.leader.q, success=s.success)  # noqa: E731
+            with session.running(on_tick=publish), running_viewer(tmp_path, port=0, live=feed, teleop=session) as url:
+                assert url.endswith("#/teleop")
+                open_view(page, url)
+                page.wait_for_function(
+                    "() => [...document.querySelectorAll('img.live')].every(i => i.complete && i.naturalWidth === 256)"
+                )
+                assert "pick" in session.state()["family"] and page.locator("#instruction").inner_text()
+
+                def target():
+                    return session.state()["control"]["target_m"]
+
+                page.keyboard.press("Enter")  # start recording
+                page.wait_for_function("() => document.querySelector('#rec-state').textContent.startsWith('recording')")
+                z0, x0 = target()[2], target()[0]
+                page.keyboard.down("f")
+                page.wait_for_timeout(700)
+                page.keyboard.up("f")
+                page.keyboard.down("w")
+                page.wait_for_timeout(500)
+                page.keyboard.up("w")
+                page.wait_for_timeout(300)
+                after = target()
+                assert after[2] < z0 - 0.03 and after[0] > x0 + 0.02, (x0, z0, after)
+                assert abs(after[1] - session.state()["control"]["target_m"][1]) < 1e-9  # it stopped
+                page.keyboard.press("e")  # close the gripper
+                page.wait_for_timeout(300)
+                assert session.state()["control"]["gripper"] == "closed"
+                page.evaluate("window.__stick = 1")
+                page.wait_for_timeout(400)
+                page.evaluate("window.__stick = 0")
+                page.wait_for_timeout(300)
+                assert target()[0] > after[0] + 0.01
+                page.wait_for_function("() => document.querySelector('#gamepad').textContent.includes('test pad')")
+                page.keyboard.press("Enter")  # save
+                page.wait_for_function("() => document.querySelector('#saved').textContent.startsWith('1 saved')")
+                page.screenshot(path=str(shots / "view_teleop.png"))
+        assert errors == [], errors
+    finally:
+        context.close()
+    info = json.loads((root / "meta" / "info.json").read_text())
+    assert info["total_episodes"] == 1 and "next.success" in info["features"]
+    assert main(["doctor", "data", str(root), "--out", str(tmp_path / "doctor")]) in (0, 1)  # it opens

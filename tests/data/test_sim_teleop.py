@@ -42,7 +42,9 @@ def test_controls_their_mistakes_and_a_saved_episode(tmp_path):
             s.tick()
         st = s.save()
         assert st["saved"] == 1 and not st["recording"] and st["last_saved"]["frames"] >= 15
-        s.command()  # stop
+        s.command()  # stop: the arm ramps down within ramp_s
+        for _ in range(5):
+            s.tick()
         s.start()
         for _ in range(5):
             s.tick()  # nothing moved

@@ -86,7 +86,7 @@ def test_gripper_and_rates_and_bad_input(kin):
 
 
 def test_commands_ramp_to_full_speed_and_back(kin):
-    """A key press is a step; the goal accelerates over ramp_s (0.2 s: 6 ticks), so no joint goal jumps."""
+    """A key press is a step; the goal accelerates over ramp_s (here 0.2 s: 6 ticks), so no joint goal jumps."""
     lead, now = leader(kin, ramp_s=0.2)
     xs = [lead.target[0]]
     lead.command(move=(1, 0, 0))

@@ -42,7 +42,7 @@ class EETeleopConfig:
     tolerance: float = opt(0.004, "a target the IK misses by more is refused, metres", parse=positive_float)
     # Key presses are steps from 0 to full speed; the applied velocity ramps to the command over this long,
     # so the recorded joint goals accelerate smoothly (the data doctor flags steps as jumps).
-    ramp_s: float = opt(0.2, "seconds from standstill to a full command (and back)", parse=positive_float)
+    ramp_s: float = opt(0.1, "seconds from standstill to a full command (and back)", parse=positive_float)
     # The box the grasp point is kept in (base frame, metres): above the table, in front of the base.
     low: tuple[float, float, float] = opt((0.05, -0.32, 0.005), cli=False)
     high: tuple[float, float, float] = opt((0.45, 0.32, 0.35), cli=False)

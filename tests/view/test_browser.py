@@ -394,7 +394,10 @@ def test_teleop_page_drives_the_arm_with_keys_and_a_gamepad_and_saves(browser, t
     try:
         with SimTeleop(SimTeleopConfig(task="pick", dataset=str(root), seed=3)) as session:
             publish = lambda s: feed.publish(s.view_frames, s.leader.q, success=s.success)  # noqa: E731
-            with session.running(on_tick=publish), running_viewer(tmp_path, port=0, live=feed, teleop=session) as url:
+            with (
+                session.running(on_tick=publish),
+                running_viewer(tmp_path, port=0, live=feed, teleop=session) as url,
+            ):
                 assert url.endswith("#/teleop")
                 open_view(page, url)
                 page.wait_for_function(
@@ -406,7 +409,9 @@ def test_teleop_page_drives_the_arm_with_keys_and_a_gamepad_and_saves(browser, t
                     return session.state()["control"]["target_m"]
 
                 page.keyboard.press("Enter")  # start recording
-                page.wait_for_function("() => document.querySelector('#rec-state').textContent.startsWith('recording')")
+                page.wait_for_function(
+                    "() => document.querySelector('#rec-state').textContent.startsWith('recording')"
+                )
                 z0, x0 = target()[2], target()[0]
                 page.keyboard.down("f")
                 page.wait_for_timeout(700)
@@ -426,9 +431,13 @@ def test_teleop_page_drives_the_arm_with_keys_and_a_gamepad_and_saves(browser, t
                 page.evaluate("window.__stick = 0")
                 page.wait_for_timeout(300)
                 assert target()[0] > after[0] + 0.01
-                page.wait_for_function("() => document.querySelector('#gamepad').textContent.includes('test pad')")
+                page.wait_for_function(
+                    "() => document.querySelector('#gamepad').textContent.includes('test pad')"
+                )
                 page.keyboard.press("Enter")  # save
-                page.wait_for_function("() => document.querySelector('#saved').textContent.startsWith('1 saved')")
+                page.wait_for_function(
+                    "() => document.querySelector('#saved').textContent.startsWith('1 saved')"
+                )
                 page.screenshot(path=str(shots / "view_teleop.png"))
         assert errors == [], errors
     finally:

@@ -108,3 +108,18 @@ def test_a_scripted_recording_through_the_api_passes_the_doctor_and_loads_in_ler
     frames = sum(r["last_saved"]["frames"] for r in results)
     assert loaded == {"episodes": 2, "frames": frames, "front": [3, 96, 96], "success": True,
                       "task": results[1]["last_saved"]["task"]}  # fmt: skip
+
+
+def test_embodia_teleop_sim_serves_the_page_and_reports(tmp_path, capsys):
+    from embodia.cli import main
+
+    out = tmp_path / "run"
+    assert (
+        main(["teleop", "--sim", "--task", "pick", "--seconds", "1.5", "--view-port", "0", "--out", str(out)])
+        == 0
+    )
+    report = json.loads((out / "report.json").read_text())
+    assert report["ticks"] > 20 and report["saved"] == 0 and report["dataset"] is None
+    assert "#/teleop" in capsys.readouterr().out
+    assert main(["teleop", "--sim", "--no-view", "--seconds", "1"]) == 2  # nothing to drive it with
+    assert main(["teleop", "--sim", "--task", "juggle the blocks", "--seconds", "1", "--view-port", "0"]) == 2

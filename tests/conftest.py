@@ -1,4 +1,6 @@
+import json
 import os
+import subprocess
 
 # MuJoCo chooses its GL backend when first imported; tests that import mujoco before embodia must
 # still render headless.
@@ -81,3 +83,42 @@ def camera_files(tmp_path) -> str:
     return (
         f"front={video(tmp_path / 'f.avi', (40, 80, 120))},wrist={video(tmp_path / 'w.avi', (120, 80, 40))}"
     )
+
+
+@pytest.fixture
+def task_registry():
+    """The task families a test's task files add are removed after it: each test starts from the
+    built-in families and leaves them so."""
+    from embodia.sim import task_files
+    from embodia.sim.tasks import FAMILIES
+
+    families, loaded = dict(FAMILIES), dict(task_files._LOADED)
+    yield
+    FAMILIES.clear()
+    FAMILIES.update(families)
+    task_files._LOADED.clear()
+    task_files._LOADED.update(loaded)
+
+
+@pytest.fixture
+def lerobot_loads(lerobot_python):
+    """lerobot_loads(root): LeRobot 0.4.4's own LeRobotDataset (in its environment, offline) opens the
+    dataset at `root`: its episode and frame counts, and the last frame's front-camera shape, task and
+    next.success (None where it has none)."""
+    return lambda root: _lerobot_loads(lerobot_python, root)
+
+
+def _lerobot_loads(python, root) -> dict:
+    script = (
+        "import sys, json\n"
+        "from lerobot.datasets.lerobot_dataset import LeRobotDataset\n"
+        "ds = LeRobotDataset('local/dataset', root=sys.argv[1], video_backend='pyav')\n"
+        "last = ds[len(ds) - 1]\n"
+        "ok = last.get('next.success')\n"
+        "print(json.dumps({'episodes': ds.num_episodes, 'frames': len(ds), 'front': list(last['observation.images.front'].shape),"
+        " 'task': last['task'], 'success': None if ok is None else bool(ok)}))\n"
+    )
+    out = subprocess.run([str(python), "-I", "-c", script, str(root)], capture_output=True, text=True, timeout=300,
+                         env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])

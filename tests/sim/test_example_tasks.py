@@ -13,20 +13,14 @@ import numpy as np
 import pytest
 
 from embodia.cli import main
-from embodia.sim import task_files
 from embodia.sim.tasks import FAMILIES
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "tasks"
 
 
-@pytest.fixture(autouse=True)
-def registry():
-    families, loaded = dict(FAMILIES), dict(task_files._LOADED)
-    yield
-    FAMILIES.clear()
-    FAMILIES.update(families)
-    task_files._LOADED.clear()
-    task_files._LOADED.update(loaded)
+pytestmark = pytest.mark.usefixtures(
+    "task_registry"
+)  # each test leaves the built-in families as it found them
 
 
 def episode(env, seed: int, drive: str) -> bool:

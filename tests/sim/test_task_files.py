@@ -35,15 +35,9 @@ LEFT_OF = TaskFamily(
 """
 
 
-@pytest.fixture(autouse=True)
-def registry():
-    """Each test starts from the built-in families and leaves them so."""
-    families, loaded = dict(FAMILIES), dict(task_files._LOADED)
-    yield
-    FAMILIES.clear()
-    FAMILIES.update(families)
-    task_files._LOADED.clear()
-    task_files._LOADED.update(loaded)
+pytestmark = pytest.mark.usefixtures(
+    "task_registry"
+)  # each test leaves the built-in families as it found them
 
 
 def write(tmp_path, text: str, name: str = "my_tasks.py"):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -81,7 +80,7 @@ def test_bad_requests_are_4xx_and_move_nothing(teleop):
 
 
 def test_a_scripted_recording_through_the_api_passes_the_doctor_and_loads_in_lerobot(
-    teleop, tmp_path, lerobot_python
+    teleop, tmp_path, lerobot_loads
 ):
     client, session, root = teleop
     drv, api = driver(), Api(client)
@@ -93,18 +92,7 @@ def test_a_scripted_recording_through_the_api_passes_the_doctor_and_loads_in_ler
 
     assert LeRobotDataset.open(root).num_episodes == 2
     assert main(["doctor", "data", str(root), "--out", str(tmp_path / "doctor")]) == 0  # 1 on any FAIL
-    script = (
-        "import sys, json\n"
-        "from lerobot.datasets.lerobot_dataset import LeRobotDataset\n"
-        "ds = LeRobotDataset('local/teleop', root=sys.argv[1], video_backend='pyav')\n"
-        "last = ds[len(ds) - 1]\n"
-        "print(json.dumps({'episodes': ds.num_episodes, 'frames': len(ds), 'front': list(last['observation.images.front'].shape),"
-        " 'success': bool(last['next.success']), 'task': last['task']}))\n"
-    )
-    out = subprocess.run([str(lerobot_python), "-I", "-c", script, str(root)], capture_output=True, text=True,
-                         timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
-    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    loaded = lerobot_loads(root)
     frames = sum(r["last_saved"]["frames"] for r in results)
     assert loaded == {"episodes": 2, "frames": frames, "front": [3, 96, 96], "success": True,
                       "task": results[1]["last_saved"]["task"]}  # fmt: skip

@@ -42,7 +42,7 @@ from embodia.data.record_teleop import trim_idle
 from embodia.data.writer import DatasetWriter
 from embodia.robots.ee_teleop import EETeleopConfig, EndEffectorLeader
 from embodia.robots.rate import Rate
-from embodia.robots.spec import ACTION, OBS_STATE, TASK, image_key
+from embodia.robots.spec import ACTION, OBS_STATE, SO101, TASK, image_key
 
 SPLITS = ("train", "heldout", "all")
 
@@ -93,9 +93,12 @@ class SimTeleop:
         self.cfg = cfg
         family = cfg.task if cfg.task in FAMILIES else None
         self._fixed = None if family is not None else cfg.task
-        self.env = TabletopEnv(family=family, split=cfg.split, image_size=cfg.record_size, render=False)
         if self._fixed is not None:
             parse_instruction(self._fixed)  # an instruction no family knows: ValueError naming valid ones
+        self.writer = (
+            self._open_writer() if cfg.dataset else None
+        )  # a folder it must not touch: refused first
+        self.env = TabletopEnv(family=family, split=cfg.split, image_size=cfg.record_size, render=False)
         self.spec = self.env.robot.spec
         self.leader = EndEffectorLeader(cfg.control, fps=self.spec.fps)
         self.cameras = self.spec.camera_names
@@ -105,7 +108,6 @@ class SimTeleop:
         # An EGL context is current in one thread: the renderers are made (and closed) by the thread that
         # ticks (the loop's, under running()), so nothing else renders.
         self._renderers: dict[int, Any] = {}
-        self.writer = self._open_writer() if cfg.dataset else None
         self.lock = threading.RLock()
         self.seed = cfg.seed - 1
         self.frames: list[dict[str, Any]] = []
@@ -127,12 +129,13 @@ class SimTeleop:
         from embodia.sim.tasks import FAMILIES
 
         with self.lock:
-            self.seed = self.seed + 1 if seed is None else int(seed)
+            seed = self.seed + 1 if seed is None else int(seed)
             options: dict[str, Any] = {}
             wanted = task if task is not None else self._fixed
             if wanted is not None:
                 options = {"family": wanted} if wanted in FAMILIES else {"task": wanted}
-            self.env.reset(seed=self.seed, options=options or None)
+            self.env.reset(seed=seed, options=options or None)  # an unknown task raises here: nothing changed
+            self.seed = seed
             self.leader.sync(self.env.robot.joint_positions())
             self.frames, self.recording = [], False
             self.success = self.ever_succeeded = False
@@ -278,7 +281,7 @@ class SimTeleop:
     # ------------------------------------------------------------------ internals
     def _open_writer(self) -> DatasetWriter:
         root = Path(self.cfg.dataset)  # type: ignore[arg-type]
-        features = features_for(self.spec, self.cfg.record_size, self.cfg.record_size, extra=SUCCESS_FEATURES)
+        features = features_for(SO101, self.cfg.record_size, self.cfg.record_size, extra=SUCCESS_FEATURES)
         if self.cfg.resume:
             writer = DatasetWriter.resume(root)
             if writer.features != features:
@@ -288,7 +291,7 @@ class SimTeleop:
             return writer
         if root.exists() and any(root.iterdir()):
             raise ValueError(f"{root} exists and is not empty: resume it, or record into a new folder")
-        return DatasetWriter.create(root, features, fps=self.spec.fps, robot_type=self.spec.robot_type)
+        return DatasetWriter.create(root, features, fps=SO101.fps, robot_type=SO101.robot_type)
 
     def _render(self, size: int) -> dict[str, np.ndarray]:
         from embodia.sim.render import make_renderer

@@ -128,7 +128,9 @@ def _watch_live(url: str, seen: dict) -> None:
     seen["stream_frames"] = parts
 
 
-def test_teleop_needs_one_follower_and_a_leader(capsys):
+def test_teleop_needs_one_follower_and_a_leader_for_a_real_one(capsys):
     assert main(["teleop", "--sim", "--follower", "/dev/null", "--leader", "x"]) == 2
-    assert main(["teleop", "--sim"]) == 2
-    assert "--leader PORT is required" in capsys.readouterr().out
+    assert main(["teleop", "--follower", "/dev/null"]) == 2
+    assert "--leader PORT is required for a real follower" in capsys.readouterr().out
+    # --sim alone is the browser page (tests/view/test_teleop_api.py); it needs the viewer.
+    assert main(["teleop", "--sim", "--no-view"]) == 2

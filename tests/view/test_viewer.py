@@ -224,7 +224,12 @@ def test_static_files_ship_with_the_package():
     patterns = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]["embodia"]
     static = Path(__file__).parents[2] / "src" / "embodia" / "view" / "static"
     files = sorted(p.relative_to(static.parents[1]).as_posix() for p in static.iterdir())
-    assert files == ["view/static/index.html", "view/static/viewer.css", "view/static/viewer.js"]
+    assert files == [
+        "view/static/index.html",
+        "view/static/teleop.js",
+        "view/static/viewer.css",
+        "view/static/viewer.js",
+    ]
     from fnmatch import fnmatch
 
     assert all(any(fnmatch(f, pat) for pat in patterns) for f in files)

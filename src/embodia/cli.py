@@ -32,7 +32,7 @@ def _add_commands(parser: argparse.ArgumentParser, commands: tuple[Command, ...]
         if cmd.subcommands:
             _add_commands(p, cmd.subcommands, depth + 1)
         else:
-            add_options(p, cmd.options)
+            add_options(p, cmd.options, cmd.base({}) if cmd.base else None)  # the defaults it starts from
             p.set_defaults(_command=cmd)
 
 

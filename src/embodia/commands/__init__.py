@@ -47,9 +47,11 @@ from embodia.commands.recipe import RecipeListOptions, RecipeRunOptions, cmd_rec
 from embodia.commands.serve import McpOptions, ServeOptions, ViewOptions, cmd_mcp, cmd_serve, cmd_view
 from embodia.commands.train import (
     DoctorTrainOptions,
+    TeachConfig,
     TrainOptions,
     base_config,
     cmd_doctor_train,
+    cmd_teach,
     cmd_train,
     presets_help,
 )
@@ -83,6 +85,7 @@ COMMANDS: tuple[Command, ...] = (
     )),
     _command("train", TrainOptions, cmd_train, base=lambda given: TrainOptions(train=base_config(given)),
              description=f"{(cmd_train.__doc__ or '').strip()}\n\n{presets_help()}"),
+    _command("teach", TeachConfig, cmd_teach, base=lambda given: TeachConfig()),
     _command("eval", EvalOptions, cmd_eval),
     _command("average", AverageOptions, cmd_average),
     _command("tasks", TasksOptions, cmd_tasks),

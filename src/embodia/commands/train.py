@@ -14,6 +14,7 @@ from rich.table import Table
 
 from embodia.commands.common import CHECKPOINT_HELP, console
 from embodia.configs import nested, opt, positive_int
+from embodia.recipes.teach import TeachConfig
 from embodia.train.config import PRESETS, TrainConfig, preset
 
 
@@ -251,3 +252,17 @@ def _print_doctor(doc: dict) -> None:
         console.print(f"open-loop replay: mean |error| {doc['open_loop']['mae']:.3f} (normalised)")
     for line in doc["diagnosis"]:
         console.print(line)
+
+
+def cmd_teach(o: TeachConfig) -> int:
+    """Fine-tune on your demonstrations of a task, co-trained to keep the base's skills, and evaluate.
+
+    The loop after `embodia teleop --sim --record DEMOS`: DEMOS (a LeRobotDataset of one task family)
+    -> the shipped base fine-tuned on it for --minutes (default 10), co-trained with the base's own
+    recovery data (recorded once into the run folder) -> success on the family's held-out phrasings,
+    before and after, with Wilson 95-percent intervals -> report.json and report.md in the run folder.
+    A rerun with the same --out skips every stage that is up to date (see embodia.recipes.teach)."""
+    from embodia.recipes.teach import teach
+
+    teach(o, console=console)
+    return 0

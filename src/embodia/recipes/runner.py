@@ -6,7 +6,8 @@ Each stage folder holds a `stage.json` manifest:
      "config":  the stage's resolved config (references by name, not by folder; where it runs, i.e.
                 device, frame cache and prefetch, left out: they do not change what is built),
      "run":     {"device", "cache_dir", "prefetch"} (Train stages),
-     "inputs":  {ref: {"kind": "dataset"|"policy", "path": "<stage>/dataset" | "shipped:<name>",
+     "inputs":  {ref: {"kind": "dataset"|"policy",
+                       "path": "<stage>/dataset" | "demos:<stage>" | "shipped:<name>",
                        "fingerprint"}},
      "output":  {"path" (inside the stage folder), "fingerprint"},
      "differs", "git_sha", "started_utc", "finished_utc", "seconds",
@@ -36,7 +37,17 @@ from embodia.configs import to_dict
 from embodia.recipes.catalog import get_recipe
 from embodia.recipes.fingerprint import fingerprint
 from embodia.recipes.scale import SCALES, at_scale
-from embodia.recipes.stages import Average, Evaluate, Recipe, RecipeError, Record, Stage, Train, refs_of
+from embodia.recipes.stages import (
+    Average,
+    Demos,
+    Evaluate,
+    Recipe,
+    RecipeError,
+    Record,
+    Stage,
+    Train,
+    refs_of,
+)
 from embodia.runs import RUNS_ROOT, atomic_write_text, git_sha
 
 SCHEMA = "embodia.recipe.stage/1"
@@ -81,7 +92,7 @@ class RecipeResult:
 
 
 def run_recipe(
-    name: str,
+    name: str | Recipe,
     *,
     scale: str = "full",
     device: str | None = None,
@@ -90,9 +101,11 @@ def run_recipe(
     out: str | Path | None = None,
     console=None,
 ) -> RecipeResult:
-    """Run recipe `name` at `scale` ("full" or "tiny") into `out` (default
-    ./embodia_runs/recipe/<name>-<scale>/); see the module docstring."""
-    recipe = get_recipe(name)
+    """Run recipe `name` (a catalogued recipe's name, or a Recipe built by the caller, as `embodia teach`
+    does) at `scale` ("full" or "tiny") into `out` (default ./embodia_runs/recipe/<name>-<scale>/); see
+    the module docstring."""
+    recipe = name if isinstance(name, Recipe) else get_recipe(name)
+    name = recipe.name
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
     out = Path(out) if out is not None else RUNS_ROOT / "recipe" / f"{name}-{scale}"
@@ -122,6 +135,8 @@ class _Run:
             self.console.print(text)
 
     def output_of(self, stage: Stage) -> Path:
+        if isinstance(stage, Demos):
+            return Path(stage.path)
         return self.out / stage.name / stage.output
 
     # ------------------------------------------------------------------ references
@@ -132,7 +147,8 @@ class _Run:
             path = self.output_of(stage)
             if not path.exists():
                 raise RecipeError(f"{ref}: its output {path} is missing; run the recipe from {ref!r}")
-            return path, "dataset" if data else "policy", f"{ref}/{stage.output}"
+            shown = f"demos:{ref}" if isinstance(stage, Demos) else f"{ref}/{stage.output}"
+            return path, "dataset" if data else "policy", shown
         from embodia.policy.checkpoint import resolve_policy
 
         return resolve_policy(ref), "policy", f"shipped:{ref}"
@@ -251,6 +267,8 @@ class _Run:
     def execute(self, stage: Stage, folder: Path, resume: bool) -> dict[str, Any]:
         if isinstance(stage, Record):
             return self._record(stage, folder)
+        if isinstance(stage, Demos):
+            return self._demos(stage)
         if isinstance(stage, Train):
             return self._train(stage, folder, resume)
         if isinstance(stage, Average):
@@ -277,6 +295,14 @@ class _Run:
                 "per_task": r.per_task,
             }
         }
+
+    def _demos(self, stage: Demos) -> dict[str, Any]:
+        """Open the folder as a dataset (a broken one fails here, before anything trains on it)."""
+        from embodia.data.reader import LeRobotDataset
+
+        ds = LeRobotDataset.open(stage.path)
+        return {"record": {"saved": ds.num_episodes, "attempted": ds.num_episodes, "frames": ds.num_frames,
+                           "instructions": len(ds.tasks)}}  # fmt: skip
 
     def _train(self, stage: Train, folder: Path, resume: bool) -> dict[str, Any]:
         from embodia.sim.tasks import paraphrases
@@ -311,6 +337,7 @@ class _Run:
             image_size=_image_size(policy, stage.suite),
             in_process=stage.in_process,
             show_progress=self.console is not None,
+            task_files=list(stage.task_files),
         )
         r = result.overall
         return {
@@ -331,6 +358,8 @@ def stage_config(stage: Stage) -> dict[str, Any]:
     """What a stage builds, as JSON: equal configs (and equal inputs) build the same output."""
     if isinstance(stage, Record):
         return {"kind": "record", "record": to_dict(stage.config)}
+    if isinstance(stage, Demos):  # what it holds is its output's fingerprint, not where it lies
+        return {"kind": "demos"}
     if isinstance(stage, Train):
         cfg = to_dict(stage.config)
         for key in _RUN_ONLY:
@@ -344,6 +373,8 @@ def stage_config(stage: Stage) -> dict[str, Any]:
     if isinstance(stage, Average):
         return {"kind": "average", "inputs": list(stage.inputs), "weights": stage.weights}
     fields = {f.name: getattr(stage, f.name) for f in dataclasses.fields(stage)}
+    if not fields["task_files"]:  # (so that the recipes' evaluations built before task files stay current)
+        fields.pop("task_files")
     for key in ("name", "expect", "differs", "in_process"):  # the verdict is recomputed; in_process: where
         fields.pop(key)
     return {"kind": "evaluate", "evaluate": fields}
@@ -489,7 +520,8 @@ def _kind(stage: Stage) -> str:
 
 
 def _out_kind(stage: Stage) -> str:
-    return {Record: "dataset", Train: "policy", Average: "policy", Evaluate: "file"}[type(stage)]
+    kinds = {Record: "dataset", Demos: "dataset", Train: "policy", Average: "policy", Evaluate: "file"}
+    return kinds[type(stage)]
 
 
 def _now() -> str:

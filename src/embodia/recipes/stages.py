@@ -12,6 +12,7 @@ dataset or its policy) or a shipped policy (`base`, `metaworld_mt10`, `metaworld
 its own folder `<out>/<stage name>/`; its output is:
 
     Record    <stage>/dataset        a LeRobotDataset v3.0 (`embodia.data.record.record`)
+    Demos     the folder it names    demonstrations recorded elsewhere (teleoperated, converted): read as is
     Train     <stage>/final          the final policy (`embodia.train.loop.train`)
     Average   <stage>/policy         a weight average (`embodia.policy.average.average_checkpoints`)
     Evaluate  <stage>/results.json   closed-loop success with Wilson intervals (`embodia.eval.run.evaluate`)
@@ -47,6 +48,20 @@ class Record:
     differs: str = ""
 
     output = "dataset"
+
+
+@dataclass(frozen=True)
+class Demos:
+    """Demonstrations recorded elsewhere (in the browser with `embodia teleop --sim`, by a leader arm,
+    converted from another format): an existing LeRobotDataset folder, read where it is. Train stages
+    name it like a Record stage; it is fingerprinted by content, so that episodes added to the folder
+    re-run the stages that read it (and only those)."""
+
+    name: str
+    path: str
+    differs: str = ""
+
+    output = "dataset"  # (the folder `path` itself; the stage's own folder holds its manifest)
 
 
 @dataclass(frozen=True)
@@ -117,11 +132,13 @@ class Evaluate:
     videos_per_task: int = 1
     expect: tuple[int, int] | None = None
     in_process: bool = False  # run the envs in this process (the tiny scale: no subprocess start-up)
+    task_files: tuple[str, ...] = ()  # the files that define the suite's families, when they are a user's
     differs: str = ""
 
     output = "results.json"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "task_files", tuple(self.task_files))
         if self.expect is not None:
             s, n = self.expect
             if not 0 <= s <= n or n <= 0:
@@ -131,7 +148,7 @@ class Evaluate:
             object.__setattr__(self, "expect", (int(s), int(n)))
 
 
-Stage = Record | Train | Average | Evaluate
+Stage = Record | Demos | Train | Average | Evaluate
 
 
 def refs_of(stage: Stage) -> tuple[str, ...]:
@@ -197,8 +214,10 @@ def _check_ref(where: str, stage: Stage, ref: str, seen: dict[str, Stage]) -> No
     wants_data = isinstance(stage, Train) and ref in stage.datasets
     if ref in seen:
         kind = seen[ref]
-        if wants_data and not isinstance(kind, Record):
-            raise RecipeError(f"{where}: dataset {ref!r} is a {type(kind).__name__} stage, not a Record")
+        if wants_data and not isinstance(kind, Record | Demos):
+            raise RecipeError(
+                f"{where}: dataset {ref!r} is a {type(kind).__name__} stage, not a Record or Demos"
+            )
         if not wants_data and not isinstance(kind, Train | Average):
             raise RecipeError(f"{where}: policy {ref!r} is a {type(kind).__name__} stage, not Train/Average")
     elif wants_data or ref not in SHIPPED_NAMES:

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from embodia.eval.episode import all_tasks, interpret, run_episode
+from embodia.eval.episode import run_episode
+from embodia.eval.scope import all_tasks, interpret
 from embodia.policy.language import InstructionEncoder
 from embodia.policy.policy import Policy
 from embodia.sim.tabletop import TabletopEnv

@@ -158,13 +158,31 @@ def test_do_runs_the_policy_from_the_current_state(server, video_dir):
     assert os.path.exists(out["video"]) and os.path.dirname(out["video"]) == str(video_dir)
 
 
-def test_do_runs_an_instruction_outside_the_catalogue_without_judging_it(server):
-    res = session(server, lambda c: c.call_tool("do", {"instruction": "what is the weather", "max_steps": 2}))
+def test_do_refuses_an_instruction_outside_the_catalogue_and_does_not_act(server):
+    async def script(c):
+        before = await c.call_tool("observe", {})
+        res = await c.call_tool("do", {"instruction": "what is the weather", "max_steps": 2})
+        return before, res, await c.call_tool("observe", {})
+
+    before, res, after = session(server, script)
+    assert res.is_error
+    msg = text_of(res)
+    assert "outside what this robot's task catalogue offers" in msg and "Closest tasks" in msg
+    assert "Nothing was done" in msg
+    # The arm did not move: the scene is as it was.
+    assert after.structured_content["joints_rad"] == before.structured_content["joints_rad"]
+
+
+def test_do_gives_the_policy_the_catalogue_phrasing_of_free_text(server):
+    async def script(c):
+        await c.call_tool("reset", {"task": "push the blue block to the left", "seed": 0})
+        return await c.call_tool("do", {"instruction": "shove the blue block leftwards please", "max_steps": 2})
+
+    res = session(server, script)
     assert not res.is_error, text_of(res)
     out = res.structured_content
-    assert out["success"] is None and out["judged_as"] is None and out["steps"] == 2
-    assert out["failure"] is None
-    assert "cannot be judged" in out["summary"]
+    assert out["judged_as"].startswith(("push", "slide", "shove", "nudge")) and "blue" in out["judged_as"]
+    assert "left" in out["judged_as"] and out["policy_read"] != "shove the blue block leftwards please"
 
 
 class _NanPolicy:
@@ -314,7 +332,7 @@ def test_bad_input_is_a_tool_error_and_the_server_keeps_working(server):
     assert "green block is not on the table" in msgs[6] and "reset(" in msgs[6]
     assert "seed" in msgs[7]
     assert "unknown color 'orange'" in msgs[8] and "purple" in msgs[8]
-    assert "no task of the catalogue matches" in msgs[9]
+    assert "outside what this robot's task catalogue offers" in msgs[9] and "Closest tasks" in msgs[9]
     assert not after.is_error and after.structured_content["instruction"] == "push the blue block to the left"
 
 

@@ -118,12 +118,26 @@ class RunOptions:
                      choices=("sim", "so101"))  # fmt: skip
     arm: FollowerArm = nested(FollowerArm, "the follower arm (--robot so101)")
     seconds: float = opt(60.0, "how long to act on a real arm (--robot so101)")
+    force: bool = opt(
+        False, "act on an instruction outside the task catalogue anyway: the closest task's scene and check"
+    )
+    own_words: bool = opt(
+        False,
+        "give the policy your words as typed, not the matched task's catalogue phrasing (the scene and "
+        "the success check follow the matched task either way)",
+    )
     task_files: list[str] = task_files()
 
 
 def cmd_run(o: RunOptions) -> int:
-    """Run the VLA for one episode on a free-text instruction (any phrasing), video out."""
-    from embodia.eval.episode import interpret, run_episode
+    """Run the VLA for one episode on a free-text instruction (any phrasing), video out.
+
+    The instruction is read against the task catalogue (embodia.eval.scope): the closest task lays out
+    the scene and judges success, and the policy reads that task's catalogue phrasing (--own-words: your
+    words). An instruction outside the catalogue is refused with the closest tasks (exit status 2;
+    --force runs the closest)."""
+    from embodia.eval.episode import run_episode
+    from embodia.eval.scope import read_instruction
     from embodia.runs import new_run_dir, write_manifest
 
     if not o.instruction.strip():
@@ -131,19 +145,29 @@ def cmd_run(o: RunOptions) -> int:
     if o.robot == "so101":
         return _run_on_arm(o)
     policy = policy_from(o.checkpoint, o.api_key)
-    task, score = interpret(o.instruction, encoder_of(policy))
+    reading = read_instruction(o.instruction, encoder_of(policy))
+    task, score = reading.task, reading.score
+    if not reading.in_scope:
+        if not o.force:
+            if hasattr(policy, "close"):
+                policy.close()
+            raise ValueError(reading.refusal() + " --force runs the closest.")
+        console.print(f"[yellow]{reading.refusal()}[/] --force: running the closest.")
+    words = o.instruction if o.own_words or reading.exact else reading.grounded
     console.print(
         f"scene and success check: [bold]{task.instruction!r}[/] "
-        + ("(exact template)" if score >= 1.0 else f"(closest catalogue task, similarity {score:.2f})")
+        + ("(exact template)" if reading.exact else f"(closest catalogue task, similarity {score:.2f})")
+        + ("" if words == o.instruction else f"; the policy reads {words!r}")
     )
     run_dir = new_run_dir("run", task.family)
     write_manifest(run_dir, "run", {"instruction": o.instruction, "scene_task": task.instruction,
-                                     "similarity": score, "checkpoint_hash": policy.checkpoint_hash},
+                                     "similarity": score, "in_scope": reading.in_scope, "policy_reads": words,
+                                     "checkpoint_hash": policy.checkpoint_hash},
                    seeds=[o.seed])  # fmt: skip
     env = tabletop_for(policy)
     try:
         with console.status("acting ..."):
-            ep = run_episode(policy, env, seed=o.seed, task=task, instruction=o.instruction,
+            ep = run_episode(policy, env, seed=o.seed, task=task, instruction=words,
                              execution=o.execution, max_steps=o.max_steps)  # fmt: skip
     finally:
         env.close()

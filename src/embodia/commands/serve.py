@@ -25,6 +25,14 @@ class ServeOptions:
     api_key: str | None = opt(None, "required from clients (default: $EMBODIA_API_KEY)")
     max_message_mb: float = opt(16.0, "largest accepted message, MiB", parse=positive_float)
     log_level: Literal["debug", "info", "warning", "error"] = opt("info", "server log level")
+    scope: Literal["catalogue", "off"] = opt(
+        "catalogue",
+        "catalogue: an SO-101 instruction outside the task catalogue (built in and --tasks) is refused "
+        "with the closest tasks, and free text inside it reaches the policy in the matched task's "
+        "catalogue phrasing; off: instructions reach the policy as sent",
+        choices=("catalogue", "off"),
+    )
+    task_files: list[str] = task_files()
 
 
 def cmd_serve(o: ServeOptions) -> int:
@@ -39,7 +47,8 @@ def cmd_serve(o: ServeOptions) -> int:
     )
     try:
         serve(o.checkpoint, host=o.host, port=o.port, api_key=api_key,
-              max_message_bytes=int(o.max_message_mb * 1024 * 1024), log_level=o.log_level)  # fmt: skip
+              max_message_bytes=int(o.max_message_mb * 1024 * 1024), log_level=o.log_level,
+              scope=o.scope)  # fmt: skip
     except CheckpointError as exc:
         if o.checkpoint:
             raise

@@ -3,10 +3,8 @@
 (`eval.rollout` runs many episodes over parallel worker processes; this is the single-episode path,
 where starting workers would cost more than the episode.)
 
-Free-text instructions: the policy reads the user's own words, but the simulator still has to know
-which scene to lay out and how to judge success. `interpret` maps the text to the closest task of the
-catalogue by sentence-embedding similarity (the same frozen encoder the policy uses), so "grab the
-crimson cube" runs as a pick of the red block while the policy is given the user's sentence.
+Free-text instructions are read by `embodia.eval.scope` (which task, whether any, the words the
+policy is given); `run_episode` takes the task for the scene and, optionally, other words for the policy.
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ import numpy as np
 
 from embodia.policy.executor import ExecutionConfig, executor_for, step_policy
 from embodia.robots.spec import TASK
-from embodia.sim.tasks import FAMILIES, TaskInstance, make_task, parse_instruction
+from embodia.sim.tasks import TaskInstance
 
 
 @dataclass
@@ -29,58 +27,6 @@ class Episode:
     steps: int
     chunks: int
     frames: list[np.ndarray] = field(default_factory=list, repr=False)
-
-
-def all_tasks() -> list[TaskInstance]:
-    """Every instruction the catalogue can express (both template splits), user families included."""
-    out = []
-    for fam in FAMILIES.values():
-        combos = _slot_values(fam)
-        for split in ("train", "heldout"):
-            for tpl in range(len(fam.templates(split))):
-                out.extend(make_task(fam.name, template=tpl, split=split, **values) for values in combos)
-    return out
-
-
-def _slot_values(fam) -> list[dict[str, str]]:
-    """Every combination of the family's slot values that respects each slot's `distinct_from`."""
-    combos: list[dict[str, str]] = [{}]
-    for name in fam.slots:
-        slot = fam.slot(name)
-        combos = [
-            c | {name: v}
-            for c in combos
-            for v in slot.values
-            if all(c.get(d) != v for d in slot.distinct_from)
-        ]
-    return combos
-
-
-_CATALOGUE: tuple[tuple[str, ...], list[TaskInstance], np.ndarray] | None = None  # (families, tasks, vectors)
-
-
-def interpret(text: str, encoder) -> tuple[TaskInstance, float]:
-    """The catalogue task closest to `text` and the cosine similarity (1.0 for an exact template)."""
-    global _CATALOGUE
-    try:
-        return parse_instruction(text), 1.0
-    except ValueError:
-        pass
-    if _CATALOGUE is None or _CATALOGUE[0] != tuple(FAMILIES):  # a task file may have added families
-        tasks = all_tasks()
-        _, _, pooled = encoder.encode([t.instruction for t in tasks])
-        _CATALOGUE = (tuple(FAMILIES), tasks, pooled.numpy())
-    _, tasks, pooled = _CATALOGUE
-    _, _, q = encoder.encode([text])
-    scores = pooled @ q.numpy()[0]
-    # Judge each (family, colours, direction) by its mean similarity over all its phrasings: a single
-    # template can match on a shared noun ("cube") while the verb says another family.
-    groups: dict[tuple, list[int]] = {}
-    for i, t in enumerate(tasks):
-        groups.setdefault((t.family, *sorted(t.values.items())), []).append(i)
-    key = max(groups, key=lambda g: float(np.mean(scores[groups[g]])))
-    best = max(groups[key], key=lambda i: scores[i])
-    return tasks[best], float(scores[best])
 
 
 def run_episode(

@@ -22,7 +22,6 @@ import numpy as np
 from embodia.policy.executor import ExecutionConfig, executor_for, step_policy
 from embodia.robots.spec import TASK
 from embodia.serve.tool_args import (
-    DEFAULT_FREE_STEPS,
     GRIP,
     RobotError,
     ToolOutput,
@@ -41,11 +40,7 @@ from embodia.serve.tool_args import (
     rounded,
     step_limit,
 )
-from embodia.sim.tasks import COLORS, FAMILIES, TaskInstance, parse_instruction
-
-# Below this cosine similarity a free-text instruction is not taken as any catalogue task (measured on
-# the frozen MiniLM encoder: paraphrases of real tasks score 0.6-0.95, unrelated requests 0-0.3).
-MATCH_THRESHOLD = 0.5
+from embodia.sim.tasks import COLORS, FAMILIES, parse_instruction
 
 
 class RobotTools:
@@ -165,23 +160,23 @@ class RobotTools:
         text = instruction_text(instruction)
         if self.policy is None:
             raise RobotError(self.policy_error or "no policy is loaded, so do() cannot act")
-        task, score = self._interpret(text)
-        judged = score >= MATCH_THRESHOLD
-        if judged:
-            missing = [c for c in task.colors_needed if c not in self.env.present]
-            if missing:
-                raise RobotError(
-                    f"{' and '.join(missing)} block{'s are' if len(missing) > 1 else ' is'} not on the table "
-                    f"in this scene (present: {', '.join(self.env.present)}). Call reset(task={text!r}) for "
-                    "a scene that has it."
-                )
-        default = FAMILIES[task.family].max_steps if judged else DEFAULT_FREE_STEPS
-        limit = step_limit(max_steps, default)
+        reading = self._read(text)
+        if not reading.in_scope:  # nothing the catalogue offers: say so, and do not act
+            raise RobotError(reading.refusal() + " Nothing was done.")
+        task, score = reading.task, reading.score
+        missing = [c for c in task.colors_needed if c not in self.env.present]
+        if missing:
+            raise RobotError(
+                f"{' and '.join(missing)} block{'s are' if len(missing) > 1 else ' is'} not on the table "
+                f"in this scene (present: {', '.join(self.env.present)}). Call reset(task={text!r}) for "
+                "a scene that has it."
+            )
+        words = text if reading.exact else reading.grounded  # what the policy reads
+        limit = step_limit(max_steps, FAMILIES[task.family].max_steps)
 
         env, policy = self.env, self.policy
-        if judged:  # the environment judges success (info["success"]), from the scene as it is now
-            env.begin_task(task)
-        obs = self._obs(text)
+        env.begin_task(task)  # the environment judges success (info["success"]), from the scene as it is now
+        obs = self._obs(words)
         frames = [self._frame(obs)] if self.video else []
         executor = executor_for(policy, self.execution)
         executor.reset(self._ticks)  # the tick count seeds this call's noise (reproducible sessions)
@@ -200,38 +195,33 @@ class RobotTools:
             info = env.step(action)[-1]
             self._ticks += 1
             steps += 1
-            obs = self._obs(text)
+            obs = self._obs(words)
             if self.video:
                 frames.append(self._frame(obs))
-            if judged and info["success"]:
+            if info["success"]:
                 success = True
                 break
         self.instruction = text
-        video = self._write_video(frames, task.family if judged else "free") if self.video else None
+        video = self._write_video(frames, task.family) if self.video else None
 
         # Where a failed attempt stopped ("missed grasp", "wrong block", ...: embodia.sim.progress), so an
         # agent can tell a miss it may retry from an instruction the policy did not understand.
-        stopped = env.progress(success)["failure"] if judged else None
-        if not judged:
-            outcome = (
-                f"ran {steps} steps; success cannot be judged: no catalogue task is close to this "
-                f"instruction (closest: {task.instruction!r}, similarity {score:.2f})"
-            )
-        else:
-            how = "" if score >= 1.0 else f", judged as {task.instruction!r} (similarity {score:.2f})"
-            outcome = (
-                f"succeeded after {steps} steps"
-                if success
-                else f"not achieved within {steps} steps (stopped at: {stopped})"
-            ) + how
+        stopped = env.progress(success)["failure"]
+        how = "" if reading.exact else f", judged as {task.instruction!r} (similarity {score:.2f})"
+        outcome = (
+            f"succeeded after {steps} steps"
+            if success
+            else f"not achieved within {steps} steps (stopped at: {stopped})"
+        ) + how
         chunks = executor.chunks
         summary = f"{text!r}: {outcome}; {chunks} chunks" + (f"; video: {video}" if video else "")
         data = {
             "instruction": text,
-            "success": success if judged else None,
+            "success": success,
             "steps": steps,
             "chunks": chunks,
-            "judged_as": task.instruction if judged else None,
+            "judged_as": task.instruction,
+            "policy_read": words,
             "failure": stopped,
             "similarity": round(score, 3),
             "video": str(video) if video else None,
@@ -265,13 +255,10 @@ class RobotTools:
                 options["family"] = text.lower()
                 text = None
             else:
-                inst, score = self._interpret(text)
-                if score < MATCH_THRESHOLD:
-                    raise RobotError(
-                        f"no task of the catalogue matches {text!r} (closest: {inst.instruction!r}, "
-                        f"similarity {score:.2f}). {catalogue_hint()}"
-                    )
-                options["task"] = inst
+                reading = self._read(text)
+                if not reading.in_scope:
+                    raise RobotError(reading.refusal())
+                options["task"] = reading.task
         self.env.reset(seed=seed, options=options or None)
         self._ticks = 0
         self.instruction = text or self.env.instruction
@@ -382,17 +369,19 @@ class RobotTools:
             write_manifest(self._run_dir, "mcp", {"policy": self.policy_source or None})
         return self._run_dir
 
-    def _interpret(self, text: str) -> tuple[TaskInstance, float]:
+    def _read(self, text: str):
+        """The text read against the catalogue (embodia.eval.scope.Reading)."""
+        from embodia.eval.scope import Reading, read_instruction
+
         try:  # an exact template needs no encoder (loading it takes seconds)
-            return parse_instruction(text), 1.0
+            task = parse_instruction(text)
+            return Reading(text, task, 1.0, task.instruction, ((task.instruction, 1.0),))
         except ValueError as exc:
             # A known phrasing with an unknown colour or direction ("pick up the orange block") is
             # not a paraphrase to guess at: say which values exist.
             if not str(exc).startswith("unknown task"):
                 raise RobotError(f"{exc}. {catalogue_hint()}") from None
-        from embodia.eval.episode import interpret
-
-        return interpret(text, self.encoder)
+        return read_instruction(text, self.encoder)
 
     def _policy_summary(self) -> dict[str, Any]:
         if self.policy is None:

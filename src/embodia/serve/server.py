@@ -69,6 +69,10 @@ IDLE_TRIM_S = 2.0  # after this long without a request, freed memory is handed b
 MAX_STATE_SIGMAS = 1000.0
 
 
+SCOPES = ("catalogue", "off")
+MAX_READINGS = 4096  # instructions whose reading is remembered (each costs one encoder call)
+
+
 class NonFiniteActions(RequestError):
     """The policy's output for a request is NaN or inf: never sent; the client is told why."""
 
@@ -136,10 +140,14 @@ class IdleTrimmer:
 class InferenceService:
     """The policy and everything that touches it; its methods run in worker threads."""
 
-    def __init__(self, policy, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
+    def __init__(self, policy, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, scope: str = "off"):
         from embodia import __version__
 
+        if scope not in SCOPES:
+            raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
         self.policy = policy
+        self.scope = scope
+        self._readings: dict[str, Any] = {}  # instruction -> embodia.eval.scope.Reading
         self.spec = ServedSpec.from_policy(policy)
         self.max_message_bytes = int(max_message_bytes)
         self.metadata = {
@@ -160,13 +168,14 @@ class InferenceService:
         """[session id, requests so far]: one per connection, passed back to `act`."""
         return [next(self._sessions), 0]
 
-    def act(self, message: Any, session: list[int] | None = None) -> dict[str, Any]:
+    def act(self, message: Any, session: list[int] | None = None, read: bool = True) -> dict[str, Any]:
         """Validate one decoded observation map and return the reply map (arrays as numpy). `session`
-        (from `new_session`; None: a one-request episode, as over HTTP) orders a connection's requests."""
+        (from `new_session`; None: a one-request episode, as over HTTP) orders a connection's requests.
+        `read`: the instruction goes through the scope check (when the service has one)."""
         t0 = time.perf_counter()
         self._trimmer.touch()
         req = parse_request(message, self.spec)
-        self._prepare(req)
+        self._prepare(req, read)
         with self._lock:
             t1 = time.perf_counter()
             session = session if session is not None else self.new_session()
@@ -192,11 +201,14 @@ class InferenceService:
         timing = {"infer_ms": infer_ms, "server_ms": (time.perf_counter() - t0) * 1e3}
         return {"actions": actions, "embodiment": req.embodiment, "server_timing": timing}
 
-    def _prepare(self, req) -> None:
+    def _prepare(self, req, read: bool = True) -> None:
         """The request's own work, done before it queues for the model (so one client's large image or
         new instruction does not stall the others): images fitted to the model's input, the
-        instruction encoded into the encoder's cache."""
+        instruction read against the task catalogue (scope "catalogue") and encoded into the encoder's
+        cache."""
         self._check_state_range(req)
+        if read:
+            self._read_instruction(req)
         size = self.spec.model.get("image_size")
         if size:
             from embodia.policy.inputs import fit_image
@@ -206,6 +218,27 @@ class InferenceService:
         encoder = getattr(self.policy, "encoder", None)
         if encoder is not None and hasattr(encoder, "encode"):
             encoder.encode([req.observation[TASK]])
+
+    def _read_instruction(self, req) -> None:
+        """Scope "catalogue", for the tabletop's SO-101: an instruction outside the task catalogue is
+        refused (a 4xx naming the closest tasks); free text inside it reaches the policy in the matched
+        task's catalogue phrasing (embodia.eval.scope)."""
+        encoder = getattr(self.policy, "encoder", None)
+        if self.scope != "catalogue" or req.embodiment != "so101" or not hasattr(encoder, "encode"):
+            return
+        from embodia.eval.scope import read_instruction
+
+        text = req.observation[TASK]
+        reading = self._readings.get(text)
+        if reading is None:
+            reading = read_instruction(text, encoder)
+            if len(self._readings) >= MAX_READINGS:
+                self._readings.clear()
+            self._readings[text] = reading
+        if not reading.in_scope:
+            raise RequestError(reading.refusal() + " No action was computed.")
+        if not reading.exact:
+            req.observation[TASK] = reading.grounded
 
     def _check_state_range(self, req) -> None:
         """A state thousands of standard deviations from what the policy was trained on is in other
@@ -241,7 +274,7 @@ class InferenceService:
                     obs[key] = np.zeros(f["shape"], np.uint8 if f["dtype"] == "uint8" else np.float32)
             for words in WARM_UP_LENGTHS:  # instructions of 4, 14, 22 and 32+ tokens
                 try:
-                    self.act(obs | {TASK: " ".join(["warm up"] * words)})
+                    self.act(obs | {TASK: " ".join(["warm up"] * words)}, read=False)
                 except NonFiniteActions as exc:  # said to the client of any such request; noted here
                     log.warning("warm-up request for %s: %s", name, exc)
 
@@ -442,9 +475,11 @@ def serve(
     api_key: str | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     log_level: str = "info",
+    scope: str = "catalogue",
 ) -> None:
     """Load `checkpoint` (a folder or a shipped name such as 'base'; None: the shipped base) and serve
-    it until interrupted."""
+    it until interrupted. `scope`: "catalogue" reads SO-101 instructions against the task catalogue
+    (refused outside it, grounded inside it), "off" passes them to the policy as sent."""
     import uvicorn
 
     from embodia.policy.loading import load_policy
@@ -454,7 +489,7 @@ def serve(
         raise ValueError(f"max_message_bytes must be positive, got {max_message_bytes}")
     check_port(port)
     policy = load_policy(checkpoint)
-    service = InferenceService(policy, max_message_bytes)
+    service = InferenceService(policy, max_message_bytes, scope=scope)
     service.warm_up()
     app = create_app(service, api_key=api_key)
     server = uvicorn.Server(uvicorn_config(app, host, port, max_message_bytes, log_level))
@@ -476,17 +511,19 @@ def running_server(
     api_key: str | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     log_level: str = "warning",
+    scope: str = "off",
 ) -> Iterator[str]:
     """Serve in a background thread (tests, benchmarks, notebooks); yields 'ws://host:port'.
 
-    Port 0 picks a free port. The server stops when the block exits."""
+    Port 0 picks a free port. The server stops when the block exits. `scope` as `serve`'s (default
+    "off" here: the building block passes instructions as sent; `embodia serve` checks them)."""
     import uvicorn
 
     check_binding(host, api_key)
     check_port(port)
     service = policy_or_service
     if not isinstance(service, InferenceService):
-        service = InferenceService(service, max_message_bytes)
+        service = InferenceService(service, max_message_bytes, scope=scope)
         service.warm_up()
     app = create_app(service, api_key=api_key)
     server = uvicorn.Server(uvicorn_config(app, host, port, service.max_message_bytes, log_level))

@@ -1,0 +1,232 @@
+"""Reading a free-text instruction: which catalogue task it asks for, whether it asks for one at all, and
+the words the policy is given.
+
+    reading = read_instruction("shove the green block away from the robot", encoder)
+    reading.task          # push(green, front): the scene to lay out and the success to judge
+    reading.in_scope      # similarity >= the calibrated threshold
+    reading.grounded      # "push the green block to the front": what the policy reads
+
+1. **Directions are grounded by words, not by similarity.** A sentence encoder puts "forward" and
+   "backwards", or "toward the right side" and "to the left", close together: they share every word but
+   one. So the directions the text names (`directions_named`: forward/ahead/away from the robot -> front,
+   towards the robot/backwards -> back, left/leftwards/left-hand -> left, ...) restrict the candidates
+   to tasks with one of them, and a text that names none rules out the tasks that need one ("put the
+   red block on the green one" is a stack, not "beside ... on its right"); the encoder then compares
+   the text, its direction phrases put in the catalogue's words ("to the front"), with those left.
+   Colours likewise: the catalogue colours the text names, in order, fix the moved block and the other
+   one ("stack red on green": red onto green; an encoder hears the same sentence either way).
+2. **Families by similarity**: each (family, slot values) left is judged by its mean similarity over all
+   its phrasings (a single template can match on a shared noun while the verb says another family);
+   its best-matching phrasing gives the score.
+3. **Scope**: below `SCOPE_THRESHOLD`, calibrated on committed in-scope and out-of-scope sets
+   (`benchmarks/language_scope.py`, `benchmarks/language/`), the text asks for nothing the catalogue
+   (built-in and --tasks families) offers: `run`, the MCP `do` tool and the policy server refuse it and
+   name the closest tasks. A text that names a colour no block has ("the yellow block") is out of scope
+   whatever its similarity.
+4. **Grounding**: for text in scope the policy reads the matched task's train phrasing, the words it was
+   trained on, so that its behaviour does not hang on how the encoder places an unseen synonym. The
+   user's own words still name the run and appear in its report.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from embodia.sim.tasks import COLORS, FAMILIES, TaskInstance, make_task, parse_instruction
+
+# Calibrated by benchmarks/language_scope.py on the calibration half of benchmarks/language/scope_in.json
+# and scope_out.json (the other half measures it): see docs/results.md, "Language scope".
+SCOPE_THRESHOLD = 0.73
+
+_ROBOT = (r"(?:the |its |your |this )?(?:robot arm|robot's base|arm's base|robot|arm|base|manipulator|mount|"
+          r"yourself|you|itself)(?!['’]s)\b")
+_TOWARD = r"(?:towards?|to|in to|in towards?|back to|back towards?|up to|over to)"
+DIRECTION_PATTERNS: dict[str, tuple[str, ...]] = {
+    "front": (r"\bfront\b", r"\bfrontwards?\b", r"\bforwards?\b", r"(?<!go )\bahead\b", r"\bonwards?\b",
+              r"\boutwards?\b", r"\bdeeper\b", r"\bbeyond\b",
+              r"\b(?:far|farther|further|farthest|furthest)(?: out| away| off| side| end| edge)\b",
+              rf"\b(?:farther|further|far|more distant|distant|out|off) (?:away )?from {_ROBOT}",
+              rf"\baway from {_ROBOT}", r"\b(?:far|distant|opposite) (?:side|end|edge)\b"),
+    "back": (r"\bback\b", r"\bbackwards?\b", r"\brear(?:wards?)?\b", r"\binwards?\b",
+             rf"\b{_TOWARD} {_ROBOT}", rf"\b(?:closer|nearer|close|near|next) (?:to |in to |in towards? )?{_ROBOT}",
+             r"\b(?:closer|nearer) in\b", r"\bnear(?:er)? (?:side|end|edge)\b"),
+    "left": (r"\bleft\b", r"\bleftwards?\b", r"\bleft[- ]hand\b", r"\bleftmost\b", r"\bport\b"),
+    # ("right" as in "right next to", "right away" is no direction)
+    "right": (r"\bright\b(?! (?:next|beside|there|here|away|now|above|below|under|on|at|in|behind|where)\b)",
+              r"\brightwards?\b", r"\bright[- ]hand\b", r"\brightmost\b", r"\bstarboard\b"),
+}  # fmt: skip
+_DIRECTION_RE = {d: [re.compile(p) for p in ps] for d, ps in DIRECTION_PATTERNS.items()}
+# Colour words a user may write for a block that does not exist in this scene's palette.
+OTHER_COLORS = ("yellow", "orange", "black", "white", "pink", "brown", "grey", "gray", "cyan", "magenta",
+                "gold", "silver", "beige", "turquoise")  # fmt: skip
+
+
+def normalize(text: str) -> str:
+    return " ".join(str(text).lower().replace("’", "'").strip().rstrip(".!?").split())
+
+
+def _direction_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, direction) of each direction phrase in the normalized text; a phrase inside a
+    longer one counts once ("the robot's left": left, not back)."""
+    norm = normalize(text)
+    spans: list[tuple[int, int, str]] = []
+    for direction, patterns in _DIRECTION_RE.items():
+        for pattern in patterns:
+            spans += [(m.start(), m.end(), direction) for m in pattern.finditer(norm)]
+    kept = [s for s in spans if not any(o[0] <= s[0] and s[1] <= o[1] and o != s for o in spans)]
+    return sorted(set(kept))
+
+
+def directions_named(text: str) -> set[str]:
+    """The directions (front, back, left, right: the robot's) the text names."""
+    return {d for _, _, d in _direction_spans(text)}
+
+
+def with_plain_directions(text: str) -> str:
+    """The text with each direction phrase in the catalogue's words ("away from the robot" -> "to the
+    front"), so that the encoder compares like with like."""
+    norm, out, at = normalize(text), [], 0
+    for start, end, direction in _direction_spans(text):
+        if start < at:  # overlapping phrases of two directions: leave the text as it is
+            return norm
+        phrase = norm[start:end]
+        out += [norm[at:start], direction if phrase == direction else f"to the {direction}"]
+        at = end
+    return "".join(out + [norm[at:]])
+
+
+def direction_of(text: str) -> str | None:
+    """The one direction the text names, or None when it names none or several."""
+    found = directions_named(text)
+    return found.pop() if len(found) == 1 else None
+
+
+def colors_of(text: str) -> list[str]:
+    """The catalogue colours the text names, in the order it first names them."""
+    found: list[str] = []
+    for word in re.findall(r"[a-z]+", normalize(text)):
+        if word in COLORS and word not in found:
+            found.append(word)
+    return found
+
+
+def _consistent(values: dict[str, str], directions: set[str], colors: list[str]) -> bool:
+    """Whether a task's slot values agree with the directions and colours the text names: a task with a
+    direction needs the text to name that one (none named: not that task; several: any of them)."""
+    if "direction" in values and values["direction"] not in directions:
+        return False
+    named = [values[k] for k in ("color", "other") if k in values]
+    if not colors or not named:
+        return True
+    return named[: len(colors)] == colors[: len(named)]
+
+
+def foreign_colors(text: str) -> list[str]:
+    """Colour words of the text that no block of the catalogue has."""
+    words = set(re.findall(r"[a-z]+", normalize(text)))
+    return [c for c in OTHER_COLORS if c in words and c not in COLORS]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a free-text instruction asks for (see the module docstring)."""
+
+    text: str
+    task: TaskInstance  # the closest catalogue task
+    score: float  # cosine similarity of its best phrasing (1.0: a catalogue template, word for word)
+    grounded: str  # the instruction the policy reads
+    closest: tuple[tuple[str, float], ...]  # the closest tasks (phrasing, similarity), best first
+    threshold: float = SCOPE_THRESHOLD
+    reason: str = ""  # why it is out of scope, beyond a low similarity
+
+    @property
+    def exact(self) -> bool:
+        return self.score >= 1.0
+
+    @property
+    def in_scope(self) -> bool:
+        return self.exact or (not self.reason and self.score >= self.threshold)
+
+    def refusal(self) -> str:
+        """Why the text is not acted on, with the closest tasks, for the user."""
+        why = self.reason or f"similarity {self.score:.2f} < {self.threshold:.2f}"
+        options = "; ".join(f"{t!r} ({s:.2f})" for t, s in self.closest)
+        return (
+            f"{self.text!r} is outside what this robot's task catalogue offers ({why}). Closest tasks: "
+            f"{options}. Families: {', '.join(sorted(FAMILIES))} (`embodia tasks` lists their phrasings)."
+        )
+
+
+_CATALOGUE: tuple[tuple[str, ...], list[TaskInstance], np.ndarray] | None = None  # (families, tasks, vectors)
+
+
+def all_tasks() -> list[TaskInstance]:
+    """Every instruction the catalogue can express (both template splits), user families included."""
+    out = []
+    for fam in FAMILIES.values():
+        combos = _slot_values(fam)
+        for split in ("train", "heldout"):
+            for tpl in range(len(fam.templates(split))):
+                out.extend(make_task(fam.name, template=tpl, split=split, **values) for values in combos)
+    return out
+
+
+def _slot_values(fam) -> list[dict[str, str]]:
+    """Every combination of the family's slot values that respects each slot's `distinct_from`."""
+    combos: list[dict[str, str]] = [{}]
+    for name in fam.slots:
+        slot = fam.slot(name)
+        combos = [
+            c | {name: v}
+            for c in combos
+            for v in slot.values
+            if all(c.get(d) != v for d in slot.distinct_from)
+        ]
+    return combos
+
+
+def _catalogue(encoder) -> tuple[list[TaskInstance], np.ndarray]:
+    global _CATALOGUE
+    if _CATALOGUE is None or _CATALOGUE[0] != tuple(FAMILIES):  # a task file may have added families
+        tasks = all_tasks()
+        _, _, pooled = encoder.encode([t.instruction for t in tasks])
+        _CATALOGUE = (tuple(FAMILIES), tasks, pooled.numpy())
+    return _CATALOGUE[1], _CATALOGUE[2]
+
+
+def read_instruction(text: str, encoder, threshold: float = SCOPE_THRESHOLD, top: int = 3) -> Reading:
+    """Read `text` against the active catalogue with `encoder` (the policy's frozen sentence encoder)."""
+    try:
+        task = parse_instruction(text)
+        return Reading(text, task, 1.0, task.instruction, ((task.instruction, 1.0),), threshold)
+    except ValueError:
+        pass
+    tasks, pooled = _catalogue(encoder)
+    _, _, q = encoder.encode([with_plain_directions(text)])
+    scores = pooled @ q.numpy()[0]
+    groups: dict[tuple, list[int]] = {}
+    for i, t in enumerate(tasks):
+        groups.setdefault((t.family, *sorted(t.values.items())), []).append(i)
+    directions, colors = directions_named(text), colors_of(text)
+    # The directions and colours the text names rule out tasks that contradict them (those without such
+    # slots stay); if none is left, the similarity alone decides.
+    agree = {k: v for k, v in groups.items() if _consistent(tasks[v[0]].values, directions, colors)}
+    groups = agree or groups
+    ranked = sorted(groups, key=lambda g: -float(np.mean(scores[groups[g]])))
+    best_of = {g: max(groups[g], key=lambda i: scores[i]) for g in ranked[:top]}
+    best = best_of[ranked[0]]
+    train = [i for i in groups[ranked[0]] if tasks[i].split == "train"] or groups[ranked[0]]
+    grounded = tasks[max(train, key=lambda i: scores[i])].instruction
+    closest = tuple((tasks[best_of[g]].instruction, round(float(scores[best_of[g]]), 3)) for g in best_of)
+    foreign = foreign_colors(text)
+    reason = f"no block is {' or '.join(foreign)} (colours: {', '.join(COLORS)})" if foreign else ""
+    return Reading(text, tasks[best], float(scores[best]), grounded, closest, threshold, reason)
+
+
+def interpret(text: str, encoder) -> tuple[TaskInstance, float]:
+    """The catalogue task closest to `text` and the cosine similarity (1.0 for an exact template)."""
+    reading = read_instruction(text, encoder)
+    return reading.task, reading.score

@@ -1,0 +1,148 @@
+"""Reading free text against the task catalogue: directions and colours grounded by words, out-of-scope
+text refused with the closest tasks, the catalogue phrasing given to the policy; `embodia run` refuses
+out-of-scope text before it acts; the policy server refuses it as a client error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embodia.cli import main
+from embodia.eval.scope import (
+    SCOPE_THRESHOLD,
+    colors_of,
+    direction_of,
+    directions_named,
+    foreign_colors,
+    read_instruction,
+)
+from embodia.policy.language import InstructionEncoder
+from embodia.sim.tasks import FAMILIES
+
+SETS = Path(__file__).resolve().parents[2] / "benchmarks" / "language"
+BESIDE = str(Path(__file__).resolve().parents[2] / "examples" / "tasks" / "beside.py")
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return InstructionEncoder()
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("push the red block forward", {"front"}),
+        ("shove it away from the robot", {"front"}),
+        ("slide it closer to the robot", {"back"}),
+        ("move the block toward the robot's base", {"back"}),
+        ("move the block toward the robot's left", {"left"}),  # "the robot's left" is not "toward the robot"
+        ("nudge it to the right-hand side", {"right"}),
+        ("put it right next to the bowl", set()),  # "right" as in "right next to"
+        ("pick up the red block", set()),
+        ("push it left, then away from the arm", {"left", "front"}),
+    ],
+)
+def test_directions_are_read_in_the_robots_frame(text, named):
+    assert directions_named(text) == named
+    assert direction_of(text) == (next(iter(named)) if len(named) == 1 else None)
+
+
+def test_colours_in_the_order_named_and_colours_no_block_has():
+    assert colors_of("stack red on green") == ["red", "green"]
+    assert colors_of("on the green block, put the RED one; red!") == ["green", "red"]
+    assert foreign_colors("pick up the yellow block") == ["yellow"] and foreign_colors("lift red") == []
+
+
+def test_free_text_is_grounded_to_the_task_it_names(encoder):
+    r = read_instruction("shove the green block away from the robot", encoder)
+    assert (r.task.family, r.task.color, r.task.direction) == ("push", "green", "front")
+    assert r.in_scope and not r.exact
+    # The policy reads a train phrasing of that task, word for word a catalogue template.
+    fam = FAMILIES["push"]
+    assert r.grounded in {t.format(color="green", direction="front") for t in fam.templates("train")}
+    stacked = read_instruction("stack red on green", encoder).task  # the order of the colours decides
+    assert (stacked.family, stacked.color, stacked.other) == ("stack", "red", "green")
+
+
+def test_a_family_with_directions_needs_the_text_to_name_one(encoder, task_registry):
+    from embodia.tasks import load_task_file
+
+    load_task_file(BESIDE)
+    r = read_instruction("put the blue block on the red one", encoder)
+    assert (r.task.family, r.task.color, r.task.other) == ("stack", "blue", "red")
+    r = read_instruction("put the blue block on the left side of the red one", encoder)
+    assert (r.task.family, r.task.direction) == ("beside", "left")
+
+
+def test_exact_templates_need_no_encoder_and_are_in_scope():
+    r = read_instruction("pick up the red block", encoder=None)
+    assert r.exact and r.in_scope and r.grounded == "pick up the red block" and r.score == 1.0
+
+
+@pytest.mark.parametrize("text", ["what is the weather", "open the drawer", "write me a poem"])
+def test_out_of_scope_text_is_refused_with_the_closest_tasks(encoder, text):
+    r = read_instruction(text, encoder)
+    assert not r.in_scope and r.score < SCOPE_THRESHOLD
+    msg = r.refusal()
+    assert text in msg and "Closest tasks" in msg and "pick" in msg and len(r.closest) == 3
+
+
+def test_a_colour_no_block_has_is_out_of_scope_whatever_the_similarity(encoder):
+    r = read_instruction("please pick up the yellow block", encoder)
+    assert r.score >= SCOPE_THRESHOLD and not r.in_scope and "yellow" in r.refusal()
+
+
+def test_the_committed_sets_hold_what_the_benchmark_needs():
+    sets = {name: json.loads((SETS / f"{name}.json").read_text()) for name in
+            ("scope_in", "scope_out", "directions_heldout")}  # fmt: skip
+    assert len(sets["scope_in"]["items"]) >= 100 and len(sets["scope_out"]["items"]) >= 100
+    held = sets["directions_heldout"]["items"]
+    assert len(held) >= 40 and {i["direction"] for i in held} == {"front", "back", "left", "right"}
+    # No held-out direction phrase is in any template of the catalogue (built in or the examples').
+    words = " ".join(t for f in FAMILIES.values() for s in ("train", "heldout") for t in f.templates(s))
+    assert not [i["direction_phrase"] for i in held if i["direction_phrase"] in words]
+    assert all(i["direction_phrase"] in i["text"] for i in held)
+
+
+def test_run_refuses_text_outside_the_catalogue_before_acting(tmp_path, monkeypatch, capsys, tiny_policy_dir):
+    monkeypatch.chdir(tmp_path)
+    code = main(
+        ["run", "what is the weather today", "--checkpoint", str(tiny_policy_dir), "--max-steps", "2"]
+    )
+    out = capsys.readouterr().out
+    assert code == 2 and "outside what this robot's task catalogue offers" in " ".join(out.split())
+    assert "--force" in out and not (tmp_path / "embodia_runs").exists()  # nothing ran, no run folder
+    forced = main(["run", "what is the weather today", "--checkpoint", str(tiny_policy_dir), "--max-steps", "2",
+                   "--force"])  # fmt: skip
+    assert forced in (0, 3) and (tmp_path / "embodia_runs").exists()
+    manifest = json.loads(next((tmp_path / "embodia_runs").rglob("manifest.json")).read_text())
+    assert manifest["inputs"]["in_scope"] is False
+
+
+def test_the_server_refuses_out_of_scope_prompts_and_grounds_free_text(tiny_policy_dir):
+    from embodia.policy.policy import Policy
+    from embodia.serve.schema import RequestError
+    from embodia.serve.server import InferenceService
+
+    policy = Policy.from_pretrained(tiny_policy_dir)
+    service = InferenceService(policy, scope="catalogue")
+    seen = []
+    original = policy.predict_chunk
+    policy.predict_chunk = lambda obs, **kw: seen.append(obs[0]["task"]) or original(obs, **kw)
+    obs = {"observation.state": np.zeros(6, np.float32), "embodiment": "so101"}
+    for cam, f in service.spec.embodiments["so101"].features.items():
+        if cam.startswith("observation.images"):
+            obs[cam] = np.zeros(f["shape"], np.uint8)
+    with pytest.raises(RequestError, match="outside what this robot's task catalogue offers"):
+        service.act(obs | {"task": "what is the weather"})
+    assert seen == []  # refused before the model
+    service.act(obs | {"task": "shove the blue block leftwards please"})
+    assert seen[-1] in {t.format(color="blue", direction="left") for t in FAMILIES["push"].templates("train")}
+    service.act(obs | {"task": "pick up the red block"})
+    assert seen[-1] == "pick up the red block"
+    off = InferenceService(policy, scope="off")
+    off.act(obs | {"task": "what is the weather"})
+    assert seen[-1] == "what is the weather"

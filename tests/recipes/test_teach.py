@@ -106,3 +106,5 @@ def test_the_command_line_is_the_config(beside_demos):
     stages = teach_recipe(cfg, "beside").stage_names
     assert stages == ("demos", "finetune", "eval_before", "eval_heldout")
     assert main(["teach", str(beside_demos), "--cotrain-share", "2"]) == 2  # a clear error, no traceback
+    _, fixed = parse(["teach", str(beside_demos), "--steps", "1983"])  # --steps alone: no time budget
+    assert fixed.train.steps == 1983 and fixed.train.minutes == 0

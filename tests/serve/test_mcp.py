@@ -176,7 +176,9 @@ def test_do_refuses_an_instruction_outside_the_catalogue_and_does_not_act(server
 def test_do_gives_the_policy_the_catalogue_phrasing_of_free_text(server):
     async def script(c):
         await c.call_tool("reset", {"task": "push the blue block to the left", "seed": 0})
-        return await c.call_tool("do", {"instruction": "shove the blue block leftwards please", "max_steps": 2})
+        return await c.call_tool(
+            "do", {"instruction": "shove the blue block leftwards please", "max_steps": 2}
+        )
 
     res = session(server, script)
     assert not res.is_error, text_of(res)

@@ -55,6 +55,7 @@ from embodia.commands.train import (
     cmd_train,
     presets_help,
 )
+from embodia.recipes.teach import teach_defaults
 
 _EXIT = "Exit status: 0 when no check FAILs (WARN allowed), 1 when any check FAILs, 2 on bad arguments."
 
@@ -85,7 +86,7 @@ COMMANDS: tuple[Command, ...] = (
     )),
     _command("train", TrainOptions, cmd_train, base=lambda given: TrainOptions(train=base_config(given)),
              description=f"{(cmd_train.__doc__ or '').strip()}\n\n{presets_help()}"),
-    _command("teach", TeachConfig, cmd_teach, base=lambda given: TeachConfig()),
+    _command("teach", TeachConfig, cmd_teach, base=teach_defaults),
     _command("eval", EvalOptions, cmd_eval),
     _command("average", AverageOptions, cmd_average),
     _command("tasks", TasksOptions, cmd_tasks),

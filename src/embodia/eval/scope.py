@@ -41,8 +41,10 @@ from embodia.sim.tasks import COLORS, FAMILIES, TaskInstance, make_task, parse_i
 # and scope_out.json (the other half measures it): see docs/results.md, "Language scope".
 SCOPE_THRESHOLD = 0.73
 
-_ROBOT = (r"(?:the |its |your |this )?(?:robot arm|robot's base|arm's base|robot|arm|base|manipulator|mount|"
-          r"yourself|you|itself)(?!['’]s)\b")
+_ROBOT = (
+    r"(?:the |its |your |this )?(?:robot arm|robot's base|arm's base|robot|arm|base|manipulator|mount|"
+    r"yourself|you|itself)(?!['’]s)\b"
+)
 _TOWARD = r"(?:towards?|to|in to|in towards?|back to|back towards?|up to|over to)"
 DIRECTION_PATTERNS: dict[str, tuple[str, ...]] = {
     "front": (r"\bfront\b", r"\bfrontwards?\b", r"\bforwards?\b", r"(?<!go )\bahead\b", r"\bonwards?\b",

@@ -52,6 +52,13 @@ def default_train() -> TrainConfig:
     return preset("finetune", minutes=10.0, language=SENTENCE)
 
 
+def teach_defaults(given: dict) -> TeachConfig:
+    """What `embodia teach`'s flags apply to: the defaults, where `--steps` without `--minutes` replaces
+    the 10-minute budget by that fixed step count (reproducible across machines)."""
+    fixed = "train.steps" in given and "train.minutes" not in given
+    return TeachConfig(train=replace(default_train(), minutes=0.0) if fixed else default_train())
+
+
 @dataclass(frozen=True)
 class TeachConfig:
     """What `embodia teach` runs; its options are these fields (the fine-tune's are TrainConfig's)."""
@@ -81,7 +88,8 @@ class TeachConfig:
     train: TrainConfig = field(
         default_factory=default_train,
         metadata={"help": "the fine-tune (defaults: the finetune preset, 10 minutes, the base's language "
-                  "augmentation)", "nested": True, "cli": True, "exclude": _FROM_LOOP},
+                  "augmentation; --steps N without --minutes trains exactly N steps instead)", "nested": True,
+                  "cli": True, "exclude": _FROM_LOOP},
     )  # fmt: skip
 
     def __post_init__(self) -> None:

@@ -377,7 +377,8 @@ def main() -> int:
             result["kinds"][kind] = {**run_kind(kind, port, meta, args.valid), **memory(server.pid)}
             print(kind, result["kinds"][kind], flush=True)
         if args.prompts:
-            prompts = [f"pick up block number {i} please ({i * 7919 % 10007})" for i in range(args.prompts)]
+            # Distinct, and inside the task catalogue (`embodia serve` refuses text outside it).
+            prompts = [f"pick up the red block ({i})" for i in range(args.prompts)]
             t0 = time.perf_counter()
             valid_latencies(port, args.prompts, prompts=prompts)
             result["prompts"] = {"n": args.prompts, "seconds": round(time.perf_counter() - t0, 1),

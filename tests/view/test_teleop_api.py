@@ -40,11 +40,16 @@ def teleop(tmp_path):
     from fastapi.testclient import TestClient
 
     from embodia.data.sim_teleop import SimTeleop, SimTeleopConfig
+    from embodia.robots.rate import Rate
     from embodia.view.viewer import create_viewer_app
 
     root = tmp_path / "demos"
     with SimTeleop(SimTeleopConfig(task="pick", dataset=str(root), seed=100)) as session:
         client = TestClient(create_viewer_app(tmp_path, teleop=session), base_url="http://127.0.0.1")
+        # The same loop and the same 1/30 s of simulated time per tick, paced at 10 ticks per wall-clock
+        # second: the driver is a closed loop that acts once per tick, and on a loaded CI machine, at 30
+        # ticks/s, it fell behind the arm (an episode failed, or a late correction was recorded as a jump).
+        session.rate = Rate(10)
         with session.running():
             yield client, session, root
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,10 @@ import time
 from pathlib import Path
 
 REQUIREMENTS = ("lerobot[smolvla,feetech]==0.4.4", "torch==2.9.1", "torchvision==0.24.1")
+# Free disk the build needs, measured: on x86_64 the environment is 8.2 GB (4.3 GB of it CUDA libraries
+# torch's wheel requires even on a CPU) and pip holds about 3.5 GB of downloaded wheels until it is done;
+# on aarch64 (CPU wheels) about 2 GB in all.
+NEEDED_BYTES = {"x86_64": 12 * 10**9}.get(platform.machine(), 3 * 10**9)
 PROBE = (
     "import json, lerobot, torch, transformers; "
     "print(json.dumps({'lerobot': lerobot.__version__, 'torch': torch.__version__, "
@@ -46,9 +51,12 @@ def build_env(root: Path) -> tuple[float, int]:
     partial = root.with_name(root.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
+    check_free_space(partial.parent)
     # Symlinks keep the base interpreter's path out of the copied files, so the folder can be moved.
     subprocess.run([sys.executable, "-m", "venv", "--symlinks", str(partial)], check=True)
+    # No pip cache: it would keep a second copy of the multi-GB wheels after the build.
     pip = [str(partial / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    pip.append("--no-cache-dir")
     subprocess.run([*pip, *REQUIREMENTS], check=True, env={**os.environ, "PIP_NO_INPUT": "1"})
     if root.exists():
         shutil.rmtree(root)
@@ -57,6 +65,20 @@ def build_env(root: Path) -> tuple[float, int]:
     _fix_paths(root, partial)
     size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file() and not f.is_symlink())
     return time.perf_counter() - t0, size
+
+
+class NotEnoughSpace(ValueError):
+    """The disk cannot hold the build (a ValueError, so the CLI says so without a traceback)."""
+
+
+def check_free_space(folder: Path, needed: int = NEEDED_BYTES) -> None:
+    """Fail before pip starts (and leaves a half-written folder) when the disk cannot hold the build."""
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise NotEnoughSpace(
+            f"{folder}: {free / 1e9:.1f} GB free, the LeRobot environment needs about {needed / 1e9:.0f} GB "
+            f"while it is built ({platform.machine()}); free some space or pass --env on a larger disk"
+        )
 
 
 def _fix_paths(root: Path, old: Path) -> None:

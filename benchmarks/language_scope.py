@@ -8,6 +8,8 @@ Sets (benchmarks/language/, committed, used for nothing else):
   one minimising false accepts + false rejects on them); items at odd positions measure it.
 - directions_heldout.json: push instructions naming their direction with phrasings no template or
   paraphrase list contains; measures the mapping only (family, colour and direction all right).
+- directions_dev.json: the same kind of instructions, written separately without seeing the held-out
+  set, to develop the direction reader on: its failures are printed (the held-out set's never are).
 Prints the threshold, false-accept and false-reject rates with Wilson 95 % intervals, and the mapping
 accuracy on each set. The threshold the library uses is `SCOPE_THRESHOLD` in embodia/eval/scope.py.
 """
@@ -71,7 +73,7 @@ def main() -> None:
         load_task_file(path)
     encoder = InstructionEncoder()
     read = {n: [(it, read_instruction(it["text"], encoder, threshold=0.0)) for it in load(n)]
-            for n in ("scope_in", "scope_out", "directions_heldout")}  # fmt: skip
+            for n in ("scope_in", "scope_out", "directions_dev", "directions_heldout")}  # fmt: skip
 
     def scores(name: str, part: int) -> np.ndarray:  # foreign colours count as a score of 0: always out
         return np.array(
@@ -95,15 +97,20 @@ def main() -> None:
         {"text": it["text"], "as": r.task.instruction, "score": round(r.score, 3)}
         for i, (it, r) in enumerate(read["scope_out"]) if i % 2 and not r.reason and r.score >= SCOPE_THRESHOLD
     ]  # fmt: skip
-    for name in ("scope_in", "directions_heldout"):
+    for name in ("scope_in", "directions_dev", "directions_heldout"):
         right = [right_task(r, it) for it, r in read[name]]
         out[f"mapping_{name}"] = rate(sum(right), len(right))
+        taken = [r.score >= SCOPE_THRESHOLD for _, r in read[name]]
+        out[f"in_scope_{name}"] = rate(sum(taken), len(taken))
     # Which held-out direction phrasings fail is not printed: looking would tune the mapping on them.
     out["mapping_scope_in_wrong"] = [
         {"text": it["text"], "as": r.task.instruction} for it, r in read["scope_in"] if not right_task(r, it)
     ]
-    dir_in = [r.score >= SCOPE_THRESHOLD for _, r in read["directions_heldout"]]
-    out["directions_in_scope"] = rate(sum(dir_in), len(dir_in))
+    out["directions_dev_failures"] = [
+        {"text": it["text"], "as": r.task.instruction, "score": round(r.score, 3)}
+        for it, r in read["directions_dev"]
+        if not right_task(r, it) or r.score < SCOPE_THRESHOLD
+    ]
 
     print(
         f"threshold: calibrated {calibrated:.3f} on the calibration half; the library uses {SCOPE_THRESHOLD}"
@@ -120,13 +127,11 @@ def main() -> None:
     print(show("mapping accuracy, scope_in (family and slots)", out["mapping_scope_in"]))
     for it in out["mapping_scope_in_wrong"]:
         print(f"    mapped wrong: {it['text']!r} as {it['as']!r}")
-    print(
-        show(
-            "mapping accuracy, held-out directions (push, colour, direction)",
-            out["mapping_directions_heldout"],
-        )
-    )
-    print(show("held-out directions taken as in scope", out["directions_in_scope"]))
+    for name in ("directions_dev", "directions_heldout"):
+        print(show(f"mapping accuracy, {name} (push, colour, direction)", out[f"mapping_{name}"]))
+        print(show(f"  {name} taken as in scope", out[f"in_scope_{name}"]))
+    for it in out["directions_dev_failures"]:
+        print(f"    dev: {it['text']!r} as {it['as']!r} ({it['score']})")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
 

@@ -18,6 +18,7 @@ from embodia.eval.scope import (
     directions_named,
     foreign_colors,
     read_instruction,
+    with_plain_directions,
 )
 from embodia.policy.language import InstructionEncoder
 from embodia.sim.tasks import FAMILIES
@@ -43,11 +44,31 @@ def encoder():
         ("put it right next to the bowl", set()),  # "right" as in "right next to"
         ("pick up the red block", set()),
         ("push it left, then away from the arm", {"left", "front"}),
+        ("push the blue block away from where the arm is mounted", {"front"}),
+        ("nudge it in the direction the arm is facing", {"front"}),
+        ("shift the cube in your direction", {"back"}),
+        ("roll it toward the side of the table the robot sits on", {"back"}),
+        ("shove it away from the far edge, toward the robot", {"back"}),  # not the far edge: the near one
     ],
 )
 def test_directions_are_read_in_the_robots_frame(text, named):
     assert directions_named(text) == named
     assert direction_of(text) == (next(iter(named)) if len(named) == 1 else None)
+
+
+@pytest.mark.parametrize(
+    ("text", "plain"),
+    [
+        ("Could you scoot the green one toward the far edge of the table, please?",
+         "scoot the green block to the front"),
+        ("I'd like the red block moved over to the robot's left-hand side, thanks",
+         "the red block moved to the left"),
+        ("push the blue block a few inches rightwards with the gripper", "push the blue block to the right"),
+        ("put the red block to the right of the green block", "put the red block to the right of the green block"),
+    ],
+)  # fmt: skip
+def test_the_encoder_compares_the_text_in_the_catalogues_words(text, plain):
+    assert with_plain_directions(text) == plain
 
 
 def test_colours_in_the_order_named_and_colours_no_block_has():
@@ -75,6 +96,9 @@ def test_a_family_with_directions_needs_the_text_to_name_one(encoder, task_regis
     assert (r.task.family, r.task.color, r.task.other) == ("stack", "blue", "red")
     r = read_instruction("put the blue block on the left side of the red one", encoder)
     assert (r.task.family, r.task.direction) == ("beside", "left")
+    # A task of two blocks needs the text to name both: one colour and a direction is a push.
+    r = read_instruction("slide the red cube over to the right-hand side of the table", encoder)
+    assert (r.task.family, r.task.color, r.task.direction) == ("push", "red", "right")
 
 
 def test_exact_templates_need_no_encoder_and_are_in_scope():

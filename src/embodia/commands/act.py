@@ -12,6 +12,7 @@ from embodia.commands.common import CHECKPOINT_HELP, console
 from embodia.configs import nested, numbers, opt, positive_int, probability, task_files
 from embodia.eval.config import EvalConfig
 from embodia.policy.executor import ExecutionConfig
+from embodia.serve.openpi import OBS_MAP_HELP, ObsMap, obs_map_arg
 
 # The families the shipped base was trained on (place is held out: see its model card).
 DEMO_FAMILIES = ("pick", "push", "stack", "touch")
@@ -222,6 +223,12 @@ class EvalOptions:
         help=f"{CHECKPOINT_HELP}; or a policy server's URL (ws://host:port)", positional=True
     )
     api_key: str | None = opt(None, "API key of the policy server (with a URL; default $EMBODIA_API_KEY)")
+    obs_map: ObsMap | None = opt(
+        None,
+        f"the URL is an openpi policy server (pi0, pi0.5) taking {OBS_MAP_HELP} (default: an embodia server)",
+        parse=obs_map_arg,
+        metavar="SPEC",
+    )
     flow_steps: int | None = opt(
         None, "Euler steps per chunk (default: the checkpoint's)", parse=positive_int
     )
@@ -242,11 +249,20 @@ class EvalOptions:
 def cmd_eval(o: EvalOptions) -> int:
     """Evaluate a policy closed-loop on a suite: success per task with Wilson 95-percent intervals, videos, report."""
     from embodia.eval.run import evaluate, failure_table, summary_table
+    from embodia.serve.client import ServerError
 
     if o.robot == "so101":
         return _eval_on_arm(o)
-    policy = _remote_policy(o) if is_server_url(o.checkpoint) else _local_policy(o)
-    result = evaluate(policy, cfg=o.eval)
+    policy = _remote_policy(o) if is_server_url(o.checkpoint) or o.obs_map else _local_policy(o)
+    try:
+        result = evaluate(policy, cfg=o.eval)
+    except ServerError as exc:
+        if o.obs_map is None:
+            raise
+        raise ValueError(f"the openpi policy server's reply was refused: {exc}") from None
+    finally:
+        if o.obs_map is not None:
+            policy.close()
     console.print(summary_table(result))
     failures = failure_table(result)
     if failures is not None:
@@ -271,7 +287,7 @@ def _eval_on_arm(o: EvalOptions) -> int:
         raise ValueError('--robot so101 needs --follower PORT (or sim) and --instruction "..."')
     if o.episode_s <= 0:
         raise ValueError("--episode-s must be positive")
-    policy = _remote_policy(o) if is_server_url(o.checkpoint) else _local_policy(o)
+    policy = _remote_policy(o) if is_server_url(o.checkpoint) or o.obs_map else _local_policy(o)
     check_execution(policy, o.eval.execution)  # before the arm is touched
     follower = o.arm.build(image_size_of(policy))
     run_dir = Path(o.eval.out_dir) if o.eval.out_dir else new_run_dir("eval", "so101")
@@ -307,13 +323,30 @@ def _eval_on_arm(o: EvalOptions) -> int:
 
 def _remote_policy(o: EvalOptions):
     """A served policy (`embodia serve`, or any openpi-protocol server): every chunk goes over the wire,
-    so closed-loop evaluation exercises the server too. No torch needed on this side."""
+    so closed-loop evaluation exercises the server too. No torch needed on this side. With --obs-map,
+    an openpi policy server (embodia.serve.openpi)."""
     if o.flow_steps is not None or o.noise_scale is not None:
         raise ValueError(
             "--flow-steps and --noise-scale set a local checkpoint's sampler; a served policy samples "
             "on the server: change the checkpoint it serves"
         )
-    return policy_from(o.checkpoint, o.api_key)
+    if o.obs_map is None:
+        return policy_from(o.checkpoint, o.api_key)
+    from embodia.serve.openpi import OpenpiPolicy
+
+    if not is_server_url(o.checkpoint):
+        raise ValueError(
+            f"--obs-map evaluates an openpi policy server: give its ws://HOST:PORT, not {o.checkpoint!r}"
+        )
+    if o.eval.execution.join == "guided":
+        raise ValueError(
+            "openpi servers take no pending actions (real-time chunking): use --join naive or blend"
+        )
+    api_key = o.api_key or os.environ.get("EMBODIA_API_KEY")
+    try:
+        return OpenpiPolicy.connect(o.checkpoint, o.obs_map, api_key=api_key)
+    except ConnectionError as exc:
+        raise ValueError(str(exc)) from None  # main() prints it without a traceback
 
 
 def _local_policy(o: EvalOptions):

@@ -15,6 +15,7 @@ from embodia.commands.common import CHECKPOINT_HELP, console
 from embodia.configs import nested, opt, positive_float, positive_int, task_files
 from embodia.configs import port as tcp_port
 from embodia.policy.executor import ExecutionConfig
+from embodia.serve.openpi import ObsMap, obs_map_arg
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,15 @@ class ServeOptions:
         "catalogue phrasing; off: instructions reach the policy as sent",
         choices=("catalogue", "off"),
     )
+    obs_map: ObsMap | None = opt(
+        None,
+        "answer openpi clients in an openpi policy's keys: requests carry SERVER_KEY, renamed to "
+        "EMBODIA_KEY before they are checked, and the reply holds the chunk under action= (default "
+        "actions), as openpi's servers answer; the SPEC of `embodia eval --obs-map` (resize= and steps= "
+        "apply to eval only) (default: embodia's keys)",
+        parse=obs_map_arg,
+        metavar="SPEC",
+    )
     task_files: list[str] = task_files()
 
 
@@ -44,11 +54,12 @@ def cmd_serve(o: ServeOptions) -> int:
     console.print(
         f"serving {o.checkpoint or 'the shipped base'} on ws://{o.host}:{o.port} "
         f"(HTTP: /v1/act, /v1/metadata, /healthz){'; API key required' if api_key else ''}"
+        + (f"; openpi keys {o.obs_map}" if o.obs_map else "")
     )
     try:
         serve(o.checkpoint, host=o.host, port=o.port, api_key=api_key,
               max_message_bytes=int(o.max_message_mb * 1024 * 1024), log_level=o.log_level,
-              scope=o.scope)  # fmt: skip
+              scope=o.scope, obs_map=o.obs_map)  # fmt: skip
     except CheckpointError as exc:
         if o.checkpoint:
             raise

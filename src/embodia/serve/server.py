@@ -11,7 +11,10 @@
                            msgpack, by Content-Type; the reply uses the same encoding (or the one
                            `Accept` names)
 
-Metadata and requests are described in serve/schema.py; the codec in serve/protocol.py.
+Metadata and requests are described in serve/schema.py; the codec in serve/protocol.py. With an
+`ObsMap` (`embodia serve --obs-map`, serve/openpi.py) requests come in an openpi policy's keys
+(`observation/image`, `prompt`, ...), are renamed to embodia's before they are checked, and the reply is
+openpi's: the chunk under the map's action key ("actions") and `server_timing`.
 
 Safety at the boundary: binds 127.0.0.1 unless told otherwise, and any other address requires an API
 key (`Authorization: Api-Key <key>`, as openpi-client sends it, or `Bearer <key>`); messages larger
@@ -42,6 +45,7 @@ from starlette.requests import ClientDisconnect
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from embodia.net import is_loopback
+from embodia.serve.openpi import ObsMap
 from embodia.serve.protocol import ProtocolError, packb, to_jsonable, unpackb
 from embodia.serve.schema import STATE, TASK, RequestError, ServedSpec, metadata, parse_request
 from embodia.serve.transport import uvicorn_config
@@ -140,7 +144,13 @@ class IdleTrimmer:
 class InferenceService:
     """The policy and everything that touches it; its methods run in worker threads."""
 
-    def __init__(self, policy, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, scope: str = "off"):
+    def __init__(
+        self,
+        policy,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        scope: str = "off",
+        obs_map: ObsMap | None = None,
+    ):
         from embodia import __version__
 
         if scope not in SCOPES:
@@ -149,6 +159,9 @@ class InferenceService:
         self.scope = scope
         self._readings: dict[str, Any] = {}  # instruction -> embodia.eval.scope.Reading
         self.spec = ServedSpec.from_policy(policy)
+        self.obs_map = obs_map
+        if obs_map is not None:
+            _check_obs_map(obs_map, self.spec)
         self.max_message_bytes = int(max_message_bytes)
         self.metadata = {
             **metadata(self.spec, self.max_message_bytes, __version__),
@@ -156,6 +169,9 @@ class InferenceService:
             # True: the policy keeps state between a connection's requests (one connection, one episode).
             "stateful": bool(getattr(policy, "stateful", False)),
         }
+        if obs_map is not None:  # what an openpi client sends, and where the reply's chunk is
+            self.metadata["obs_map"] = {"keys": {dst: src for src, dst in obs_map.keys},
+                                        "actions": obs_map.action_key}  # fmt: skip
         self.metadata_msgpack = packb(self.metadata)
         self._lock = FifoLock()
         self._trimmer = IdleTrimmer(IDLE_TRIM_S)
@@ -171,9 +187,12 @@ class InferenceService:
     def act(self, message: Any, session: list[int] | None = None, read: bool = True) -> dict[str, Any]:
         """Validate one decoded observation map and return the reply map (arrays as numpy). `session`
         (from `new_session`; None: a one-request episode, as over HTTP) orders a connection's requests.
-        `read`: the instruction goes through the scope check (when the service has one)."""
+        `read`: the instruction goes through the scope check (when the service has one). With an
+        obs map, `message` is in its server keys and the reply is openpi's."""
         t0 = time.perf_counter()
         self._trimmer.touch()
+        if self.obs_map is not None:
+            message = self.obs_map.from_server(message)
         req = parse_request(message, self.spec)
         self._prepare(req, read)
         with self._lock:
@@ -199,6 +218,8 @@ class InferenceService:
                 f"({self.spec.embodiments[req.embodiment].state_dim} values, as in /v1/metadata)"
             )
         timing = {"infer_ms": infer_ms, "server_ms": (time.perf_counter() - t0) * 1e3}
+        if self.obs_map is not None:
+            return {self.obs_map.action_key: actions, "server_timing": timing}
         return {"actions": actions, "embodiment": req.embodiment, "server_timing": timing}
 
     def _prepare(self, req, read: bool = True) -> None:
@@ -273,8 +294,11 @@ class InferenceService:
                 if key != TASK:
                     obs[key] = np.zeros(f["shape"], np.uint8 if f["dtype"] == "uint8" else np.float32)
             for words in WARM_UP_LENGTHS:  # instructions of 4, 14, 22 and 32+ tokens
+                message = obs | {TASK: " ".join(["warm up"] * words)}
+                if self.obs_map is not None:
+                    message = self.obs_map.rename_to_server(message)
                 try:
-                    self.act(obs | {TASK: " ".join(["warm up"] * words)}, read=False)
+                    self.act(message, read=False)
                 except NonFiniteActions as exc:  # said to the client of any such request; noted here
                     log.warning("warm-up request for %s: %s", name, exc)
 
@@ -293,6 +317,16 @@ class InferenceService:
             return self.act(message, session)
         except RecursionError:  # deeply nested lists where an array was expected
             raise RequestError("the message nests too deeply") from None
+
+
+def _check_obs_map(obs_map: ObsMap, spec: ServedSpec) -> None:
+    """Every embodia key the map names is one this policy takes (of any of its embodiments)."""
+    known = {key for view in spec.embodiments.values() for key in view.features} | {TASK}
+    unknown = [src for src, _ in obs_map.keys if src not in known]
+    if unknown:
+        raise ValueError(
+            f"--obs-map names {', '.join(unknown)}, which this policy does not take; it takes {sorted(known)}"
+        )
 
 
 def _authorized(headers, api_key: str | None) -> bool:
@@ -476,10 +510,12 @@ def serve(
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     log_level: str = "info",
     scope: str = "catalogue",
+    obs_map: ObsMap | None = None,
 ) -> None:
     """Load `checkpoint` (a folder or a shipped name such as 'base'; None: the shipped base) and serve
     it until interrupted. `scope`: "catalogue" reads SO-101 instructions against the task catalogue
-    (refused outside it, grounded inside it), "off" passes them to the policy as sent."""
+    (refused outside it, grounded inside it), "off" passes them to the policy as sent. `obs_map`:
+    requests in an openpi policy's keys, openpi's reply (serve/openpi.py)."""
     import uvicorn
 
     from embodia.policy.loading import load_policy
@@ -489,7 +525,7 @@ def serve(
         raise ValueError(f"max_message_bytes must be positive, got {max_message_bytes}")
     check_port(port)
     policy = load_policy(checkpoint)
-    service = InferenceService(policy, max_message_bytes, scope=scope)
+    service = InferenceService(policy, max_message_bytes, scope=scope, obs_map=obs_map)
     service.warm_up()
     app = create_app(service, api_key=api_key)
     server = uvicorn.Server(uvicorn_config(app, host, port, max_message_bytes, log_level))
@@ -512,18 +548,20 @@ def running_server(
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     log_level: str = "warning",
     scope: str = "off",
+    obs_map: ObsMap | None = None,
 ) -> Iterator[str]:
     """Serve in a background thread (tests, benchmarks, notebooks); yields 'ws://host:port'.
 
     Port 0 picks a free port. The server stops when the block exits. `scope` as `serve`'s (default
-    "off" here: the building block passes instructions as sent; `embodia serve` checks them)."""
+    "off" here: the building block passes instructions as sent; `embodia serve` checks them);
+    `obs_map` as `serve`'s (used when a policy, not a service, is given)."""
     import uvicorn
 
     check_binding(host, api_key)
     check_port(port)
     service = policy_or_service
     if not isinstance(service, InferenceService):
-        service = InferenceService(service, max_message_bytes, scope=scope)
+        service = InferenceService(service, max_message_bytes, scope=scope, obs_map=obs_map)
         service.warm_up()
     app = create_app(service, api_key=api_key)
     server = uvicorn.Server(uvicorn_config(app, host, port, service.max_message_bytes, log_level))

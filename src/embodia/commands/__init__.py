@@ -42,6 +42,7 @@ from embodia.commands.data import (
     cmd_record,
     cmd_tasks,
 )
+from embodia.commands.data_export import ExportV21Options, cmd_export_v21
 from embodia.commands.lerobot import InspectOptions, SetupOptions, cmd_lerobot_inspect, cmd_lerobot_setup
 from embodia.commands.recipe import RecipeListOptions, RecipeRunOptions, cmd_recipe_list, cmd_recipe_run
 from embodia.commands.serve import McpOptions, ServeOptions, ViewOptions, cmd_mcp, cmd_serve, cmd_view
@@ -77,6 +78,7 @@ COMMANDS: tuple[Command, ...] = (
         _command("merge", MergeOptions, cmd_dataset_merge),
         _command("recompute-stats", StatsOptions, cmd_dataset_stats),
         _command("convert-units", ConvertUnitsOptions, cmd_dataset_convert_units),
+        _command("export-v21", ExportV21Options, cmd_export_v21),
     )),
     Command("doctor", "Find what makes a policy converge and then fail: `doctor data`, `doctor train`.",
             description=_EXIT, subcommands=(

@@ -3,7 +3,7 @@
 Every module belongs to one component: a subpackage (`embodia.sim`) or a top-level module
 (`embodia.runs`). Components sit on floors, lowest first:
 
-    0  embodia (the package root), embodia.configs, embodia.runs, embodia.net   shared leaves
+    0  embodia (the package root), embodia.configs, embodia.runs, embodia.net, embodia.hub   shared leaves
     1  embodia.robots
     2  embodia.sim, embodia.policy, embodia.report
     3  embodia.data, embodia.eval, embodia.tasks (the public task API, a facade over sim)
@@ -40,6 +40,7 @@ FLOORS: dict[str, int] = {
     "embodia.configs": 0,
     "embodia.runs": 0,
     "embodia.net": 0,
+    "embodia.hub": 0,  # Hub ids pulled and pushed (huggingface_hub)
     "embodia.robots": 1,
     "embodia.sim": 2,
     "embodia.policy": 2,

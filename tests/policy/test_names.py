@@ -59,7 +59,7 @@ def test_the_constants_are_still_importable_from_policy_policy():
 
 def test_an_unknown_name_is_a_clear_error(elsewhere):
     with pytest.raises(
-        CheckpointError, match="neither a checkpoint folder .* nor a shipped policy name"
+        CheckpointError, match="neither a checkpoint folder .* a shipped policy name .* nor a Hub model id"
     ) as err:
         resolve_policy("metaworld_mt100")
     assert "base, metaworld_mt10, metaworld_mt50" in str(err.value)
@@ -116,19 +116,3 @@ def test_training_can_start_from_a_shipped_name(elsewhere, tmp_path):
     base = Policy.from_pretrained("base")
     assert policy.cfg.to_dict() == base.cfg.to_dict()  # the architecture came from the shipped base
     assert policy.num_parameters() == base.num_parameters()
-
-
-def test_a_hub_model_id_says_embodia_does_not_download(elsewhere):
-    from embodia.policy.checkpoint import check_policy_folder
-
-    for call in (resolve_policy, check_policy_folder, Policy.from_pretrained):
-        with pytest.raises(CheckpointError) as err:
-            call("lerobot/smolvla_base")
-        message = str(err.value)
-        assert "'lerobot/smolvla_base' is not a local folder" in message, call
-        assert "Hugging Face Hub model id" in message and "hf download lerobot/smolvla_base" in message
-        assert "embodia checkpoint folder (with config.json" in message
-    # An explicit relative path keeps the plain error.
-    with pytest.raises(CheckpointError, match="neither a checkpoint folder") as err:
-        resolve_policy("./lerobot/smolvla_base")
-    assert "Hub" not in str(err.value)

@@ -43,6 +43,7 @@ from embodia.commands.data import (
     cmd_tasks,
 )
 from embodia.commands.data_export import ExportV21Options, cmd_export_v21
+from embodia.commands.hub import DatasetPushOptions, PolicyPushOptions, cmd_dataset_push, cmd_policy_push
 from embodia.commands.lerobot import InspectOptions, SetupOptions, cmd_lerobot_inspect, cmd_lerobot_setup
 from embodia.commands.recipe import RecipeListOptions, RecipeRunOptions, cmd_recipe_list, cmd_recipe_run
 from embodia.commands.serve import McpOptions, ServeOptions, ViewOptions, cmd_mcp, cmd_serve, cmd_view
@@ -79,6 +80,7 @@ COMMANDS: tuple[Command, ...] = (
         _command("recompute-stats", StatsOptions, cmd_dataset_stats),
         _command("convert-units", ConvertUnitsOptions, cmd_dataset_convert_units),
         _command("export-v21", ExportV21Options, cmd_export_v21),
+        _command("push", DatasetPushOptions, cmd_dataset_push),
     )),
     Command("doctor", "Find what makes a policy converge and then fail: `doctor data`, `doctor train`.",
             description=_EXIT, subcommands=(
@@ -91,6 +93,8 @@ COMMANDS: tuple[Command, ...] = (
     _command("teach", TeachConfig, cmd_teach, base=teach_defaults),
     _command("eval", EvalOptions, cmd_eval),
     _command("average", AverageOptions, cmd_average),
+    Command("policy", "Share embodia checkpoints: `policy push` (any command pulls a Hub id: owner/name).",
+            subcommands=(_command("push", PolicyPushOptions, cmd_policy_push),)),
     _command("tasks", TasksOptions, cmd_tasks),
     Command("lerobot", "Run LeRobot's policies (ACT, Diffusion, SmolVLA, pi0 ...) in embodia: their environment.",
             subcommands=(

@@ -38,7 +38,7 @@ from embodia.data.format import (
     read_json,
 )
 from embodia.data.stats import aggregate
-from embodia.net import hub_id_hint
+from embodia.hub import resolve_folder
 
 SUPPORTED_VERSIONS = (CODEBASE_VERSION, V21)
 # LeRobot accepts a decoded frame when its pts is within this many seconds of the requested timestamp.
@@ -94,9 +94,13 @@ class LeRobotDataset:
     @classmethod
     def open(cls, root: str | Path) -> LeRobotDataset:
         """Validate and load a dataset's metadata; frame data and video stay on disk until asked for."""
-        if not Path(root).is_dir():  # the argument as given: `./owner/name` is a path, not a Hub id
-            raise DatasetError(hub_id_hint(root, "dataset") or f"{root}: dataset root not found")
-        root = Path(root)
+        # A local folder, else a Hub dataset id (embodia.hub: a path always wins; `./owner/name` is a path)
+        found = resolve_folder(root, "dataset")
+        if found is None or not found.is_dir():
+            raise DatasetError(
+                f"{root}: dataset root not found (nor a Hub dataset id: owner/name[@revision])"
+            )
+        root = found
         info_path = root / INFO_PATH
         info = read_json(info_path)
         if not isinstance(info, dict):

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from embodia.net import hub_id_hint
+from embodia.hub import looks_like_hub_id, pull
 from embodia.runs import publish_mode
 
 FORMAT = "embodia-policy"
@@ -56,10 +56,11 @@ def resolve_policy(name_or_path: str | Path | None = None) -> Path:
     """The folder that a checkpoint argument means, so that every command accepts the same things.
 
     Precedence: an argument that names an existing folder is that folder; otherwise, if it is one of the
-    shipped names (base, metaworld_mt10, metaworld_mt50), it is that shipped policy; otherwise it is a
-    CheckpointError that lists the shipped names. So a local folder shadows a shipped name, with a
-    warning, as Hugging Face's `from_pretrained` prefers a local directory over a Hub id; None always
-    means the shipped base.
+    shipped names (base, metaworld_mt10, metaworld_mt50), it is that shipped policy; otherwise, if it
+    reads as a Hub model id (`owner/name[@revision]`), that repository, pulled into Hugging Face's cache
+    (embodia.hub); otherwise a CheckpointError that lists the shipped names. So a local folder shadows a
+    shipped name (with a warning) and a Hub id, as Hugging Face's `from_pretrained` prefers a local
+    directory over a Hub id; None always means the shipped base.
 
     The folder's contents are not checked here: `check_policy_folder` or loading names any missing file."""
     if name_or_path is None:
@@ -77,21 +78,11 @@ def resolve_policy(name_or_path: str | Path | None = None) -> Path:
         return path
     if name in SHIPPED_POLICIES:
         return _shipped(name)
-    if hub_error := _hub_id_error(name):
-        raise hub_error
+    if looks_like_hub_id(name):  # owner/name[@revision]: the Hub (embodia.hub), pulled into its cache
+        return pull(name, "model")
     raise CheckpointError(
-        f"{name}: neither a checkpoint folder (with {', '.join(POLICY_FILES)}) nor a shipped policy "
-        f"name (shipped: {', '.join(SHIPPED_POLICIES)})"
-    )
-
-
-def _hub_id_error(arg: str | Path) -> CheckpointError | None:
-    """The error for a missing path that looks like a Hub model id (`lerobot/smolvla_base`), else None."""
-    hint = hub_id_hint(arg, "model")
-    if hint is None:
-        return None
-    return CheckpointError(
-        f"{hint}; DIR must be an embodia checkpoint folder (with {', '.join(POLICY_FILES)})"
+        f"{name}: neither a checkpoint folder (with {', '.join(POLICY_FILES)}), a shipped policy "
+        f"name (shipped: {', '.join(SHIPPED_POLICIES)}), nor a Hub model id (owner/name[@revision])"
     )
 
 
@@ -176,8 +167,6 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
 def check_policy_folder(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_dir():
-        if hub_error := _hub_id_error(path):
-            raise hub_error
         raise CheckpointError(
             f"{path}: not a checkpoint folder (expected a folder with {', '.join(POLICY_FILES)})"
         )

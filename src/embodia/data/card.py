@@ -33,8 +33,7 @@ def dataset_card(root: str | Path, repo_id: str, license: str = "apache-2.0") ->
     body = f"""
 # {repo_id}
 
-A robot-learning dataset in the LeRobotDataset {summary["version"]} format, made with embodia
-(`pip install embodia`). LeRobot (0.4 and later) loads it with
+A robot-learning dataset in the LeRobotDataset {summary["version"]} format, made with embodia. LeRobot (0.4 and later) loads it with
 `LeRobotDataset("{repo_id}")`; embodia with any command that takes a dataset, for example
 `embodia dataset info {repo_id}`. The repository is tagged `{DATASET_TAG}`, the codebase version
 LeRobot loads.

@@ -33,7 +33,7 @@ def model_card(root: str | Path, repo_id: str, license: str = "apache-2.0") -> s
 An embodia vision-language-action policy (flow matching over action chunks). Run it with embodia:
 `embodia eval {repo_id}`, `embodia run "pick up the red block" --checkpoint {repo_id}`,
 `embodia serve {repo_id}` (openpi's websocket protocol); or in Python,
-`embodia.Policy.from_pretrained("{repo_id}")`.
+`from embodia.policy.policy import Policy; Policy.from_pretrained("{repo_id}")`.
 
 {_embodiments(config)}
 

@@ -328,3 +328,12 @@ def test_training_reads_a_dataset_by_its_hub_id(hub_cache, tmp_path):
     cfg = preset("tiny", datasets=["embodia-test/tiny"], cache_dir=str(tmp_path / "cache"), steps=2)
     policy = Policy.from_pretrained(train(cfg, tmp_path / "run"))
     assert policy.metadata["datasets"] == ["embodia-test/tiny"]  # the id, for the model card
+
+
+def test_a_lerobot_policy_id_resolves_to_its_folder(hub_cache, lerobot_policies):
+    from embodia.hub import pull
+    from embodia.policy.loading import lerobot_folder_of
+
+    commit = put_in_cache(hub_cache, "embodia-test/act", "model", lerobot_policies["act"])
+    assert lerobot_folder_of(pull("embodia-test/act", "model")).name == commit
+    assert main(["lerobot", "inspect", "embodia-test/act"]) == 0

@@ -43,18 +43,20 @@ def cmd_lerobot_setup(o: SetupOptions) -> int:
 @dataclass(frozen=True)
 class InspectOptions:
     folder: str = opt(
-        help="a LeRobot pretrained_model folder (or the checkpoint folder above it)", positional=True
+        help="a LeRobot pretrained_model folder (or the checkpoint folder above it), or its Hub id",
+        positional=True,
     )
 
 
 def cmd_lerobot_inspect(o: InspectOptions) -> int:
     """What a LeRobot policy folder expects and how embodia's world feeds it (cameras, state, action,
     units), without starting it."""
+    from embodia.hub import resolve_folder
     from embodia.policy.lerobot_folder import LeRobotFolderError, LeRobotPolicyFolder
     from embodia.policy.lerobot_policy import detect_units, fit_world
     from embodia.policy.loading import lerobot_folder_of
 
-    root = lerobot_folder_of(o.folder)
+    root = lerobot_folder_of(resolve_folder(o.folder, "model") or o.folder)  # a Hub id is pulled first
     if root is None:
         raise LeRobotFolderError(
             f"{o.folder}: no LeRobot policy here (config.json with 'type' and 'input_features')"

@@ -133,16 +133,19 @@ def cmd_mcp(o: McpOptions) -> int:
 
 @dataclass(frozen=True)
 class ViewOptions:
-    path: str = opt(".", "folder to browse (default: the current one)", positional=True, nargs="?")
+    path: str = opt(
+        ".", "folder to browse (default: the current one), or a Hub dataset id", positional=True, nargs="?"
+    )
     port: int = opt(8765, "port", parse=tcp_port)
     host: str = opt("127.0.0.1", "address to bind (loopback only: no authentication)")
 
 
 def cmd_view(o: ViewOptions) -> int:
     """Browse datasets, evaluation results and training runs in a local web app (default: this folder)."""
+    from embodia.hub import resolve_folder
     from embodia.view.viewer import serve_viewer
 
-    root = Path(o.path)
+    root = resolve_folder(o.path, "dataset") or Path(o.path)  # a Hub dataset id is pulled first
     if not root.is_dir():
         raise ValueError(f"{root}: not a folder (give a dataset, eval, training-run or parent folder)")
     console.print(

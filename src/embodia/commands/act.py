@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from embodia.commands.arm import FollowerArm
@@ -253,9 +254,18 @@ def cmd_eval(o: EvalOptions) -> int:
 
     if o.robot == "so101":
         return _eval_on_arm(o)
-    policy = _remote_policy(o) if is_server_url(o.checkpoint) or o.obs_map else _local_policy(o)
+    if o.eval.ray is not None:
+        from embodia.eval.ray_runner import import_ray
+
+        import_ray()  # without the extra: a clear error before any checkpoint is loaded
+    policy = eval_policy(o)
     try:
-        result = evaluate(policy, cfg=o.eval)
+        if o.eval.ray is not None:
+            from embodia.eval.ray_runner import evaluate_on_ray
+
+            result = evaluate_on_ray(policy, partial(eval_policy, o), o.eval)
+        else:
+            result = evaluate(policy, cfg=o.eval)
     except ServerError as exc:
         if o.obs_map is None:
             raise
@@ -272,6 +282,12 @@ def cmd_eval(o: EvalOptions) -> int:
         f"{len(result.videos)} videos in {result.out_dir / 'videos'}"
     )
     return 0
+
+
+def eval_policy(o: EvalOptions):
+    """The policy `embodia eval` evaluates: the served one for a URL, else the loaded checkpoint (each Ray
+    actor calls this too, for its own replica or connection)."""
+    return _remote_policy(o) if is_server_url(o.checkpoint) or o.obs_map else _local_policy(o)
 
 
 def _eval_on_arm(o: EvalOptions) -> int:

@@ -26,6 +26,12 @@ class EvalConfig:
     seed: int = opt(0, "offset of the evaluation seeds (episode j of a task uses 10,000,000 + seed + j)")
     out_dir: str | None = opt(None, "output folder (default: ./embodia_runs/eval/<time>-<suite>)", flag="out")
     task_files: list[str] = task_files()
+    # Where the episodes run (embodia.eval.ray_runner; `evaluate()` itself always runs them locally).
+    ray: str | None = opt(None, "run the episodes on --num-envs Ray actors: 'local' (a private cluster on this "
+                          "machine), 'auto' (the running cluster) or a cluster's address; needs embodia[ray]",
+                          metavar="ADDRESS")  # fmt: skip
+    resume: str | None = opt(None, "with --ray: continue the evaluation in this run folder, running only "
+                             "the (task, seed) pairs its episodes.jsonl lacks", metavar="RUN_DIR")  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.image_size % 2:
@@ -34,3 +40,5 @@ class EvalConfig:
             )
         if self.videos_per_task < 0:
             raise ValueError(f"videos must be >= 0, got {self.videos_per_task}")
+        if self.resume is not None and self.ray is None:
+            raise ValueError("--resume continues a Ray evaluation: give --ray too (e.g. --ray local)")

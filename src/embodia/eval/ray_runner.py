@@ -1,0 +1,309 @@
+"""Closed-loop evaluation fanned out to Ray actors (`embodia eval ... --ray ADDRESS`).
+
+Each actor holds one environment and a policy replica, built in the actor by a picklable zero-argument
+`policy_factory` (the CLI's loads the same checkpoint folder or shipped name, or connects to the same
+policy server), and runs one planned episode per call through the local path's own loop
+(`run_rollouts` with one in-process env), so an episode's outcome equals a local run with the same seed
+(each episode's noise is seeded by its seed and chunk index: embodia.policy.executor) with one env and
+as many torch threads as an actor has CPUs (another count sums in another order: last-bit differences).
+
+Results come back through Ray, never through a shared disk: per-episode outcome dicts, and the mp4 of a
+filmed episode as bytes, which the driver writes into its run folder. User task files reach the
+workers as their text, loaded in each actor. The driver appends each finished episode to the journal
+(`episodes.jsonl`, embodia.eval.journal), so `--resume RUN_DIR` runs only the missing (task, seed)
+pairs. An actor that dies mid-episode (its process killed, its node lost) is replaced and the episode is
+planned again on whichever actor is free next; the journal keeps each (task, seed) once.
+
+Addresses: "local" starts a private cluster on this machine (`address="local"`: a bare `ray.init()`
+would join whatever cluster the machine runs); "auto" joins the running cluster; anything else is a
+cluster address (`ray://host:10001` or `host:6379`). An already initialised Ray (tests) is used as is.
+Ray is an optional extra: `pip install 'embodia[ray]'`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from embodia.eval.config import EvalConfig
+from embodia.eval.journal import JOURNAL, Journal, check_resumable
+from embodia.eval.protocol import ChunkPolicy
+from embodia.eval.rollout import EpisodeResult, EpisodeSpec, check_policy, plan_episodes, run_rollouts
+from embodia.runs import new_run_dir, write_manifest
+
+CPUS_PER_WORKER = 1  # each actor: one env, one policy replica, torch threads = its CPUs
+OBJECT_STORE_BYTES = 512 * 1024**2  # a private cluster's object store: results and videos only
+RAY_VERSION = "2.60.0"  # what the extra pins (pyproject.toml)
+MAX_ATTEMPTS = 3  # an episode whose actor died this often fails the evaluation
+
+
+class RayMissingError(ImportError, ValueError):
+    """Ray is not installed: the message names the extra that brings it."""
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise RayMissingError(
+            f"--ray needs Ray, embodia's optional extra 'ray' (not installed): pip install ray=={RAY_VERSION}"
+        ) from None
+    return ray
+
+
+def connect(address: str, num_cpus: int) -> bool:
+    """Join or start the cluster `address` names (see the module docstring), unless Ray is up already;
+    True if this call connected (the caller then shuts Ray down when done)."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    if address == "local":
+        ray.init(address="local", num_cpus=num_cpus, object_store_memory=OBJECT_STORE_BYTES,
+                 include_dashboard=False, log_to_driver=False)  # fmt: skip
+    else:
+        ray.init(address=address, log_to_driver=False)
+    return True
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What every actor needs to build its env and policy (sent once, at its creation)."""
+
+    policy_factory: Callable[[], ChunkPolicy]
+    suite: str
+    split: str
+    embodiment: str
+    image_size: int
+    max_steps: int | None
+    execution: Any  # ExecutionConfig
+    task_sources: tuple[tuple[str, str], ...] = ()  # (file name, text) of each user task file
+    threads: int = CPUS_PER_WORKER
+
+
+class EpisodeWorker:
+    """The actor's class: one env and one policy; `run` plays one planned episode."""
+
+    def __init__(self, spec: WorkerSpec):
+        import torch
+
+        from embodia.eval.suites import resolve_suite
+        from embodia.sim.vector import VectorRunner
+
+        torch.set_num_threads(spec.threads)
+        self._tmp = tempfile.mkdtemp(prefix="embodia-ray-")
+        _load_task_sources(spec.task_sources, Path(self._tmp))
+        self.spec = spec
+        self.suite = resolve_suite(spec.suite, spec.split)
+        self.policy = spec.policy_factory()
+        self.policy.embodiment = spec.embodiment
+        self.policy.reset()
+        factory = self.suite.env_factory(spec.embodiment, spec.image_size, spec.max_steps)
+        self.runner = VectorRunner([factory], in_process=True)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def run(self, episode: EpisodeSpec) -> tuple[dict[str, Any], bytes | None]:
+        """Play `episode`; its result as a dict (video path: the mp4's file name) and the mp4's bytes."""
+        with tempfile.TemporaryDirectory(dir=self._tmp) as videos:
+            (result,) = run_rollouts(self.policy, self.runner, [episode], execution=self.spec.execution,
+                                     camera_key=self.suite.camera_key, fps=self.suite.fps,
+                                     video_dir=Path(videos))  # fmt: skip
+            video = result.video.read_bytes() if result.video is not None else None
+            row = result.to_dict()
+            row["video"] = result.video.name if result.video is not None else None
+        return row, video
+
+
+def _load_task_sources(sources: Sequence[tuple[str, str]], folder: Path) -> None:
+    """Write each user task file's text into `folder` and load it (the driver's disk is not ours)."""
+    from embodia.sim.task_files import load_task_file
+
+    for i, (name, text) in enumerate(sources):
+        path = folder / f"tasks{i}" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        load_task_file(path)
+
+
+class ActorPool:
+    """`n` EpisodeWorker actors fed one episode at a time; a dead actor is replaced and its episode
+    goes back to the queue (at most MAX_ATTEMPTS tries per episode)."""
+
+    def __init__(self, ray, spec: WorkerSpec, n: int):
+        self.ray = ray
+        self.spec = spec
+        self.remote_cls = ray.remote(num_cpus=spec.threads, max_restarts=0, max_task_retries=0)(EpisodeWorker)
+        self.actors = [self._new_actor() for _ in range(n)]
+        self.replaced = 0
+
+    def _new_actor(self):
+        return self.remote_cls.remote(self.spec)
+
+    def pids(self) -> list[int]:
+        return self.ray.get([a.pid.remote() for a in self.actors])
+
+    def run(
+        self, plan: Sequence[EpisodeSpec], on_result: Callable[[EpisodeResult, bytes | None], None]
+    ) -> None:
+        """Run every episode of `plan`; `on_result` gets each finished one exactly once."""
+        ray = self.ray
+        pending = deque(plan)
+        attempts: dict[int, int] = {}
+        running: dict[Any, tuple[int, EpisodeSpec]] = {}  # future -> (actor slot, episode)
+        idle = list(range(len(self.actors)))
+        while pending or running:
+            while idle and pending:
+                slot, ep = idle.pop(), pending.popleft()
+                attempts[ep.index] = attempts.get(ep.index, 0) + 1
+                running[self.actors[slot].run.remote(ep)] = (slot, ep)
+            (ready,), _ = ray.wait(list(running), num_returns=1)
+            slot, ep = running.pop(ready)
+            try:
+                row, video = ray.get(ready)
+            except ray.exceptions.RayActorError as exc:  # the actor (its process or node) died
+                if getattr(exc, "actor_init_failed", False):  # its env or policy cannot be built there
+                    raise RuntimeError(f"a Ray actor could not start: {exc}") from None
+                if attempts[ep.index] >= MAX_ATTEMPTS:
+                    raise RuntimeError(f"episode {ep.task.name} seed {ep.seed}: its actor died "
+                                       f"{MAX_ATTEMPTS} times; last: {exc}") from exc  # fmt: skip
+                self._replace(slot)  # a fresh actor, placed by Ray wherever a CPU is free
+                pending.appendleft(ep)  # next to run, on the first actor free (others first)
+                idle.insert(0, slot)
+                continue
+            except ray.exceptions.RayTaskError as exc:  # the episode itself raised: as a local run would
+                raise exc.as_instanceof_cause() from None
+            idle.append(slot)
+            on_result(_episode(row), video)
+
+    def _replace(self, slot: int) -> None:
+        self.ray.kill(self.actors[slot], no_restart=True)
+        self.replaced += 1
+        self.actors[slot] = self._new_actor()
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor, no_restart=True)
+
+
+def _episode(row: dict[str, Any]) -> EpisodeResult:
+    from embodia.eval.journal import episode_from_dict
+
+    return episode_from_dict({**row, "video": None}, Path("."))
+
+
+def task_sources() -> tuple[tuple[str, str], ...]:
+    """(file name, text) of every task file loaded in this process, in load order."""
+    from embodia.sim.task_files import loaded_task_files
+
+    return tuple((Path(f["resolved"]).name, Path(f["resolved"]).read_text()) for f in loaded_task_files())
+
+
+def evaluate_on_ray(
+    policy: ChunkPolicy,
+    policy_factory: Callable[[], ChunkPolicy],
+    cfg: EvalConfig,
+    *,
+    show_progress: bool = True,
+    on_pool: Callable[[ActorPool], None] | None = None,
+):
+    """`evaluate(policy, cfg=cfg)` (embodia.eval.run) with the episodes run by `cfg.num_envs` Ray actors
+    on the cluster `cfg.ray` names, each building its own replica with `policy_factory`; `policy` (the
+    driver's) names the checkpoint, chunking and embodiment in results.json. `cfg.resume`: the folder of
+    an earlier Ray evaluation whose journalled episodes are kept and not run again. `on_pool` (tests)
+    sees the actor pool once it is started."""
+    from embodia.eval.run import _result, _settings, _suite_embodiment, build_report, results_json
+    from embodia.eval.suites import resolve_suite
+    from embodia.runs import atomic_write_text
+    from embodia.sim.task_files import load_task_file
+
+    ray = import_ray()
+    address, resume = cfg.ray or "local", cfg.resume
+    k = check_policy(policy, cfg.execution)
+    for path in cfg.task_files:  # before the suite is resolved: it may name their families
+        load_task_file(path)
+    spec = resolve_suite(cfg.suite, cfg.split)
+    embodiment = _suite_embodiment(policy, spec)
+    spec.env_factory(embodiment, cfg.image_size, cfg.max_steps)  # a mismatched embodiment fails here
+    plan = plan_episodes(spec, cfg.episodes, cfg.seed, cfg.videos_per_task)
+    out = _run_dir(cfg, resume)
+    settings = _settings(policy, cfg, spec, "eval", k, embodiment, False) | {"ray": address}
+    if resume is not None:
+        check_resumable(out, settings)
+    out.mkdir(parents=True, exist_ok=True)
+    write_manifest(out, "eval", settings | {"out": str(out)}, seeds=sorted({e.seed for e in plan}),
+                   resumed=resume is not None)  # fmt: skip
+    journal = Journal(out)
+    todo = journal.remaining(plan)
+    t0 = time.perf_counter()
+    if todo:
+        n = min(cfg.num_envs, len(todo))
+        connected = connect(address, num_cpus=n * CPUS_PER_WORKER)
+        worker = WorkerSpec(policy_factory, cfg.suite, cfg.split, embodiment, cfg.image_size, cfg.max_steps,
+                            cfg.execution, task_sources())  # fmt: skip
+        try:
+            pool = ActorPool(ray, worker, n)
+            try:
+                if on_pool is not None:
+                    on_pool(pool)
+                _run_pool(pool, todo, journal, out, spec.spec, show_progress)
+            finally:
+                pool.close()
+        finally:
+            if connected:
+                ray.shutdown()
+    seconds = time.perf_counter() - t0
+    result = _result(out, spec, journal.episodes(), seconds, str(policy.checkpoint_hash))
+    atomic_write_text(result.results_path, json.dumps(results_json(result, settings), indent=2) + "\n")
+    build_report(result, settings).save(result.report_path)
+    return result
+
+
+def _run_dir(cfg: EvalConfig, resume: str | Path | None) -> Path:
+    if resume is None:
+        out = Path(cfg.out_dir) if cfg.out_dir else new_run_dir("eval", cfg.suite.replace(":", "-"))
+        if (out / JOURNAL).exists():
+            raise ValueError(f"{out} holds an evaluation already: --resume {out}, or choose another --out")
+        return out
+    if cfg.out_dir is not None and Path(cfg.out_dir).resolve() != Path(resume).resolve():
+        raise ValueError(f"--resume {resume} continues that folder: leave out --out {cfg.out_dir}")
+    if not Path(resume).is_dir():
+        raise ValueError(f"--resume {resume}: no such run folder")
+    return Path(resume)
+
+
+def _run_pool(pool: ActorPool, todo: list[EpisodeSpec], journal: Journal, out: Path, name: str,
+              show_progress: bool) -> None:  # fmt: skip
+    """Run `todo` on `pool`, journalling each episode (and writing its video) as it comes back."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("eval (ray) {task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), disable=not show_progress)  # fmt: skip
+    bar = progress.add_task(name, total=len(todo))
+
+    def on_result(ep: EpisodeResult, video: bytes | None) -> None:
+        if video is not None:
+            path = out / "videos" / _video_name(ep)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_bytes(video)
+            os.replace(tmp, path)
+            ep = replace(ep, video=path)
+        journal.append(ep)
+        progress.update(bar, advance=1)
+
+    with progress:
+        pool.run(todo, on_result)
+
+
+def _video_name(ep: EpisodeResult) -> str:
+    import re
+
+    return f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', ep.task).strip('-')}_seed{ep.seed}.mp4"

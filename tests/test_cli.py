@@ -77,3 +77,14 @@ def test_demo_runs_the_shipped_base_end_to_end(tmp_path, monkeypatch, capsys):
     assert "VLA shipped base" in out and re.search(r"\d+/20 succeeded: .* on seeds 0..19", out)
     (run,) = (tmp_path / "embodia_runs" / "demo").iterdir()
     assert len(list((run / "videos").glob("*.mp4"))) == 4 and (run / "report.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "address"),
+    [([], None), (["--ray"], "local"), (["--ray", "auto"], "auto"), (["--ray", "--episodes", "3"], "local")],
+)
+def test_a_bare_ray_flag_means_a_private_local_cluster(argv, address):
+    from embodia.cli import parse
+
+    _, options = parse(["eval", "base", *argv])
+    assert options.eval.ray == address

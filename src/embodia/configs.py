@@ -93,6 +93,7 @@ def opt(
     metavar: str | None = None,
     positional: bool = False,
     nargs: str | None = None,
+    const: Any = None,
     cli: bool = True,
 ) -> Any:
     """A config field with what the command line needs to know about it.
@@ -100,9 +101,10 @@ def opt(
     flag: the option's spelling without dashes (default: the field name with '-' for '_').
     parse: str -> value, raising argparse.ArgumentTypeError on bad text (default: from the type).
     positional / nargs: a positional argument ('?', '*', '+' as argparse takes them).
+    nargs='?' with const: an option that may be given bare (`--ray` means `--ray local`).
     cli=False: settable by presets, recipes and saved configs only."""
     meta = {"help": help, "flag": flag, "parse": parse, "choices": list(choices) if choices else None,
-            "metavar": metavar, "positional": positional, "nargs": nargs, "cli": cli}  # fmt: skip
+            "metavar": metavar, "positional": positional, "nargs": nargs, "const": const, "cli": cli}  # fmt: skip
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -217,6 +219,8 @@ def _add_one(parser, dest: str, name: str, meta: dict, tp: Any, default: Any) ->
         kwargs["required"] = True
     if meta["nargs"]:
         kwargs["nargs"] = meta["nargs"]
+    if meta.get("const") is not None:
+        kwargs["const"] = meta["const"]
     choices = meta["choices"] or (list(typing.get_args(tp)) if typing.get_origin(tp) is Literal else None)
     if choices:
         kwargs["choices"] = choices

@@ -28,8 +28,8 @@ class EvalConfig:
     task_files: list[str] = task_files()
     # Where the episodes run (embodia.eval.ray_runner; `evaluate()` itself always runs them locally).
     ray: str | None = opt(None, "run the episodes on --num-envs Ray actors: 'local' (a private cluster on this "
-                          "machine), 'auto' (the running cluster) or a cluster's address; needs embodia[ray]",
-                          metavar="ADDRESS")  # fmt: skip
+                          "machine; a bare --ray), 'auto' (the running cluster) or a cluster's address; "
+                          "needs embodia[ray]", metavar="ADDRESS", nargs="?", const="local")  # fmt: skip
     resume: str | None = opt(None, "with --ray: continue the evaluation in this run folder, running only "
                              "the (task, seed) pairs its episodes.jsonl lacks", metavar="RUN_DIR")  # fmt: skip
 

@@ -66,6 +66,7 @@ def offline() -> bool:
 
 
 def cache_dir() -> Path:
+    """Hugging Face's hub cache, HF_HUB_CACHE read now (huggingface_hub reads it once, at import)."""
     from huggingface_hub import constants
 
     return Path(os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE)
@@ -104,7 +105,9 @@ def _snapshot(repo_id: str, repo_type: str, revision: str | None) -> Path:
     from huggingface_hub import snapshot_download
 
     return Path(
-        snapshot_download(repo_id, repo_type=repo_type, revision=revision, local_files_only=offline())
+        snapshot_download(
+            repo_id, repo_type=repo_type, revision=revision, cache_dir=cache_dir(), local_files_only=offline()
+        )  # fmt: skip
     )
 
 

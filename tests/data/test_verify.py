@@ -148,12 +148,15 @@ def test_broken_metadata_is_a_problem_not_a_crash(tmp_path, capsys):
     assert code == 1 and str(root / EPISODES) in out
 
 
-def test_a_missing_root_is_an_error_with_the_hub_hint(tmp_path, monkeypatch, capsys):
+def test_a_missing_root_is_an_error_and_a_hub_id_is_pulled_first(tmp_path, monkeypatch, capsys):
+    from embodia.hub import HubError
+
     monkeypatch.chdir(tmp_path)
-    [problem] = verify("lerobot/pusht")
-    assert problem.file == Path("lerobot/pusht")
-    assert problem.what.startswith("'lerobot/pusht' is not a local folder; it looks like a Hugging Face Hub")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # an id not in the cache: an error, not a problem found
+    with pytest.raises(HubError, match="'lerobot/pusht' is not in the local Hub cache"):
+        verify("lerobot/pusht")
     code, out = run_info(Path("lerobot/pusht"), capsys, "--verify")
     assert code == 2
-    assert "'lerobot/pusht' is not a local folder" in out
+    assert "'lerobot/pusht' is not in the local Hub cache" in out and "HF_HUB_OFFLINE=1" in out
     assert verify(tmp_path / "gone") == [Problem(tmp_path / "gone", "dataset root not found")]

@@ -122,11 +122,14 @@ def cmd_dataset_info(o: InfoOptions) -> int:
 
     from embodia.data import edit
     from embodia.data.format import DatasetError
+    from embodia.hub import resolve_folder
 
-    # A root that is not there is an error (exit 2, with its Hub-id hint), not a problem found reading.
-    problems = _verify_dataset(o.root, quiet=o.json) if o.verify and Path(o.root).is_dir() else None
+    # A Hub id is pulled first (a failed pull is an error, exit 2); a root that is not there is an error
+    # too, not a problem found reading.
+    root = str(resolve_folder(o.root, "dataset") or o.root)
+    problems = _verify_dataset(root, quiet=o.json) if o.verify and Path(root).is_dir() else None
     try:
-        summary = edit.info(o.root)
+        summary = edit.info(root)
     except DatasetError:
         if not problems:
             raise

@@ -97,9 +97,7 @@ class LeRobotDataset:
         # A local folder, else a Hub dataset id (embodia.hub: a path always wins; `./owner/name` is a path)
         found = resolve_folder(root, "dataset")
         if found is None or not found.is_dir():
-            raise DatasetError(
-                f"{root}: dataset root not found (nor a Hub dataset id: owner/name[@revision])"
-            )
+            raise DatasetError(f"{root}: dataset root not found")
         root = found
         info_path = root / INFO_PATH
         info = read_json(info_path)

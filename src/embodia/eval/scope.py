@@ -257,7 +257,7 @@ def read_instruction(text: str, encoder, threshold: float = SCOPE_THRESHOLD, top
         pass
     tasks, pooled = _catalogue(encoder)
     _, _, q = encoder.encode([with_plain_directions(text)])
-    scores = pooled @ q.numpy()[0]
+    scores = np.clip(pooled @ q.numpy()[0], -1.0, 1.0)  # unit vectors: float error can pass 1
     groups: dict[tuple, list[int]] = {}
     for i, t in enumerate(tasks):
         groups.setdefault((t.family, *sorted(t.values.items())), []).append(i)

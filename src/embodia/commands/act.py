@@ -303,7 +303,7 @@ def _eval_on_arm(o: EvalOptions) -> int:
         raise ValueError('--robot so101 needs --follower PORT (or sim) and --instruction "..."')
     if o.episode_s <= 0:
         raise ValueError("--episode-s must be positive")
-    policy = _remote_policy(o) if is_server_url(o.checkpoint) or o.obs_map else _local_policy(o)
+    policy = eval_policy(o)
     check_execution(policy, o.eval.execution)  # before the arm is touched
     follower = o.arm.build(image_size_of(policy))
     run_dir = Path(o.eval.out_dir) if o.eval.out_dir else new_run_dir("eval", "so101")

@@ -413,12 +413,19 @@ def test_teleop_page_drives_the_arm_with_keys_and_a_gamepad_and_saves(browser, t
                     "() => document.querySelector('#rec-state').textContent.startsWith('recording')"
                 )
                 z0, x0 = target()[2], target()[0]
-                page.keyboard.down("f")
-                page.wait_for_timeout(700)
-                page.keyboard.up("f")
-                page.keyboard.down("w")
-                page.wait_for_timeout(500)
-                page.keyboard.up("w")
+
+                def hold(key: str, moved) -> None:
+                    """Hold `key` until the target has moved as asked (the loop's pace under load varies:
+                    a fixed hold moved 3 cm at ease and 2.7 cm under CI's load), at most 10 s."""
+                    page.keyboard.down(key)
+                    for _ in range(200):
+                        if moved(target()):
+                            break
+                        page.wait_for_timeout(50)
+                    page.keyboard.up(key)
+
+                hold("f", lambda t: t[2] < z0 - 0.035)  # F: down
+                hold("w", lambda t: t[0] > x0 + 0.025)  # W: forward
                 page.wait_for_timeout(300)
                 after = target()
                 assert after[2] < z0 - 0.03 and after[0] > x0 + 0.02, (x0, z0, after)
@@ -427,7 +434,10 @@ def test_teleop_page_drives_the_arm_with_keys_and_a_gamepad_and_saves(browser, t
                 page.wait_for_timeout(300)
                 assert session.state()["control"]["gripper"] == "closed"
                 page.evaluate("window.__stick = 1")
-                page.wait_for_timeout(400)
+                for _ in range(200):  # the stick held until the gripper has moved forward, at most 10 s
+                    if target()[0] > after[0] + 0.015:
+                        break
+                    page.wait_for_timeout(50)
                 page.evaluate("window.__stick = 0")
                 page.wait_for_timeout(300)
                 assert target()[0] > after[0] + 0.01

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import torch
 
+from embodia.cluster import import_ray
 from embodia.eval.config import EvalConfig
-from embodia.eval.ray_runner import evaluate_on_ray, import_ray
+from embodia.eval.ray_runner import evaluate_on_ray
 from embodia.eval.run import evaluate
 from embodia.policy.loading import load_policy
 

@@ -122,3 +122,33 @@ def _lerobot_loads(python, root) -> dict:
                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------ a real Ray cluster
+def pytest_configure(config):
+    """CI runs the Ray tests (embodia[dev] brings Ray); elsewhere their modules skip without it."""
+    import importlib.util
+
+    if os.environ.get("CI") and importlib.util.find_spec("ray") is None:
+        raise pytest.UsageError("CI must run the Ray tests: install embodia[dev] (it brings ray)")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A real Ray cluster of two nodes on this machine (`ray.cluster_utils.Cluster`, not a mock): a head
+    with no CPUs and two nodes of one CPU each, so two one-CPU actors run on different nodes, as on a
+    real cluster. Ray is connected to it for the module's tests; (cluster, [node, node])."""
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    mib = 1024**2
+    c = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 0, "object_store_memory": 80 * mib, "include_dashboard": False},
+    )
+    nodes = [c.add_node(num_cpus=1, object_store_memory=80 * mib) for _ in range(2)]
+    ray.init(address=c.address, log_to_driver=False)
+    c.wait_for_nodes()
+    yield c, nodes
+    ray.shutdown()
+    c.shutdown()

@@ -3,7 +3,8 @@
 Every module belongs to one component: a subpackage (`embodia.sim`) or a top-level module
 (`embodia.runs`). Components sit on floors, lowest first:
 
-    0  embodia (the package root), embodia.configs, embodia.runs, embodia.net, embodia.hub   shared leaves
+    0  embodia (the package root), embodia.configs, embodia.runs, embodia.net, embodia.hub,
+       embodia.cluster                                       shared leaves
     1  embodia.robots
     2  embodia.sim, embodia.policy, embodia.report
     3  embodia.data, embodia.eval, embodia.tasks (the public task API, a facade over sim)
@@ -41,6 +42,7 @@ FLOORS: dict[str, int] = {
     "embodia.runs": 0,
     "embodia.net": 0,
     "embodia.hub": 0,  # Hub ids pulled and pushed (huggingface_hub)
+    "embodia.cluster": 0,  # Ray: connecting, a pool of actors that survives dying ones
     "embodia.robots": 1,
     "embodia.sim": 2,
     "embodia.policy": 2,

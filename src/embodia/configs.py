@@ -117,6 +117,13 @@ def task_files() -> Any:
                flag="tasks", metavar="FILE")  # fmt: skip
 
 
+def ray_option(what: str, actors: str = "--num-envs Ray actors") -> Any:
+    """The `--ray [ADDRESS]` option of a command whose `what` can run on Ray actors (embodia.cluster)."""
+    return opt(None, f"run the {what} on {actors}: 'local' (a private cluster on this machine; "
+               "a bare --ray), 'auto' (the running cluster) or a cluster's address; needs embodia[ray]",
+               metavar="ADDRESS", nargs="?", const="local")  # fmt: skip
+
+
 def nested(cls: type, help: str = "", cli: bool = True, exclude: tuple[str, ...] = ()) -> Any:  # noqa: A002
     """A sub-config whose fields are options of the same command (flat names: `--paraphrase`);
     `exclude`: its fields that are not options of this command."""

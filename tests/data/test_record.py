@@ -56,11 +56,12 @@ def test_negative_action_noise_is_a_clear_error():
 def test_tabletop_families_are_recorded_interleaved(tmp_path):
     """One pool of envs takes the families in turn, so a recording stopped early is still balanced
     (run family by family, a stopped 4-family recording once held no `touch` episode at all)."""
-    from embodia.data.record import _batches, _worlds
+    from embodia.data.record import _batches
+    from embodia.data.recording import record_worlds
     from embodia.sim.tasks import parse_instruction
 
     cfg = RecordConfig(tasks="pick,touch", episodes=4, num_envs=2, image_size=32, keep_failures=True)
-    _, worlds = _worlds(cfg)
+    _, worlds = record_worlds(cfg)
     ((_, jobs),) = _batches(worlds, [(i % 2, 100 + i) for i in range(4)])
     assert [(seed, opts["family"]) for seed, opts in jobs] == [
         (100, "pick"), (101, "touch"), (102, "pick"), (103, "touch")
@@ -72,5 +73,5 @@ def test_tabletop_families_are_recorded_interleaved(tmp_path):
     assert sorted(families) == ["pick", "pick", "touch", "touch"]
     assert set(families[:2]) == {"pick", "touch"}  # both families from the first pair of envs on
     # Meta-World tasks need their own env class each: one pool per task, in order.
-    _, mw = _worlds(RecordConfig(tasks="metaworld:reach,push", episodes=4))
+    _, mw = record_worlds(RecordConfig(tasks="metaworld:reach,push", episodes=4))
     assert [len(j) for _, j in _batches(mw, [(i % 2, i) for i in range(4)])] == [2, 2]

@@ -1,7 +1,7 @@
 """`embodia eval --ray`: episodes on Ray actors of a real two-node cluster on this machine (not a mock).
 
-The cluster (`ray.cluster_utils.Cluster`) is a head with no CPUs and two nodes of one CPU each, so the
-two actors (one CPU each) run on different nodes, as on a real cluster. Checked: per-episode outcomes equal
+The cluster (conftest's `ray_cluster`) is a head with no CPUs and two nodes of one CPU each, so the two
+actors (one CPU each) run on different nodes, as on a real cluster. Checked: per-episode outcomes equal
 a local run's with the same seeds; an actor process that dies mid-episode has its episode run again
 elsewhere, every episode journalled once; `--resume` runs only the missing (task, seed) pairs; without
 Ray, `--ray` is a clear error naming the extra.
@@ -22,13 +22,7 @@ from embodia.cli import main
 from embodia.eval.config import EvalConfig
 from embodia.eval.journal import JOURNAL
 
-if os.environ.get("CI"):
-    try:
-        import ray
-    except ImportError:
-        pytest.fail("CI must run the Ray tests: install embodia[dev] (it brings ray)", pytrace=False)
-else:
-    ray = pytest.importorskip("ray")
+ray = pytest.importorskip("ray")
 
 SUITE = "touch"  # the cheapest tabletop family
 SMALL = {"image_size": 32, "max_steps": 12, "videos_per_task": 0}
@@ -36,22 +30,11 @@ OUTCOME = ("task", "seed", "success", "steps", "chunks", "failure", "stages", "m
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(ray_cluster):
     import ray.cloudpickle
-    from ray.cluster_utils import Cluster
 
-    mib = 1024**2
-    c = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 0, "object_store_memory": 80 * mib, "include_dashboard": False},
-    )
-    nodes = [c.add_node(num_cpus=1, object_store_memory=80 * mib) for _ in range(2)]
-    ray.init(address=c.address, log_to_driver=False)
-    c.wait_for_nodes()
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests/
-    yield c, nodes
-    ray.shutdown()
-    c.shutdown()
+    return ray_cluster
 
 
 def _load(path: str):

@@ -255,7 +255,7 @@ def cmd_eval(o: EvalOptions) -> int:
     if o.robot == "so101":
         return _eval_on_arm(o)
     if o.eval.ray is not None:
-        from embodia.eval.ray_runner import import_ray
+        from embodia.cluster import import_ray
 
         import_ray()  # without the extra: a clear error before any checkpoint is loaded
     policy = eval_policy(o)

@@ -46,6 +46,10 @@ def cmd_record(o: RecordOptions) -> int:
         raise ValueError("--resume needs --out pointing at the dataset to continue")
     if o.teleop.robot == "so101":
         return _record_teleop(o)
+    if cfg.ray is not None:
+        from embodia.cluster import import_ray
+
+        import_ray()  # without the extra: a clear error before any folder is written
     run_dir = new_run_dir("record", cfg.tasks.replace(":", "-").replace(",", "-"))
     root = Path(o.out) if o.out else run_dir / "dataset"
     write_manifest(run_dir, "record", to_dict(cfg) | {"out": str(root), "resume": o.resume}, seeds=[cfg.seed])

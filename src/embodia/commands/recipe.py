@@ -8,7 +8,7 @@ from typing import Literal
 from rich.table import Table
 
 from embodia.commands.common import console
-from embodia.configs import opt
+from embodia.configs import opt, ray_option
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,9 @@ class RecipeRunOptions:
     device: Literal["cpu", "cuda"] | None = opt(
         None, "where the GPU stages train (default: a CUDA GPU when torch sees one); tiny runs on the CPU"
     )
+    ray: str | None = ray_option(
+        "Record and Evaluate stages' episodes", "Ray actors (each stage's num_envs; same outputs)"
+    )
     from_stage: str | None = opt(None, "start at this stage (the earlier ones must be complete)", flag="from")
     until_stage: str | None = opt(None, "stop after this stage", flag="until")
     out: str | None = opt(None, "folder of the stages (default ./embodia_runs/recipe/<name>-<scale>)")
@@ -54,7 +57,11 @@ def cmd_recipe_run(o: RecipeRunOptions) -> int:
     """Run a recipe's stages in order; a stage whose output matches its config and inputs is skipped."""
     from embodia.recipes import run_recipe
 
-    result = run_recipe(o.name, scale=o.scale, device=o.device, from_stage=o.from_stage,
+    if o.ray is not None:
+        from embodia.cluster import import_ray
+
+        import_ray()  # without the extra: a clear error before any stage runs
+    result = run_recipe(o.name, scale=o.scale, device=o.device, ray=o.ray, from_stage=o.from_stage,
                         until_stage=o.until_stage, out=o.out, console=console)  # fmt: skip
     console.print(result.summary_table() if hasattr(result, "summary_table") else result)
     return 0

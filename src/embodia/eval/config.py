@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from embodia.configs import nested, opt, positive_int, task_files
+from embodia.configs import nested, opt, positive_int, ray_option, task_files
 from embodia.policy.executor import ExecutionConfig
 
 
@@ -27,9 +27,7 @@ class EvalConfig:
     out_dir: str | None = opt(None, "output folder (default: ./embodia_runs/eval/<time>-<suite>)", flag="out")
     task_files: list[str] = task_files()
     # Where the episodes run (embodia.eval.ray_runner; `evaluate()` itself always runs them locally).
-    ray: str | None = opt(None, "run the episodes on --num-envs Ray actors: 'local' (a private cluster on this "
-                          "machine; a bare --ray), 'auto' (the running cluster) or a cluster's address; "
-                          "needs embodia[ray]", metavar="ADDRESS", nargs="?", const="local")  # fmt: skip
+    ray: str | None = ray_option("episodes")
     resume: str | None = opt(None, "with --ray: continue the evaluation in this run folder, running only "
                              "the (task, seed) pairs its episodes.jsonl lacks", metavar="RUN_DIR")  # fmt: skip
 

@@ -14,10 +14,8 @@ workers as their text, loaded in each actor. The driver appends each finished ep
 pairs. An actor that dies mid-episode (its process killed, its node lost) is replaced and the episode is
 planned again on whichever actor is free next; the journal keeps each (task, seed) once.
 
-Addresses: "local" starts a private cluster on this machine (`address="local"`: a bare `ray.init()`
-would join whatever cluster the machine runs); "auto" joins the running cluster; anything else is a
-cluster address (`ray://host:10001` or `host:6379`). An already initialised Ray (tests) is used as is.
-Ray is an optional extra: `pip install 'embodia[ray]'`.
+Addresses, the actor pool and its retries: embodia.cluster. Ray is an optional extra:
+`pip install 'embodia[ray]'`.
 """
 
 from __future__ import annotations
@@ -26,50 +24,17 @@ import json
 import os
 import tempfile
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from embodia.cluster import CPUS_PER_WORKER, ActorPool, connect, import_ray
 from embodia.eval.config import EvalConfig
 from embodia.eval.journal import JOURNAL, Journal, check_resumable
 from embodia.eval.protocol import ChunkPolicy
 from embodia.eval.rollout import EpisodeResult, EpisodeSpec, check_policy, plan_episodes, run_rollouts
 from embodia.runs import new_run_dir, write_manifest
-
-CPUS_PER_WORKER = 1  # each actor: one env, one policy replica, torch threads = its CPUs
-OBJECT_STORE_BYTES = 512 * 1024**2  # a private cluster's object store: results and videos only
-RAY_VERSION = "2.60.0"  # what the extra pins (pyproject.toml)
-MAX_ATTEMPTS = 3  # an episode whose actor died this often fails the evaluation
-
-
-class RayMissingError(ImportError, ValueError):
-    """Ray is not installed: the message names the extra that brings it."""
-
-
-def import_ray():
-    try:
-        import ray
-    except ImportError:
-        raise RayMissingError(
-            f"--ray needs Ray, embodia's optional extra 'ray' (not installed): pip install ray=={RAY_VERSION}"
-        ) from None
-    return ray
-
-
-def connect(address: str, num_cpus: int) -> bool:
-    """Join or start the cluster `address` names (see the module docstring), unless Ray is up already;
-    True if this call connected (the caller then shuts Ray down when done)."""
-    ray = import_ray()
-    if ray.is_initialized():
-        return False
-    if address == "local":
-        ray.init(address="local", num_cpus=num_cpus, object_store_memory=OBJECT_STORE_BYTES,
-                 include_dashboard=False, log_to_driver=False)  # fmt: skip
-    else:
-        ray.init(address=address, log_to_driver=False)
-    return True
 
 
 @dataclass(frozen=True)
@@ -94,11 +59,12 @@ class EpisodeWorker:
         import torch
 
         from embodia.eval.suites import resolve_suite
+        from embodia.sim.task_files import load_task_sources
         from embodia.sim.vector import VectorRunner
 
         torch.set_num_threads(spec.threads)
         self._tmp = tempfile.mkdtemp(prefix="embodia-ray-")
-        _load_task_sources(spec.task_sources, Path(self._tmp))
+        load_task_sources(spec.task_sources, Path(self._tmp))
         self.spec = spec
         self.suite = resolve_suite(spec.suite, spec.split)
         self.policy = spec.policy_factory()
@@ -122,88 +88,10 @@ class EpisodeWorker:
         return row, video
 
 
-def _load_task_sources(sources: Sequence[tuple[str, str]], folder: Path) -> None:
-    """Write each user task file's text into `folder` and load it (the driver's disk is not ours)."""
-    from embodia.sim.task_files import load_task_file
-
-    for i, (name, text) in enumerate(sources):
-        path = folder / f"tasks{i}" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        load_task_file(path)
-
-
-class ActorPool:
-    """`n` EpisodeWorker actors fed one episode at a time; a dead actor is replaced and its episode
-    goes back to the queue (at most MAX_ATTEMPTS tries per episode)."""
-
-    def __init__(self, ray, spec: WorkerSpec, n: int):
-        self.ray = ray
-        self.spec = spec
-        self.remote_cls = ray.remote(num_cpus=spec.threads, max_restarts=0, max_task_retries=0)(EpisodeWorker)
-        self.actors = [self._new_actor() for _ in range(n)]
-        self.replaced = 0
-
-    def _new_actor(self):
-        return self.remote_cls.remote(self.spec)
-
-    def pids(self) -> list[int]:
-        return self.ray.get([a.pid.remote() for a in self.actors])
-
-    def run(
-        self, plan: Sequence[EpisodeSpec], on_result: Callable[[EpisodeResult, bytes | None], None]
-    ) -> None:
-        """Run every episode of `plan`; `on_result` gets each finished one exactly once."""
-        ray = self.ray
-        pending = deque(plan)
-        attempts: dict[int, int] = {}
-        running: dict[Any, tuple[int, EpisodeSpec]] = {}  # future -> (actor slot, episode)
-        idle = list(range(len(self.actors)))
-        while pending or running:
-            while idle and pending:
-                slot, ep = idle.pop(), pending.popleft()
-                attempts[ep.index] = attempts.get(ep.index, 0) + 1
-                running[self.actors[slot].run.remote(ep)] = (slot, ep)
-            (ready,), _ = ray.wait(list(running), num_returns=1)
-            slot, ep = running.pop(ready)
-            try:
-                row, video = ray.get(ready)
-            except ray.exceptions.RayActorError as exc:  # the actor (its process or node) died
-                if getattr(exc, "actor_init_failed", False):  # its env or policy cannot be built there
-                    raise RuntimeError(f"a Ray actor could not start: {exc}") from None
-                if attempts[ep.index] >= MAX_ATTEMPTS:
-                    raise RuntimeError(f"episode {ep.task.name} seed {ep.seed}: its actor died "
-                                       f"{MAX_ATTEMPTS} times; last: {exc}") from exc  # fmt: skip
-                self._replace(slot)  # a fresh actor, placed by Ray wherever a CPU is free
-                pending.appendleft(ep)  # next to run, on the first actor free (others first)
-                idle.insert(0, slot)
-                continue
-            except ray.exceptions.RayTaskError as exc:  # the episode itself raised: as a local run would
-                raise exc.as_instanceof_cause() from None
-            idle.append(slot)
-            on_result(_episode(row), video)
-
-    def _replace(self, slot: int) -> None:
-        self.ray.kill(self.actors[slot], no_restart=True)
-        self.replaced += 1
-        self.actors[slot] = self._new_actor()
-
-    def close(self) -> None:
-        for actor in self.actors:
-            self.ray.kill(actor, no_restart=True)
-
-
 def _episode(row: dict[str, Any]) -> EpisodeResult:
     from embodia.eval.journal import episode_from_dict
 
     return episode_from_dict({**row, "video": None}, Path("."))
-
-
-def task_sources() -> tuple[tuple[str, str], ...]:
-    """(file name, text) of every task file loaded in this process, in load order."""
-    from embodia.sim.task_files import loaded_task_files
-
-    return tuple((Path(f["resolved"]).name, Path(f["resolved"]).read_text()) for f in loaded_task_files())
 
 
 def evaluate_on_ray(
@@ -222,7 +110,7 @@ def evaluate_on_ray(
     from embodia.eval.run import _result, _settings, _suite_embodiment, build_report, results_json
     from embodia.eval.suites import resolve_suite
     from embodia.runs import atomic_write_text
-    from embodia.sim.task_files import load_task_file
+    from embodia.sim.task_files import load_task_file, task_sources
 
     ray = import_ray()
     address, resume = cfg.ray or "local", cfg.resume
@@ -249,7 +137,7 @@ def evaluate_on_ray(
         worker = WorkerSpec(policy_factory, cfg.suite, cfg.split, embodiment, cfg.image_size, cfg.max_steps,
                             cfg.execution, task_sources())  # fmt: skip
         try:
-            pool = ActorPool(ray, worker, n)
+            pool = ActorPool(ray, EpisodeWorker, (worker,), n, num_cpus=worker.threads)
             try:
                 if on_pool is not None:
                     on_pool(pool)
@@ -288,7 +176,9 @@ def _run_pool(pool: ActorPool, todo: list[EpisodeSpec], journal: Journal, out: P
                         TimeRemainingColumn(), disable=not show_progress)  # fmt: skip
     bar = progress.add_task(name, total=len(todo))
 
-    def on_result(ep: EpisodeResult, video: bytes | None) -> None:
+    def on_result(_: int, result: tuple[dict[str, Any], bytes | None]) -> None:
+        row, video = result
+        ep = _episode(row)
         if video is not None:
             path = out / "videos" / _video_name(ep)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -300,7 +190,7 @@ def _run_pool(pool: ActorPool, todo: list[EpisodeSpec], journal: Journal, out: P
         progress.update(bar, advance=1)
 
     with progress:
-        pool.run(todo, on_result)
+        pool.run(todo, on_result, name=lambda ep: f"episode {ep.task.name} seed {ep.seed}")
 
 
 def _video_name(ep: EpisodeResult) -> str:

@@ -5,7 +5,8 @@ Each stage folder holds a `stage.json` manifest:
     {"schema": "embodia.recipe.stage/1", "recipe", "scale", "stage", "kind", "complete",
      "config":  the stage's resolved config (references by name, not by folder; where it runs, i.e.
                 device, frame cache and prefetch, left out: they do not change what is built),
-     "run":     {"device", "cache_dir", "prefetch"} (Train stages),
+     "run":     {"device", "cache_dir", "prefetch"} (Train stages), {"ray"} (Record and Evaluate stages
+                run on Ray: where they ran, not what they built; their outputs equal a local run's),
      "inputs":  {ref: {"kind": "dataset"|"policy",
                        "path": "<stage>/dataset" | "demos:<stage>" | "shipped:<name>",
                        "fingerprint"}},
@@ -96,6 +97,7 @@ def run_recipe(
     *,
     scale: str = "full",
     device: str | None = None,
+    ray: str | None = None,
     from_stage: str | None = None,
     until_stage: str | None = None,
     out: str | Path | None = None,
@@ -103,7 +105,8 @@ def run_recipe(
 ) -> RecipeResult:
     """Run recipe `name` (a catalogued recipe's name, or a Recipe built by the caller, as `embodia teach`
     does) at `scale` ("full" or "tiny") into `out` (default ./embodia_runs/recipe/<name>-<scale>/); see
-    the module docstring."""
+    the module docstring. `ray`: a Ray cluster's address ("local", "auto", ...; embodia.cluster) on which the
+    Record and Evaluate stages play their episodes (the same episodes, committed in the same order)."""
     recipe = name if isinstance(name, Recipe) else get_recipe(name)
     name = recipe.name
     if scale not in SCALES:
@@ -114,7 +117,7 @@ def run_recipe(
     if start > stop:
         raise RecipeError(f"--from {from_stage} comes after --until {until_stage} in recipe {name!r}")
     stages = [at_scale(s, scale, device, out / FRAME_CACHE) for s in recipe.stages]
-    run = _Run(recipe, scale, out, console)
+    run = _Run(recipe, scale, out, console, ray)
     result = RecipeResult(recipe=name, scale=scale, out=out)
     result.stages += run.reuse_earlier(stages, start, stop, from_stage)
     for stage in stages[start : stop + 1]:
@@ -126,8 +129,8 @@ def run_recipe(
 
 
 class _Run:
-    def __init__(self, recipe: Recipe, scale: str, out: Path, console) -> None:
-        self.recipe, self.scale, self.out, self.console = recipe, scale, out, console
+    def __init__(self, recipe: Recipe, scale: str, out: Path, console, ray: str | None = None) -> None:
+        self.recipe, self.scale, self.out, self.console, self.ray = recipe, scale, out, console, ray
         self.n = len(recipe.stages)
 
     def say(self, text: str) -> None:
@@ -222,7 +225,7 @@ class _Run:
             "kind": _kind(stage),
             "complete": False,
             "config": config,
-            **_run_settings(stage, self.out),
+            **_run_settings(stage, self.out, self.ray),
             "inputs": inputs,
             "differs": stage.differs,
             "git_sha": git_sha(),
@@ -283,7 +286,8 @@ class _Run:
     def _record(self, stage: Record, folder: Path) -> dict[str, Any]:
         from embodia.data.record import record
 
-        r = record(stage.config, folder / stage.output)
+        cfg = dataclasses.replace(stage.config, ray=self.ray) if self.ray else stage.config
+        r = record(cfg, folder / stage.output)
         if r.saved == 0:
             raise RecipeError(f"{stage.name}: no episode was kept ({r.attempted} attempted, none succeeded)")
         return {
@@ -320,25 +324,26 @@ class _Run:
         return {"train": {"steps": cfg.steps, "final_loss": _last_loss(folder / "metrics.jsonl")}}
 
     def _evaluate(self, stage: Evaluate, folder: Path) -> dict[str, Any]:
+        from functools import partial
+
+        from embodia.eval.config import EvalConfig
+        from embodia.eval.ray_runner import evaluate_on_ray
         from embodia.eval.run import evaluate
         from embodia.policy.policy import Policy
 
-        policy = Policy.from_pretrained(self.resolve(stage.policy, False)[0])
-        result = evaluate(
-            policy,
-            stage.suite,
-            episodes=stage.episodes,
-            num_envs=stage.num_envs,
-            split=stage.split,
-            seed=stage.seed,
-            max_steps=stage.max_steps,
-            videos_per_task=stage.videos_per_task,
-            out_dir=str(folder),
-            image_size=_image_size(policy, stage.suite),
-            in_process=stage.in_process,
-            show_progress=self.console is not None,
-            task_files=list(stage.task_files),
-        )
+        path = self.resolve(stage.policy, False)[0]
+        policy = Policy.from_pretrained(path)
+        cfg = EvalConfig(suite=stage.suite, episodes=stage.episodes, num_envs=stage.num_envs, split=stage.split,
+                         seed=stage.seed, max_steps=stage.max_steps, videos_per_task=stage.videos_per_task,
+                         out_dir=str(folder), image_size=_image_size(policy, stage.suite),
+                         task_files=list(stage.task_files), ray=self.ray)  # fmt: skip
+        if self.ray:  # each actor loads its own replica (a stage's policy is a folder or a shipped name)
+            result = evaluate_on_ray(policy, partial(Policy.from_pretrained, str(path)), cfg,
+                                     show_progress=self.console is not None)  # fmt: skip
+        else:
+            result = evaluate(
+                policy, cfg=cfg, in_process=stage.in_process, show_progress=self.console is not None
+            )
         r = result.overall
         return {
             "evaluation": {
@@ -356,8 +361,8 @@ class _Run:
 # ---------------------------------------------------------------------- configs and manifests
 def stage_config(stage: Stage) -> dict[str, Any]:
     """What a stage builds, as JSON: equal configs (and equal inputs) build the same output."""
-    if isinstance(stage, Record):
-        return {"kind": "record", "record": to_dict(stage.config)}
+    if isinstance(stage, Record):  # `ray` says where its episodes ran, not what they are
+        return {"kind": "record", "record": {k: v for k, v in to_dict(stage.config).items() if k != "ray"}}
     if isinstance(stage, Demos):  # what it holds is its output's fingerprint, not where it lies
         return {"kind": "demos"}
     if isinstance(stage, Train):
@@ -477,7 +482,9 @@ def _needed_before(stages: list[Stage], start: int, stop: int) -> set[str]:
     return needed & {s.name for s in stages[:start]}
 
 
-def _run_settings(stage: Stage, out: Path) -> dict[str, Any]:
+def _run_settings(stage: Stage, out: Path, ray: str | None) -> dict[str, Any]:
+    if isinstance(stage, Record | Evaluate):
+        return {"run": {"ray": ray}} if ray else {}
     if not isinstance(stage, Train):
         return {}
     cache = stage.config.cache_dir

@@ -147,3 +147,18 @@ def resting_scene(family: TaskFamily | None = None) -> SceneState:
         bowl_rim_z=BOWL_WALL_HEIGHT, gripper_joint=0.0, bodies=bodies, body_start=dict(bodies), joints=joints,
         joint_start=dict(joints),
     )  # fmt: skip
+
+
+def task_sources() -> tuple[tuple[str, str], ...]:
+    """(file name, text) of every task file loaded in this process, in load order: what a worker on
+    another machine (a Ray actor) needs to load them, the driver's disk not being its own."""
+    return tuple((Path(f["resolved"]).name, Path(f["resolved"]).read_text()) for f in loaded_task_files())
+
+
+def load_task_sources(sources: tuple[tuple[str, str], ...], folder: Path) -> None:
+    """Write each (file name, text) of `task_sources()` into its own folder under `folder` and load it."""
+    for i, (name, text) in enumerate(sources):
+        path = Path(folder) / f"tasks{i}" / Path(name).name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        load_task_file(path)

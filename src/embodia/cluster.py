@@ -5,6 +5,11 @@ machine (`address="local"`: a bare `ray.init()` would join whatever cluster the 
 joins the running cluster; anything else is a cluster address (`ray://host:10001` or `host:6379`). An
 already initialised Ray (tests) is used as is.
 
+`pack_folder` reads a folder (a checkpoint) into one object for Ray's object store and `unpack_folder`
+writes it out in an actor: workers of a real cluster load the driver's checkpoint without a shared disk
+(Ray moves the object to each node that needs it, once). `runtime_env()` passes on to the actors the
+variables that say where this machine's LeRobot environment is and whether the Hub is offline.
+
 `ActorPool` feeds a list of jobs to `n` actors of one class, one job per actor at a time, and hands each
 result to a callback exactly once: an actor that dies mid-job (its process killed, its node lost) is
 replaced, placed by Ray wherever a CPU is free, and its job goes first to the next free actor.
@@ -14,14 +19,19 @@ Ray is an optional extra: `pip install 'embodia[ray]'`; nothing here imports it 
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 CPUS_PER_WORKER = 1  # each actor: one env (and one policy replica), torch threads = its CPUs
 OBJECT_STORE_BYTES = 512 * 1024**2  # a private cluster's object store: results, videos, staged episodes
 RAY_VERSION = "2.60.0"  # what the extra pins (pyproject.toml)
 MAX_ATTEMPTS = 3  # a job whose actor died this often fails the run
+SHIP_LIMIT = 2 * 1024**3  # the largest folder shipped through the object store (a checkpoint)
+# Passed on to the actors: the LeRobot environment's location (the same path on every node) and offline mode.
+PASSED_ON = ("EMBODIA_LEROBOT_ENV", "HF_HUB_OFFLINE")
 
 
 class RayMissingError(ImportError, ValueError):
@@ -38,28 +48,62 @@ def import_ray():
     return ray
 
 
-def connect(address: str, num_cpus: int) -> bool:
+def connect(address: str, num_cpus: int, extra_bytes: int = 0) -> bool:
     """Join or start the cluster `address` names (see the module docstring), unless Ray is up already;
-    True if this call connected (the caller then shuts Ray down when done)."""
+    True if this call connected (the caller then shuts Ray down when done). A private cluster's object
+    store holds `extra_bytes` (a shipped checkpoint) beyond OBJECT_STORE_BYTES."""
     ray = import_ray()
     if ray.is_initialized():
         return False
     if address == "local":
-        ray.init(address="local", num_cpus=num_cpus, object_store_memory=OBJECT_STORE_BYTES,
+        ray.init(address="local", num_cpus=num_cpus, object_store_memory=OBJECT_STORE_BYTES + extra_bytes,
                  include_dashboard=False, log_to_driver=False)  # fmt: skip
     else:
         ray.init(address=address, log_to_driver=False)
     return True
 
 
+def runtime_env() -> dict:
+    """The actors' runtime_env: the variables of PASSED_ON set here."""
+    passed = {k: os.environ[k] for k in PASSED_ON if k in os.environ}
+    return {"env_vars": passed} if passed else {}
+
+
+def pack_folder(folder: str | Path) -> dict[str, bytes]:
+    """Every file under `folder` by its relative path (what `unpack_folder` writes out elsewhere)."""
+    folder = Path(folder)
+    files = sorted(f for f in folder.rglob("*") if f.is_file())
+    size = sum(f.stat().st_size for f in files)
+    if size >= SHIP_LIMIT:
+        raise ValueError(
+            f"{folder} holds {size / 1024**2:.0f} MiB: embodia ships at most {SHIP_LIMIT // 1024**2} MiB to Ray "
+            "workers. Push it to the Hub (embodia policy push) and give its id, which each worker "
+            "downloads, or put it on storage that every node reads"
+        )
+    return {f.relative_to(folder).as_posix(): f.read_bytes() for f in files}
+
+
+def unpack_folder(files: dict[str, bytes], dest: str | Path) -> Path:
+    """Write `pack_folder`'s files under `dest` (refusing paths that leave it); returns `dest`."""
+    dest = Path(dest).resolve()
+    for name, data in files.items():
+        path = (dest / name).resolve()
+        if not path.is_relative_to(dest):
+            raise ValueError(f"a shipped file leaves its folder: {name!r}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return dest
+
+
 class ActorPool:
-    """`n` actors of `cls(*args)`, each running one `cls.run(job)` at a time; a dead actor is replaced and
-    its job goes back to the queue (at most MAX_ATTEMPTS tries per job)."""
+    """`n` actors of `cls(*args)` (in `runtime_env()`), each running one `cls.run(job)` at a time; a dead
+    actor is replaced and its job goes back to the queue (at most MAX_ATTEMPTS tries per job)."""
 
     def __init__(self, ray, cls: type, args: tuple, n: int, num_cpus: int = CPUS_PER_WORKER):
         self.ray = ray
         self.args = args
-        self.remote_cls = ray.remote(num_cpus=num_cpus, max_restarts=0, max_task_retries=0)(cls)
+        self.remote_cls = ray.remote(num_cpus=num_cpus, max_restarts=0, max_task_retries=0,
+                                     runtime_env=runtime_env())(cls)  # fmt: skip
         self.actors = [self._new_actor() for _ in range(n)]
         self.replaced = 0
 

@@ -174,3 +174,40 @@ def test_without_ray_the_flag_is_a_clear_error(monkeypatch, capsys, tmp_path):
     assert "optional extra 'ray' (not installed): pip install ray==" in capsys.readouterr().out.replace(
         "\n", ""
     )
+
+
+def test_a_lerobot_policy_runs_on_ray_actors_from_their_own_copy_of_its_folder(
+    cluster, lerobot_policies, tmp_path
+):
+    """The CLI ships the checkpoint folder to the actors through Ray's object store and each loads its own
+    copy; LeRobot's ACT, in LeRobot's own environment behind each actor (its location passed on in the
+    actors' runtime_env), plays the same episodes as a local run."""
+    argv = ["eval", str(lerobot_policies["act"]), "--suite", SUITE, "--episodes", "2", "--max-steps", "12",
+            "--videos", "0"]  # fmt: skip
+    assert main([*argv, "--num-envs", "2", "--ray", "auto", "--out", str(tmp_path / "ray")]) == 0
+    assert main([*argv, "--num-envs", "1", "--out", str(tmp_path / "local")]) == 0
+    remote, local = (json.loads((tmp_path / k / "results.json").read_text()) for k in ("ray", "local"))
+    assert remote["overall"]["n"] == 2 and remote["checkpoint_hash"] == local["checkpoint_hash"]
+    keys = ("task", "seed", "success", "steps", "chunks")
+    assert [{k: e[k] for k in keys} for e in remote["episodes"]] == [
+        {k: e[k] for k in keys} for e in local["episodes"]
+    ]
+
+
+def test_a_shipped_folder_arrives_whole_and_stays_inside_its_destination(tmp_path):
+    from embodia.cluster import SHIP_LIMIT, pack_folder, unpack_folder
+
+    src = tmp_path / "ckpt"
+    (src / "sub").mkdir(parents=True)
+    (src / "config.json").write_text("{}")
+    (src / "sub" / "weights.bin").write_bytes(bytes(range(256)))
+    files = pack_folder(src)
+    copy = unpack_folder(files, tmp_path / "copy")
+    assert pack_folder(copy) == files == {"config.json": b"{}", "sub/weights.bin": bytes(range(256))}
+    with pytest.raises(ValueError, match="leaves its folder"):
+        unpack_folder({"../escape": b"x"}, tmp_path / "other")
+    assert not (tmp_path / "escape").exists()
+    with open(src / "big.bin", "wb") as f:
+        f.truncate(SHIP_LIMIT)  # a sparse file: its size counts, not the disk it takes
+    with pytest.raises(ValueError, match="ships at most 2048 MiB to Ray workers"):
+        pack_folder(src)

@@ -263,7 +263,8 @@ def cmd_eval(o: EvalOptions) -> int:
         if o.eval.ray is not None:
             from embodia.eval.ray_runner import evaluate_on_ray
 
-            result = evaluate_on_ray(policy, partial(eval_policy, o), o.eval)
+            ship = _folder_to_ship(o)  # each actor gets its own copy (through Ray's object store)
+            result = evaluate_on_ray(policy, partial(eval_policy_at, o), o.eval, ship=ship)
         else:
             result = evaluate(policy, cfg=o.eval)
     except ServerError as exc:
@@ -282,6 +283,19 @@ def cmd_eval(o: EvalOptions) -> int:
         f"{len(result.videos)} videos in {result.out_dir / 'videos'}"
     )
     return 0
+
+
+def eval_policy_at(o: EvalOptions, folder: Path | None = None):
+    """`eval_policy(o)` with the checkpoint loaded from `folder` (a Ray actor's copy of it) if given."""
+    return eval_policy(replace(o, checkpoint=str(folder)) if folder is not None else o)
+
+
+def _folder_to_ship(o: EvalOptions) -> Path | None:
+    """The checkpoint folder Ray actors get a copy of (None: a URL, a shipped name or a Hub id, which
+    each actor resolves itself)."""
+    if o.checkpoint is None or is_server_url(o.checkpoint) or not Path(o.checkpoint).is_dir():
+        return None
+    return Path(o.checkpoint)
 
 
 def eval_policy(o: EvalOptions):

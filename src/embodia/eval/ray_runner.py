@@ -1,8 +1,8 @@
 """Closed-loop evaluation fanned out to Ray actors (`embodia eval ... --ray ADDRESS`).
 
 Each actor holds one environment and a policy replica, built in the actor by a picklable zero-argument
-`policy_factory` (the CLI's loads the same checkpoint folder or shipped name, or connects to the same
-policy server), and runs one planned episode per call through the local path's own loop
+`policy_factory` (the CLI's loads its own copy of the checkpoint folder, shipped to it through Ray's
+object store, or the same shipped name or Hub id, or connects to the same policy server), and runs one planned episode per call through the local path's own loop
 (`run_rollouts` with one in-process env), so an episode's outcome equals a local run with the same seed
 (each episode's noise is seeded by its seed and chunk index: embodia.policy.executor) with one env and
 as many torch threads as an actor has CPUs (another count sums in another order: last-bit differences).
@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from embodia.cluster import CPUS_PER_WORKER, ActorPool, connect, import_ray
+from embodia.cluster import CPUS_PER_WORKER, ActorPool, connect, import_ray, pack_folder
 from embodia.eval.config import EvalConfig
 from embodia.eval.journal import JOURNAL, Journal, check_resumable
 from embodia.eval.protocol import ChunkPolicy
@@ -41,7 +41,7 @@ from embodia.runs import new_run_dir, write_manifest
 class WorkerSpec:
     """What every actor needs to build its env and policy (sent once, at its creation)."""
 
-    policy_factory: Callable[[], ChunkPolicy]
+    policy_factory: Callable[..., ChunkPolicy]  # () -> policy; (folder) -> policy when a folder is shipped
     suite: str
     split: str
     embodiment: str
@@ -50,6 +50,7 @@ class WorkerSpec:
     execution: Any  # ExecutionConfig
     task_sources: tuple[tuple[str, str], ...] = ()  # (file name, text) of each user task file
     threads: int = CPUS_PER_WORKER
+    shipped: Any = None  # an ObjectRef of `cluster.pack_folder(checkpoint)`, or None
 
 
 class EpisodeWorker:
@@ -67,7 +68,15 @@ class EpisodeWorker:
         load_task_sources(spec.task_sources, Path(self._tmp))
         self.spec = spec
         self.suite = resolve_suite(spec.suite, spec.split)
-        self.policy = spec.policy_factory()
+        if spec.shipped is not None:  # this actor's own copy of the driver's checkpoint folder
+            import ray
+
+            from embodia.cluster import unpack_folder
+
+            folder = unpack_folder(ray.get(spec.shipped), Path(self._tmp) / "checkpoint")
+            self.policy = spec.policy_factory(folder)
+        else:
+            self.policy = spec.policy_factory()
         self.policy.embodiment = spec.embodiment
         self.policy.reset()
         factory = self.suite.env_factory(spec.embodiment, spec.image_size, spec.max_steps)
@@ -96,17 +105,20 @@ def _episode(row: dict[str, Any]) -> EpisodeResult:
 
 def evaluate_on_ray(
     policy: ChunkPolicy,
-    policy_factory: Callable[[], ChunkPolicy],
+    policy_factory: Callable[..., ChunkPolicy],
     cfg: EvalConfig,
     *,
     show_progress: bool = True,
+    ship: str | Path | None = None,
     on_pool: Callable[[ActorPool], None] | None = None,
 ):
     """`evaluate(policy, cfg=cfg)` (embodia.eval.run) with the episodes run by `cfg.num_envs` Ray actors
     on the cluster `cfg.ray` names, each building its own replica with `policy_factory`; `policy` (the
     driver's) names the checkpoint, chunking and embodiment in results.json. `cfg.resume`: the folder of
-    an earlier Ray evaluation whose journalled episodes are kept and not run again. `on_pool` (tests)
-    sees the actor pool once it is started."""
+    an earlier Ray evaluation whose journalled episodes are kept and not run again. `ship`: a folder
+    (the checkpoint) put once in Ray's object store; every actor writes out its own copy and calls
+    `policy_factory(its folder)` (else `policy_factory()`). `on_pool` (tests) sees the actor pool once
+    it is started."""
     from embodia.eval.run import _result, _settings, _suite_embodiment, build_report, results_json
     from embodia.eval.suites import resolve_suite
     from embodia.runs import atomic_write_text
@@ -132,11 +144,13 @@ def evaluate_on_ray(
     todo = journal.remaining(plan)
     t0 = time.perf_counter()
     if todo:
+        files = pack_folder(ship) if ship is not None else None  # too large: an error before Ray starts
         n = min(cfg.num_envs, len(todo))
-        connected = connect(address, num_cpus=n * CPUS_PER_WORKER)
-        worker = WorkerSpec(policy_factory, cfg.suite, cfg.split, embodiment, cfg.image_size, cfg.max_steps,
-                            cfg.execution, task_sources())  # fmt: skip
+        size = sum(map(len, files.values())) if files else 0
+        connected = connect(address, num_cpus=n * CPUS_PER_WORKER, extra_bytes=2 * size)
         try:
+            worker = WorkerSpec(policy_factory, cfg.suite, cfg.split, embodiment, cfg.image_size, cfg.max_steps,
+                                cfg.execution, task_sources(), shipped=ray.put(files) if files else None)  # fmt: skip
             pool = ActorPool(ray, EpisodeWorker, (worker,), n, num_cpus=worker.threads)
             try:
                 if on_pool is not None:

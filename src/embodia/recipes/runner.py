@@ -324,8 +324,6 @@ class _Run:
         return {"train": {"steps": cfg.steps, "final_loss": _last_loss(folder / "metrics.jsonl")}}
 
     def _evaluate(self, stage: Evaluate, folder: Path) -> dict[str, Any]:
-        from functools import partial
-
         from embodia.eval.config import EvalConfig
         from embodia.eval.ray_runner import evaluate_on_ray
         from embodia.eval.run import evaluate
@@ -337,8 +335,8 @@ class _Run:
                          seed=stage.seed, max_steps=stage.max_steps, videos_per_task=stage.videos_per_task,
                          out_dir=str(folder), image_size=_image_size(policy, stage.suite),
                          task_files=list(stage.task_files), ray=self.ray)  # fmt: skip
-        if self.ray:  # each actor loads its own replica (a stage's policy is a folder or a shipped name)
-            result = evaluate_on_ray(policy, partial(Policy.from_pretrained, str(path)), cfg,
+        if self.ray:  # each actor loads its own copy of the policy's folder
+            result = evaluate_on_ray(policy, Policy.from_pretrained, cfg, ship=path,
                                      show_progress=self.console is not None)  # fmt: skip
         else:
             result = evaluate(

@@ -108,3 +108,31 @@ def test_without_ray_the_flag_is_a_clear_error_and_writes_nothing(monkeypatch, c
     assert main(["record", "touch", "--episodes", "1", "--ray", "--out", str(tmp_path / "ds")]) == 2
     assert "optional extra 'ray' (not installed)" in " ".join(capsys.readouterr().out.split())
     assert not (tmp_path / "ds").exists()
+
+
+def test_a_driver_stopped_mid_recording_resumes_on_ray_to_the_local_dataset(
+    ray_cluster, tmp_path, monkeypatch
+):
+    """The driver stops (Ctrl-C) after its third commit while workers still hold staged episodes: what
+    was committed stays, `--resume` on Ray records from the first uncommitted seed, and the dataset
+    equals one local recording of all the seeds."""
+    from embodia.data.record import Committer
+
+    cfg = {"tasks": "touch,push", "seed": 70, "commit_every": 1} | SMALL
+    commit, commits = Committer._commit, []
+
+    def stop_after_three(self, episode):
+        if len(commits) == 3:
+            raise KeyboardInterrupt
+        commits.append(episode["seed"])
+        commit(self, episode)
+
+    monkeypatch.setattr(Committer, "_commit", stop_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        record(RecordConfig(**cfg, episodes=6, ray="auto"), tmp_path / "ray")
+    monkeypatch.setattr(Committer, "_commit", commit)
+    assert commits == [70, 71, 72] and read_json(tmp_path / "ray" / "meta/info.json")["total_episodes"] == 3
+    assert read_json(tmp_path / "ray" / "meta/embodia_record.json")["next_seed"] == 73
+    record(RecordConfig(**cfg, episodes=3, ray="auto"), tmp_path / "ray", resume=True)
+    record(RecordConfig(**cfg, episodes=6), tmp_path / "local")
+    assert _rows(tmp_path / "ray") == _rows(tmp_path / "local")

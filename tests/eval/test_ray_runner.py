@@ -161,9 +161,23 @@ def test_resume_runs_only_the_missing_pairs(cluster, tiny_policy_dir, tmp_path, 
         evaluate_on_ray(policy, None, EvalConfig(**(cfg | {"max_steps": 5})), show_progress=False)
 
 
-def test_resume_needs_ray():
-    with pytest.raises(ValueError, match="give --ray too"):
-        EvalConfig(resume="somewhere")
+def test_a_local_evaluation_journals_its_episodes_and_resumes_like_a_ray_one(
+    tiny_policy_dir, tmp_path, capsys
+):
+    out = tmp_path / "ev"
+    argv = ["eval", str(tiny_policy_dir), "--suite", SUITE, "--episodes", "4", "--num-envs", "2",
+            "--max-steps", "12", "--image-size", "32", "--videos", "0"]  # fmt: skip
+    assert main([*argv, "--out", str(out)]) == 0
+    rows = (out / JOURNAL).read_text().splitlines()
+    first = json.loads((out / "results.json").read_text())["episodes"]
+    assert len(rows) == 4
+    (out / JOURNAL).write_text("\n".join(rows[:1]) + "\n")  # as if it had been stopped after one episode
+    assert main([*argv, "--resume", str(out)]) == 0
+    assert (out / JOURNAL).read_text().splitlines()[0] == rows[0]
+    assert json.loads((out / "results.json").read_text())["episodes"] == first
+    assert json.loads((out / "manifest.json").read_text())["resumed"] is True
+    assert main([*argv, "--out", str(out)]) == 2  # a fresh run never mixes into an earlier one's journal
+    assert "holds an evaluation already" in " ".join(capsys.readouterr().out.split())
 
 
 def test_without_ray_the_flag_is_a_clear_error(monkeypatch, capsys, tmp_path):

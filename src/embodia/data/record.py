@@ -54,9 +54,11 @@ class RecordResult:
     per_task: dict[str, list[int]] = field(default_factory=dict)  # instruction -> [saved, attempted]
 
 
-def _plan(cfg: RecordConfig, n_worlds: int, first_seed: int) -> list[tuple[int, int]]:
-    """(world index, seed) per episode: worlds take turns so every task gets its share."""
-    return [(i % n_worlds, first_seed + i) for i in range(cfg.episodes)]
+def _plan(cfg: RecordConfig, n_worlds: int, first_seed: int, origin: int) -> list[tuple[int, int]]:
+    """(world index, seed) per episode: worlds take turns so every task gets its share, counted from the
+    recording's very first seed `origin`, so a resumed recording goes on with the same rotation (seed s
+    records the same world however many runs it took to get there)."""
+    return [((first_seed + i - origin) % n_worlds, first_seed + i) for i in range(cfg.episodes)]
 
 
 def record(
@@ -89,15 +91,15 @@ def record(
                 f"{root}: its features differ from this recording's (embodiment {spec.name}, "
                 f"{cfg.image_size} px, keep_failures={cfg.keep_failures}); record into a new folder"
             )
-        first_seed = (
-            int(read_json(root / RECORD_META)["next_seed"]) if (root / RECORD_META).exists() else cfg.seed
-        )
+        meta = read_json(root / RECORD_META) if (root / RECORD_META).exists() else {}
+        first_seed = int(meta.get("next_seed", cfg.seed))
+        origin = int(meta.get("first_seed", cfg.seed))
     else:
         writer = DatasetWriter.create(
             root, features, fps=spec.fps, robot_type=spec.robot_type, commit_every=cfg.commit_every
         )
-        first_seed = cfg.seed
-    plan = _plan(cfg, len(worlds), first_seed)
+        first_seed = origin = cfg.seed
+    plan = _plan(cfg, len(worlds), first_seed, origin)
     batches = _batches(worlds, plan)
     result = RecordResult(root=root, saved=0, attempted=0, successes=0, frames=0, seconds=0.0)
     t0 = time.perf_counter()
@@ -112,7 +114,7 @@ def record(
     bar = progress.add_task("record", total=len(plan), rate="-")
     order = [seed for _, jobs in batches for seed, _ in jobs]
     with progress if own_progress else nullcontext(), writer:  # leaving commits what is saved
-        committer = Committer(cfg, root, writer, result, order, first_seed,
+        committer = Committer(cfg, root, writer, result, order, first_seed, origin,
                               lambda: progress.update(bar, advance=1, rate=_rate(result, t0)))  # fmt: skip
         if cfg.ray is not None:
             from embodia.data.record_ray import record_on_ray
@@ -124,9 +126,15 @@ def record(
                 with VectorRunner([worlds[w][0] for _ in range(min(cfg.num_envs, len(jobs)))]) as runner:
                     for episode in run_episodes(runner, jobs, cfg.keep_failures, noise):
                         committer.add(episode)
-    write_json(root / RECORD_META, {"next_seed": first_seed + len(plan), "task_files": task_files_record()})
+    write_json(root / RECORD_META, record_meta(first_seed + len(plan), origin))
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def record_meta(next_seed: int, first_seed: int) -> dict:
+    """meta/embodia_record.json: the next seed to record, the recording's first seed (for the family
+    rotation of a resumed recording) and the task files it loaded."""
+    return {"next_seed": next_seed, "first_seed": first_seed, "task_files": task_files_record()}
 
 
 def _rate(result: RecordResult, t0: float) -> str:
@@ -141,12 +149,12 @@ class Committer:
     held in memory (a few: the envs or workers in flight)."""
 
     def __init__(self, cfg: RecordConfig, root: Path, writer: DatasetWriter, result: RecordResult,
-                 order: list[int], next_seed: int, on_episode: Callable[[], None]):  # fmt: skip
+                 order: list[int], next_seed: int, origin: int, on_episode: Callable[[], None]):  # fmt: skip
         self.cfg, self.root, self.writer, self.result = cfg, root, writer, result
         self.order = iter(order)
         self.expected = next(self.order, None)
         self.waiting: dict[int, dict] = {}
-        self.next_seed = next_seed
+        self.next_seed, self.origin = next_seed, origin
         self.on_episode = on_episode
 
     def add(self, episode: dict) -> None:
@@ -168,9 +176,7 @@ class Committer:
                 self.writer.add_frame(frame)
             # Before the commit: a crash after it must not hand this seed out again.
             self.next_seed = max(self.next_seed, episode["seed"] + 1)
-            write_json(
-                self.root / RECORD_META, {"next_seed": self.next_seed, "task_files": task_files_record()}
-            )
+            write_json(self.root / RECORD_META, record_meta(self.next_seed, self.origin))
             self.writer.save_episode()
             result.saved += 1
             result.frames += len(episode["frames"])

@@ -28,7 +28,7 @@ class EvalConfig:
     task_files: list[str] = task_files()
     # Where the episodes run (embodia.eval.ray_runner; `evaluate()` itself always runs them locally).
     ray: str | None = ray_option("episodes")
-    resume: str | None = opt(None, "with --ray: continue the evaluation in this run folder, running only "
+    resume: str | None = opt(None, "continue the evaluation in this run folder (local or --ray), running only "
                              "the (task, seed) pairs its episodes.jsonl lacks", metavar="RUN_DIR")  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -38,5 +38,3 @@ class EvalConfig:
             )
         if self.videos_per_task < 0:
             raise ValueError(f"videos must be >= 0, got {self.videos_per_task}")
-        if self.resume is not None and self.ray is None:
-            raise ValueError("--resume continues a Ray evaluation: give --ray too (e.g. --ray local)")

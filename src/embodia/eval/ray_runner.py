@@ -31,10 +31,10 @@ from typing import Any
 
 from embodia.cluster import CPUS_PER_WORKER, ActorPool, connect, import_ray, pack_folder
 from embodia.eval.config import EvalConfig
-from embodia.eval.journal import JOURNAL, Journal, check_resumable
+from embodia.eval.journal import Journal, check_resumable
 from embodia.eval.protocol import ChunkPolicy
 from embodia.eval.rollout import EpisodeResult, EpisodeSpec, check_policy, plan_episodes, run_rollouts
-from embodia.runs import new_run_dir, write_manifest
+from embodia.runs import write_manifest
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,14 @@ def evaluate_on_ray(
     (the checkpoint) put once in Ray's object store; every actor writes out its own copy and calls
     `policy_factory(its folder)` (else `policy_factory()`). `on_pool` (tests) sees the actor pool once
     it is started."""
-    from embodia.eval.run import _result, _settings, _suite_embodiment, build_report, results_json
+    from embodia.eval.run import (
+        build_report,
+        eval_result,
+        eval_run_dir,
+        eval_settings,
+        results_json,
+        suite_embodiment,
+    )
     from embodia.eval.suites import resolve_suite
     from embodia.runs import atomic_write_text
     from embodia.sim.task_files import load_task_file, task_sources
@@ -130,11 +137,11 @@ def evaluate_on_ray(
     for path in cfg.task_files:  # before the suite is resolved: it may name their families
         load_task_file(path)
     spec = resolve_suite(cfg.suite, cfg.split)
-    embodiment = _suite_embodiment(policy, spec)
+    embodiment = suite_embodiment(policy, spec)
     spec.env_factory(embodiment, cfg.image_size, cfg.max_steps)  # a mismatched embodiment fails here
     plan = plan_episodes(spec, cfg.episodes, cfg.seed, cfg.videos_per_task)
-    out = _run_dir(cfg, resume)
-    settings = _settings(policy, cfg, spec, "eval", k, embodiment, False) | {"ray": address}
+    out = eval_run_dir(cfg)
+    settings = eval_settings(policy, cfg, spec, "eval", k, embodiment, False) | {"ray": address}
     if resume is not None:
         check_resumable(out, settings)
     out.mkdir(parents=True, exist_ok=True)
@@ -162,23 +169,10 @@ def evaluate_on_ray(
             if connected:
                 ray.shutdown()
     seconds = time.perf_counter() - t0
-    result = _result(out, spec, journal.episodes(), seconds, str(policy.checkpoint_hash))
+    result = eval_result(out, spec, journal.episodes(), seconds, str(policy.checkpoint_hash))
     atomic_write_text(result.results_path, json.dumps(results_json(result, settings), indent=2) + "\n")
     build_report(result, settings).save(result.report_path)
     return result
-
-
-def _run_dir(cfg: EvalConfig, resume: str | Path | None) -> Path:
-    if resume is None:
-        out = Path(cfg.out_dir) if cfg.out_dir else new_run_dir("eval", cfg.suite.replace(":", "-"))
-        if (out / JOURNAL).exists():
-            raise ValueError(f"{out} holds an evaluation already: --resume {out}, or choose another --out")
-        return out
-    if cfg.out_dir is not None and Path(cfg.out_dir).resolve() != Path(resume).resolve():
-        raise ValueError(f"--resume {resume} continues that folder: leave out --out {cfg.out_dir}")
-    if not Path(resume).is_dir():
-        raise ValueError(f"--resume {resume}: no such run folder")
-    return Path(resume)
 
 
 def _run_pool(pool: ActorPool, todo: list[EpisodeSpec], journal: Journal, out: Path, name: str,

@@ -41,6 +41,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from embodia.eval.config import EvalConfig
+from embodia.eval.journal import JOURNAL, Journal, check_resumable
 from embodia.eval.protocol import ChunkPolicy
 from embodia.eval.rollout import (
     EVAL_SEED_BASE,
@@ -127,34 +128,59 @@ def evaluate(
     for path in cfg.task_files:  # before the suite is resolved: it may name their families
         load_task_file(path)
     spec = resolve_suite(cfg.suite, cfg.split)
-    embodiment = _suite_embodiment(policy, spec)
+    embodiment = suite_embodiment(policy, spec)
     factory = spec.env_factory(embodiment, cfg.image_size, cfg.max_steps)
     given_plan = plan is not None
     plan = list(plan) if given_plan else plan_episodes(spec, cfg.episodes, cfg.seed, cfg.videos_per_task)
-    out = Path(cfg.out_dir) if cfg.out_dir is not None else new_run_dir(command, cfg.suite.replace(":", "-"))
+    out = eval_run_dir(cfg, command)
+    settings = eval_settings(policy, cfg, spec, command, k, embodiment, given_plan)
+    if cfg.resume is not None:
+        check_resumable(out, settings)
     out.mkdir(parents=True, exist_ok=True)
-    settings = _settings(policy, cfg, spec, command, k, embodiment, given_plan)
-    write_manifest(out, command, settings | {"out": str(out)}, seeds=sorted({e.seed for e in plan}))
+    write_manifest(out, command, settings | {"out": str(out)}, seeds=sorted({e.seed for e in plan}),
+                   resumed=cfg.resume is not None)  # fmt: skip
+    journal = Journal(out)
+    todo = journal.remaining(plan)
 
     default_embodiment = policy.embodiment
     policy.embodiment = embodiment
+    t0 = time.perf_counter()
     try:
         policy.reset()  # each episode's noise is seeded by its own seed (embodia.policy.executor)
-        t0 = time.perf_counter()
-        n_envs = min(cfg.num_envs, len(plan))
-        done = _run_with_progress(
-            policy, spec, plan, factory, n_envs, cfg.execution, out, in_process, show_progress
-        )
-        seconds = time.perf_counter() - t0
+        if todo:
+            n_envs = min(cfg.num_envs, len(todo))
+            _run_with_progress(policy, spec, todo, factory, n_envs, cfg.execution, out, in_process, show_progress,
+                               journal.append)  # fmt: skip
     finally:
         policy.embodiment = default_embodiment
-    result = _result(out, spec, done, seconds, str(policy.checkpoint_hash))
+    seconds = time.perf_counter() - t0
+    result = eval_result(out, spec, journal.episodes(), seconds, str(policy.checkpoint_hash))
     atomic_write_text(result.results_path, json.dumps(results_json(result, settings), indent=2) + "\n")
     build_report(result, settings).save(result.report_path)
     return result
 
 
-def _settings(
+def eval_run_dir(cfg: EvalConfig, command: str = "eval") -> Path:
+    """The evaluation's folder: `cfg.resume` (an earlier run to continue), else `cfg.out_dir` or a new run
+    folder; a fresh run never mixes into a folder whose journal holds an earlier evaluation."""
+    resume = cfg.resume
+    if resume is None:
+        out = (
+            Path(cfg.out_dir)
+            if cfg.out_dir is not None
+            else new_run_dir(command, cfg.suite.replace(":", "-"))
+        )
+        if (out / JOURNAL).exists():
+            raise ValueError(f"{out} holds an evaluation already: --resume {out}, or choose another --out")
+        return out
+    if cfg.out_dir is not None and Path(cfg.out_dir).resolve() != Path(resume).resolve():
+        raise ValueError(f"--resume {resume} continues that folder: leave out --out {cfg.out_dir}")
+    if not Path(resume).is_dir():
+        raise ValueError(f"--resume {resume}: no such run folder")
+    return Path(resume)
+
+
+def eval_settings(
     policy, cfg: EvalConfig, spec: Suite, command: str, k: int, embodiment: str, given_plan: bool
 ) -> dict:
     """What results.json and the manifest record about an evaluation's settings."""
@@ -184,7 +210,7 @@ def _settings(
     }
 
 
-def _result(
+def eval_result(
     out: Path, spec: Suite, episodes: list[EpisodeResult], seconds: float, checkpoint_hash: str
 ) -> EvalResult:
     tasks = summarise(episodes, key=lambda e: e.task)
@@ -273,7 +299,7 @@ def _template_of(episode: EpisodeResult) -> str:
     return f"{task.family} ({task.split}): {task.template_text}"
 
 
-def _suite_embodiment(policy: ChunkPolicy, spec: Suite) -> str:
+def suite_embodiment(policy: ChunkPolicy, spec: Suite) -> str:
     """The embodiment to evaluate as: the policy's own, or, for a policy that serves several (an
     `embodiments` collection, as a cross-embodiment checkpoint has), the first one the suite runs.
     `evaluate` switches `policy.embodiment` to it for the run and restores it afterwards."""
@@ -296,6 +322,7 @@ def _run_with_progress(
     out: Path,
     in_process: bool,
     show_progress: bool,
+    on_done: Callable[[EpisodeResult], Any],
 ) -> list[EpisodeResult]:
     progress = Progress(
         TextColumn("eval {task.description}"),
@@ -311,6 +338,7 @@ def _run_with_progress(
     done: list[EpisodeResult] = []
 
     def on_episode(ep: EpisodeResult) -> None:
+        on_done(ep)
         done.append(ep)
         wins = sum(e.success for e in done)
         rate = len(done) / max(time.perf_counter() - t0, 1e-9)

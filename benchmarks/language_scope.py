@@ -8,8 +8,10 @@ Sets (benchmarks/language/, committed, used for nothing else):
   one minimising false accepts + false rejects on them); items at odd positions measure it.
 - directions_heldout.json: push instructions naming their direction with phrasings no template or
   paraphrase list contains; measures the mapping only (family, colour and direction all right).
-- directions_dev.json: the same kind of instructions, written separately without seeing the held-out
-  set, to develop the direction reader on: its failures are printed (the held-out set's never are).
+- directions_dev.json, directions_dev2.json: the same kind of instructions, each written separately
+  without seeing the held-out set (dev2 also without the reader's code, and with wordings that name
+  other tasks' verbs), to develop the direction reader on: their failures are printed (the held-out
+  set's never are). `--no-heldout` leaves the held-out set unread, for development runs.
 Prints the threshold, false-accept and false-reject rates with Wilson 95 % intervals, and the mapping
 accuracy on each set. The threshold the library uses is `SCOPE_THRESHOLD` in embodia/eval/scope.py.
 """
@@ -34,6 +36,7 @@ TASK_FILES = [
     HERE.parent / "examples" / "tasks" / "drawer.py",
 ]
 SLOTS = ("color", "other", "direction")
+DEV_SETS = ("directions_dev", "directions_dev2")
 
 
 def load(name: str) -> list[dict]:
@@ -68,12 +71,16 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument(
+        "--no-heldout", action="store_true", help="do not read the held-out set (development)"
+    )
     args = parser.parse_args()
+    directions = (*DEV_SETS, *(() if args.no_heldout else ("directions_heldout",)))
     for path in TASK_FILES:
         load_task_file(path)
     encoder = InstructionEncoder()
     read = {n: [(it, read_instruction(it["text"], encoder, threshold=0.0)) for it in load(n)]
-            for n in ("scope_in", "scope_out", "directions_dev", "directions_heldout")}  # fmt: skip
+            for n in ("scope_in", "scope_out", *directions)}  # fmt: skip
 
     def scores(name: str, part: int) -> np.ndarray:  # foreign colours count as a score of 0: always out
         return np.array(
@@ -97,7 +104,7 @@ def main() -> None:
         {"text": it["text"], "as": r.task.instruction, "score": round(r.score, 3)}
         for i, (it, r) in enumerate(read["scope_out"]) if i % 2 and not r.reason and r.score >= SCOPE_THRESHOLD
     ]  # fmt: skip
-    for name in ("scope_in", "directions_dev", "directions_heldout"):
+    for name in ("scope_in", *directions):
         right = [right_task(r, it) for it, r in read[name]]
         out[f"mapping_{name}"] = rate(sum(right), len(right))
         taken = [r.score >= SCOPE_THRESHOLD for _, r in read[name]]
@@ -107,8 +114,9 @@ def main() -> None:
         {"text": it["text"], "as": r.task.instruction} for it, r in read["scope_in"] if not right_task(r, it)
     ]
     out["directions_dev_failures"] = [
-        {"text": it["text"], "as": r.task.instruction, "score": round(r.score, 3)}
-        for it, r in read["directions_dev"]
+        {"set": name, "text": it["text"], "as": r.task.instruction, "score": round(r.score, 3)}
+        for name in DEV_SETS
+        for it, r in read[name]
         if not right_task(r, it) or r.score < SCOPE_THRESHOLD
     ]
 
@@ -127,11 +135,11 @@ def main() -> None:
     print(show("mapping accuracy, scope_in (family and slots)", out["mapping_scope_in"]))
     for it in out["mapping_scope_in_wrong"]:
         print(f"    mapped wrong: {it['text']!r} as {it['as']!r}")
-    for name in ("directions_dev", "directions_heldout"):
+    for name in directions:
         print(show(f"mapping accuracy, {name} (push, colour, direction)", out[f"mapping_{name}"]))
         print(show(f"  {name} taken as in scope", out[f"in_scope_{name}"]))
     for it in out["directions_dev_failures"]:
-        print(f"    dev: {it['text']!r} as {it['as']!r} ({it['score']})")
+        print(f"    {it['set']}: {it['text']!r} as {it['as']!r} ({it['score']})")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
 

@@ -65,6 +65,15 @@ def test_directions_are_read_in_the_robots_frame(text, named):
          "the red block moved to the left"),
         ("push the blue block a few inches rightwards with the gripper", "push the blue block to the right"),
         ("put the red block to the right of the green block", "put the red block to the right of the green block"),
+        # distances, whose frame it is, the alternative ruled out, the direction said twice: all dropped
+        ("Push the red block to the left (the robot's left), but don't pick it up.", "push the red block to the left"),
+        ("Scoot the blue block over to the left, relative to the robot, about two inches?",
+         "scoot the blue block to the left"),
+        ("Shove the blue block toward the table edge farthest from the robot.", "shove the blue block to the front"),
+        ("nudge the red block toward the near edge of the table, the one the robot is mounted on",
+         "nudge the red block to the back"),
+        ("sweep the purple block out in front of the robot", "sweep the purple block out to the front"),
+        ("push the red block toward the robot", "push the red block to the back"),  # "robot" at the end stays
     ],
 )  # fmt: skip
 def test_the_encoder_compares_the_text_in_the_catalogues_words(text, plain):
@@ -112,6 +121,13 @@ def test_out_of_scope_text_is_refused_with_the_closest_tasks(encoder, text):
     assert not r.in_scope and r.score < SCOPE_THRESHOLD
     msg = r.refusal()
     assert text in msg and "Closest tasks" in msg and "pick" in msg and len(r.closest) == 3
+
+
+def test_a_negated_request_is_out_of_scope_but_a_ruled_out_alternative_is_not(encoder):
+    r = read_instruction("please don't pick up the green block", encoder)
+    assert r.task.family == "pick" and "not to do something" in r.reason and not r.in_scope
+    r = read_instruction("slide the green block to the left, don't pick it up", encoder)
+    assert (r.task.family, r.task.color, r.task.direction) == ("push", "green", "left") and r.in_scope
 
 
 def test_a_colour_no_block_has_is_out_of_scope_whatever_the_similarity(encoder):

@@ -52,7 +52,8 @@ DIRECTION_PATTERNS: dict[str, tuple[str, ...]] = {
     "front": (r"\bfront\b", r"\bfrontwards?\b", r"\bforwards?\b", r"(?<!go )\bahead\b", r"\bonwards?\b",
               r"\boutwards?\b", r"\bdeeper\b", r"\bbeyond\b",
               r"\b(?:far|farther|further|farthest|furthest)(?: out| away| off| side| end| edge)\b",
-              rf"\b(?:farther|further|far|more distant|distant|out|off) (?:away )?from {_ROBOT}",
+              rf"\b(?:farther|further|far|farthest|furthest|more distant|distant|out|off) (?:away )?from {_ROBOT}",
+              rf"\bacross from {_ROBOT}", rf"\bin front of {_ROBOT}",
               rf"\baway from {_ROBOT}", r"\b(?:far|distant|opposite) (?:side|end|edge)\b",
               r"\b(?:direction|way) (?:that |in which )?(?:the |its |your )?(?:robot|arm|gripper)(?: arm)? "
               r"(?:is )?(?:facing|faces|points|is pointing|reaches)\b"),
@@ -98,11 +99,16 @@ def directions_named(text: str) -> set[str]:
 # the table"): replaced with it by the catalogue's "to the <direction>".
 _LEAD_IN = re.compile(
     r"(?:\b(?:over|out|back|up|down|across|off|in|further|farther|a bit|a little) )?"
-    r"\b(?:towards?|to|into|in|at|on|over to|onto) (?:the |its |your |his |her )?(?:robot's |arm's )?$"
+    r"\b(?:towards?|to|into|in|at|on|over to|onto) (?:the |its |your |his |her )?"
+    r"(?:(?:table |tabletop )?(?:edge|side|end|half|part)(?: of the (?:table|tabletop))?,? (?:that is |which is |the one )?)?"
+    r"(?:robot's |arm's )?$"
 )
 _TRAIL = re.compile(
     r"^(?:[- ]hand)?(?: (?:side|edge|end|part|half))?"
     r"(?: of (?:the )?(?:table|tabletop|workspace|work area|surface|desk|board|scene))?\b"
+    # an edge told by what stands there: "..., the one the robot is mounted on"
+    r"(?:,? (?:the one |which is |that is )?(?:where |that )?(?:the |its )?(?:robot|arm)(?: arm)?(?: is)? "
+    r"(?:mounted|sits|stands|attached|based|fixed)(?: on| at| to)?\b)?"
 )
 # Politeness and hedges that carry no task: dropped before the encoder compares the text with the
 # catalogue (they lower the similarity of a request the catalogue offers). Never a verb, object,
@@ -113,8 +119,16 @@ _FILLER = re.compile(
     r"go ahead and |try to |"
     r"i(?:'d| would) like |i want |let's |let us )?"
     r"|,? (?:please|thanks|thank you)$"
-    r"|,? (?:robot|for me)$"
-    r"|\b(?:a (?:little|bit|touch|tad)(?: bit)?|slightly|gently|carefully|a few (?:inches|centimet(?:er|re)s|cm)|"
+    r"|, robot$|,? for me$"
+    r"|,? ?\b(?:by )?(?:about |around |roughly |approximately |some |maybe )?"
+    r"(?:a couple of|a few|an?|one|two|three|four|five|six|ten|\d+(?:\.\d+)?) ?"
+    r"(?:inch(?:es)?|centimet(?:er|re)s?|cm|millimet(?:er|re)s?|mm)\b"
+    r"|,? relative to (?:the robot|the arm|you|its base|the robot's base)\b"
+    # an alternative the user rules out, said of the block already named ("..., don't pick it up")
+    r"|,? (?:but |and )?(?:don't|do not|without|not|instead of|rather than) "
+    r"(?:pick(?:ing)?|lift(?:ing)?|stack(?:ing)?|grab(?:bing)?|rais(?:e|ing)|carry(?:ing)?) (?:it|them)"
+    r"(?: up)?(?: on(?:to)? anything| on(?:to)? (?:another|any other) block)?\b"
+    r"|\b(?:a (?:little|bit|touch|tad)(?: bit)?|slightly|gently|carefully|"
     r"a short (?:way|distance)|some|just)\b"
     r"|,? (?:with|using) (?:the |your |its )?(?:gripper|arm|claw|hand|fingers)\b"
     r"|,? as (?:the robot|you|it) sees? it\b"
@@ -144,7 +158,24 @@ def with_plain_directions(text: str) -> str:
         trail = _TRAIL.match(norm[end:])
         out += [norm[at : at + lead.start()] if lead else norm[at:start], f"to the {direction}"]
         at = end + (trail.end() if trail else 0)
-    return " ".join("".join(out + [norm[at:]]).split())
+    plain = " ".join("".join(out + [norm[at:]]).split())
+    # The same direction said twice, the second to say whose it is ("left (the robot's left)"): once.
+    return _REPEATED.sub(r"\1", plain)
+
+
+_REPEATED = re.compile(
+    r"(to the (front|back|left|right))[ ,;:()-]*(?:i mean |that is |i\.e\.,? )?"
+    r"(?:the |its )?(?:robot's |arm's )?(?:to the )?\2\b\)?"
+)
+
+
+_NEGATED = re.compile(r"^(?:don't|do not|dont|never|no need to|you don't need to|avoid|refrain from)\b")
+
+
+def negated(text: str) -> bool:
+    """Whether the request itself is negated ("don't touch the red block"), not an alternative it rules
+    out after asking for something ("push it left, don't pick it up")."""
+    return bool(_NEGATED.match(_without_filler(normalize(text))))
 
 
 def direction_of(text: str) -> str | None:
@@ -274,6 +305,8 @@ def read_instruction(text: str, encoder, threshold: float = SCOPE_THRESHOLD, top
     closest = tuple((tasks[best_of[g]].instruction, round(float(scores[best_of[g]]), 3)) for g in best_of)
     foreign = foreign_colors(text)
     reason = f"no block is {' or '.join(foreign)} (colours: {', '.join(COLORS)})" if foreign else ""
+    if not reason and negated(text):
+        reason = "it asks the robot not to do something; the catalogue's tasks are things to do"
     return Reading(text, tasks[best], float(scores[best]), grounded, closest, threshold, reason)
 
 

@@ -6,16 +6,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from embodia.commands.common import console
-from embodia.configs import opt
+from embodia.configs import nested, opt
+
+
+@dataclass(frozen=True)
+class HubRepo:
+    """The Hub repository a push creates or updates: shared by `dataset push` and `policy push`."""
+
+    private: bool = opt(False, "create the repository private")
+    branch: str | None = opt(None, "push to this branch (created if needed) instead of main")
+    license: str = opt("apache-2.0", "the license named in the card (a Hub license identifier)")
 
 
 @dataclass(frozen=True)
 class DatasetPushOptions:
     root: str = opt(help="the dataset folder (LeRobotDataset v3.0)", positional=True)
     repo_id: str = opt(help="the Hub repository: owner/name", positional=True)
-    private: bool = opt(False, "create the repository private")
-    branch: str | None = opt(None, "push to this branch (created if needed) instead of main")
-    license: str = opt("apache-2.0", "the license named in the card (a Hub license identifier)")
+    repo: HubRepo = nested(HubRepo, "the repository")
     skip_verify: bool = opt(False, "push without first reading every file (`dataset info --verify`)")
 
 
@@ -31,12 +38,12 @@ def cmd_dataset_push(o: DatasetPushOptions) -> int:
     root = Path(o.root)
     if not root.is_dir():
         raise DatasetError(f"{o.root}: no dataset folder here (push takes a local folder)")
-    card = dataset_card(root, o.repo_id, o.license)  # reads and checks the metadata first
+    card = dataset_card(root, o.repo_id, o.repo.license)  # reads and checks the metadata first
     if not o.skip_verify and (problems := verify(root)):
         for p in problems[:10]:
             console.print(f"[red]problem:[/] {p}")
         raise DatasetError(f"{root}: {len(problems)} corrupt or inconsistent files; nothing was pushed")
-    url = push_folder(Push(root, o.repo_id, "dataset", card, o.private, o.branch, tag=DATASET_TAG))
+    url = push_folder(Push(root, o.repo_id, "dataset", card, o.repo.private, o.repo.branch, tag=DATASET_TAG))
     console.print(
         f"pushed {root} to {url} (tag {DATASET_TAG}); load it with `embodia dataset info {o.repo_id}`"
     )
@@ -47,9 +54,7 @@ def cmd_dataset_push(o: DatasetPushOptions) -> int:
 class PolicyPushOptions:
     checkpoint: str = opt(help="an embodia checkpoint folder, or a shipped name (base ...)", positional=True)
     repo_id: str = opt(help="the Hub repository: owner/name", positional=True)
-    private: bool = opt(False, "create the repository private")
-    branch: str | None = opt(None, "push to this branch (created if needed) instead of main")
-    license: str = opt("apache-2.0", "the license named in the card (a Hub license identifier)")
+    repo: HubRepo = nested(HubRepo, "the repository")
 
 
 # What a policy repository holds: the weights and what reads them, not the training state.
@@ -67,7 +72,8 @@ def cmd_policy_push(o: PolicyPushOptions) -> int:
 
     root = resolve_policy(o.checkpoint) if not Path(o.checkpoint).exists() else Path(o.checkpoint)
     Policy.from_pretrained(root)  # loads: a checkpoint that does not load is not pushed
-    card = model_card(root, o.repo_id, o.license)
-    url = push_folder(Push(root, o.repo_id, "model", card, o.private, o.branch, allow_patterns=POLICY_UPLOAD))
+    card = model_card(root, o.repo_id, o.repo.license)
+    url = push_folder(Push(root, o.repo_id, "model", card, o.repo.private, o.repo.branch,
+                           allow_patterns=POLICY_UPLOAD))  # fmt: skip
     console.print(f"pushed {root} to {url}; run it with `embodia eval {o.repo_id}`")
     return 0

@@ -189,3 +189,28 @@ def test_the_server_refuses_out_of_scope_prompts_and_grounds_free_text(tiny_poli
     off = InferenceService(policy, scope="off")
     off.act(obs | {"task": "what is the weather"})
     assert seen[-1] == "what is the weather"
+
+
+def test_an_overlong_prompt_is_refused_before_it_is_read_or_remembered(tiny_policy_dir, monkeypatch):
+    """A 4 MB prompt was read against the catalogue and kept in the readings cache in full (+220 MB of
+    server memory, 1.3 s each); now the schema refuses it before any reading."""
+    import embodia.eval.scope as scope_mod
+    from embodia.policy.policy import Policy
+    from embodia.serve.schema import MAX_INSTRUCTION_CHARS, RequestError
+    from embodia.serve.server import InferenceService
+
+    service = InferenceService(Policy.from_pretrained(tiny_policy_dir), scope="catalogue")
+    read = []
+    original = scope_mod.read_instruction
+    monkeypatch.setattr(scope_mod, "read_instruction", lambda text, enc: read.append(text) or original(text, enc))
+    obs = {"observation.state": np.zeros(6, np.float32), "embodiment": "so101"}
+    for cam, f in service.spec.embodiments["so101"].features.items():
+        if cam.startswith("observation.images"):
+            obs[cam] = np.zeros(f["shape"], np.uint8)
+    for text in ("pick up the red block " * 200_000, ("x" * (MAX_INSTRUCTION_CHARS + 1)).encode()):
+        with pytest.raises(RequestError, match=f"at most {MAX_INSTRUCTION_CHARS} characters"):
+            service.act(obs | {"task": text})
+    assert read == [] and service._readings == {}
+    longest = ("pick up the red block " * 60)[:MAX_INSTRUCTION_CHARS]
+    service.act(obs | {"task": longest})  # the longest accepted is read as usual
+    assert read == [longest]

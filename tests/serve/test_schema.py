@@ -122,3 +122,17 @@ def test_metadata_describes_a_valid_observation(spec):
     assert md["checkpoint"] == {"hash": "abc", "path": None} and md["fps"] == 30.0
     assert md["instruction_keys"] == ["task", "prompt"] and md["max_message_bytes"] == 1024
     assert set(md["embodiments"]) == {"so101"}
+
+
+def test_instructions_are_capped_before_anything_reads_them(spec):
+    from embodia.policy.language import MAX_CHARS
+    from embodia.serve.schema import MAX_INSTRUCTION_CHARS
+
+    assert MAX_INSTRUCTION_CHARS == MAX_CHARS  # the server refuses what the encoder would cut
+    assert parse_request(obs(task="a" * MAX_INSTRUCTION_CHARS), spec).observation["task"] == "a" * MAX_CHARS
+    for too_long in ("a" * (MAX_CHARS + 1), ("é" * (MAX_CHARS + 1)).encode(), b"a" * (4 * MAX_CHARS + 1),
+                     np.array("a" * (MAX_CHARS + 1))):  # fmt: skip
+        with pytest.raises(RequestError, match=f"at most {MAX_CHARS} characters"):
+            parse_request(obs(task=too_long), spec)
+    assert parse_request(obs(task=("é" * MAX_CHARS).encode()), spec).observation["task"] == "é" * MAX_CHARS
+    assert metadata(spec, 1024)["max_instruction_chars"] == MAX_CHARS

@@ -12,7 +12,8 @@ A request is one observation map, as openpi clients send it, plus optional embod
                                  0..255, float arrays within [0, 1] (scaled by 255, as openpi's image
                                  tools do)
     observation.state            (state_dim,) any real dtype whose values fit float32; no NaN / inf
-    task | prompt                the instruction (openpi clients call it `prompt`)
+    task | prompt                the instruction (openpi clients call it `prompt`), at most
+                                 MAX_INSTRUCTION_CHARS (1,024) characters
     pending, delay               real-time chunking: the previous chunk's actions that will still run
                                  (P, action_dim), and how many of them execute during inference
     seed                         fixes the flow-matching noise, so the same request gives the same chunk
@@ -38,6 +39,10 @@ MAX_SEED = 2**63 - 1
 # an image to the model's input grows with its area, so both are checked before anything is allocated.
 MAX_IMAGE_SIDE = 1920
 MAX_ASPECT = 4.0
+# The longest instruction accepted: the encoder reads only its first 32 tokens (policy.language cuts
+# library callers' text at the same length, MAX_CHARS), and longer text would be read against the task
+# catalogue and remembered in full: refused before any of that.
+MAX_INSTRUCTION_CHARS = 1024
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -141,6 +146,7 @@ def metadata(spec: ServedSpec, max_message_bytes: int, version: str = "") -> dic
         "embodiment": spec.default,
         **embodiment_entry(default),
         "instruction_keys": [TASK, PROMPT],
+        "max_instruction_chars": MAX_INSTRUCTION_CHARS,
         "chunk_size": spec.chunk_size,
         "n_action_steps": spec.n_action_steps,
         "embodiments": {name: embodiment_entry(v) for name, v in spec.embodiments.items()},
@@ -263,6 +269,8 @@ def _instruction(msg: dict[str, Any], view: EmbodimentView) -> str:
             f"the observation has no instruction: send '{TASK}' (or '{PROMPT}'); {describe(view)}"
         )
     if isinstance(text, bytes):
+        if len(text) > 4 * MAX_INSTRUCTION_CHARS:  # (UTF-8: at most 4 bytes a character) before decoding
+            raise RequestError(_too_long(len(text), "bytes"))
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError:
@@ -271,7 +279,16 @@ def _instruction(msg: dict[str, Any], view: EmbodimentView) -> str:
         text = str(text)
     if not isinstance(text, str):
         raise RequestError(f"'{TASK}' must be a string, got {type(text).__name__}")
+    if len(text) > MAX_INSTRUCTION_CHARS:
+        raise RequestError(_too_long(len(text), "characters"))
     return str(text)
+
+
+def _too_long(n: int, unit: str) -> str:
+    return (
+        f"'{TASK}' has {n:,} {unit}: an instruction may have at most {MAX_INSTRUCTION_CHARS} characters "
+        "(one short sentence is what the policy reads)"
+    )
 
 
 def parse_request(msg: Any, spec: ServedSpec) -> Request:

@@ -202,7 +202,9 @@ def test_an_overlong_prompt_is_refused_before_it_is_read_or_remembered(tiny_poli
     service = InferenceService(Policy.from_pretrained(tiny_policy_dir), scope="catalogue")
     read = []
     original = scope_mod.read_instruction
-    monkeypatch.setattr(scope_mod, "read_instruction", lambda text, enc: read.append(text) or original(text, enc))
+    monkeypatch.setattr(
+        scope_mod, "read_instruction", lambda text, enc: read.append(text) or original(text, enc)
+    )
     obs = {"observation.state": np.zeros(6, np.float32), "embodiment": "so101"}
     for cam, f in service.spec.embodiments["so101"].features.items():
         if cam.startswith("observation.images"):

@@ -242,7 +242,7 @@ def test_recipes_hold_the_recorded_settings():
     assert final.weights == (0.25, 0.1, 0.35, 0.3) and final.config.minutes == 0
     assert base.stage("base_gpu").gpu and base.stage("base_gpu").config.steps == 9140
     assert base.stage("push_e").config.perturb.stroke_error == 0.02
-    assert [s.expect for s in base.stages if isinstance(s, Evaluate)] == [(190, 200), (180, 200)]
+    assert [s.expect for s in base.stages if isinstance(s, Evaluate)] == [(191, 200), (179, 200)]
     mt10 = get_recipe("metaworld_mt10").stage("train_mt10").config
     assert (mt10.steps, mt10.batch_size, mt10.model.n_action_steps, mt10.model.flow_steps) == (
         13_127,
@@ -276,9 +276,9 @@ def test_scale_and_device():
 
 def test_a_rebuild_is_judged_against_the_shipped_figure():
     stage = get_recipe("base").stage("eval_seen")
-    manifest = {"scale": "full", "evaluation": {"success_rate": 0.915, "successes": 183, "n": 200}}
+    manifest = {"scale": "full", "evaluation": {"success_rate": 0.925, "successes": 185, "n": 200}}
     _add_verdict(stage, manifest)
-    assert manifest["evaluation"]["within_expected"] is True  # 91.5 % is inside 190/200's [91.0, 97.3] %
+    assert manifest["evaluation"]["within_expected"] is True  # 92.5 % is inside 191/200's [91.7, 97.6] %
     manifest["evaluation"]["success_rate"] = 0.80
     _add_verdict(stage, manifest)
     assert manifest["evaluation"]["within_expected"] is False

@@ -9,7 +9,8 @@ its stderr captured. Then, in order:
 2. for each worst-case kind below, a second client sends one such request at a time, back to back,
    while the valid client sends `--valid` requests: the valid client's p99, the worst-case request's
    own answer and latency, and the server's peak RSS (VmHWM) after the kind;
-3. `--prompts` distinct prompts (valid requests, one after another): RSS after them;
+3. `--prompts` distinct prompts in the catalogue's words (one after another; the few the scope check
+   refuses are counted): RSS after them;
 4. the malformed corpus (`serve_load.BAD_KINDS` and the kinds below, over websocket and HTTP): how
    many were answered with a clear error (text frame + close, close 1009, or HTTP 4xx with a message);
 5. 10 s idle: steady-state RSS; survival (process alive, /healthz, one more valid request); and whether
@@ -159,6 +160,46 @@ def valid_latencies(port: int, n: int, seed: int = 0, prompts: list[str] | None 
     finally:
         ws.close()
     return out
+
+
+PREFIXES = ("", "please ", "could you ", "now ", "go ahead and ", "robot, ", "i'd like you to ")
+SUFFIXES = ("", " please", " now", " for me", " thanks", ", thank you")
+
+
+def distinct_prompts(n: int) -> list[str]:
+    """`n` distinct instructions in the catalogue's words (every phrasing of every built-in task, both
+    template splits, with polite prefixes and suffixes), so nearly all are in scope and each is read,
+    encoded and remembered by the server as a new text."""
+    from embodia.eval.scope import all_tasks
+
+    phrasings = [t.instruction for t in all_tasks()]
+    prompts = [f"{a}{p}{b}" for a in PREFIXES for b in SUFFIXES for p in phrasings]
+    if n > len(prompts):
+        raise SystemExit(f"--prompts at most {len(prompts)} (distinct catalogue phrasings)")
+    return prompts[:n]
+
+
+def prompt_phase(port: int, prompts: list[str]) -> tuple[int, int]:
+    """Send each prompt once with a valid observation: (answered with actions, refused as out of
+    scope). A refusal closes the connection (as every error does); the client reconnects."""
+    rng = np.random.default_rng(1)
+    ws, meta = connect(port)
+    answered = refused = 0
+    try:
+        for text in prompts:
+            ws.send(packb(valid_obs(meta, rng) | {"task": text}))
+            reply = ws.recv(timeout=120)
+            if isinstance(reply, bytes) and np.isfinite(unpackb(reply)["actions"]).all():
+                answered += 1
+                continue
+            if not (isinstance(reply, str) and "outside what this robot's task catalogue offers" in reply):
+                raise RuntimeError(f"a catalogue prompt failed: {str(reply)[:200]}")
+            refused += 1
+            ws.close()
+            ws, _ = connect(port)
+    finally:
+        ws.close()
+    return answered, refused
 
 
 # --------------------------------------------------------------------------------- worst-case kinds
@@ -377,12 +418,10 @@ def main() -> int:
             result["kinds"][kind] = {**run_kind(kind, port, meta, args.valid), **memory(server.pid)}
             print(kind, result["kinds"][kind], flush=True)
         if args.prompts:
-            # Distinct, and inside the task catalogue (`embodia serve` refuses text outside it).
-            prompts = [f"pick up the red block ({i})" for i in range(args.prompts)]
             t0 = time.perf_counter()
-            valid_latencies(port, args.prompts, prompts=prompts)
-            result["prompts"] = {"n": args.prompts, "seconds": round(time.perf_counter() - t0, 1),
-                                 **memory(server.pid)}  # fmt: skip
+            answered, refused = prompt_phase(port, distinct_prompts(args.prompts))
+            result["prompts"] = {"n": args.prompts, "answered": answered, "refused_out_of_scope": refused,
+                                 "seconds": round(time.perf_counter() - t0, 1), **memory(server.pid)}  # fmt: skip
         sent, clear, misses = corpus(port, meta)
         result["corpus"] = {"sent": sent, "clear": clear, "misses": misses}
         time.sleep(10)

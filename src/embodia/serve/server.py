@@ -33,6 +33,7 @@ import json
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -101,6 +102,26 @@ class FifoLock:
         with self._cond:
             self._now_serving += 1
             self._cond.notify_all()
+
+
+MMAP_THRESHOLD = 1 << 20  # blocks of 1 MiB or more (a message, a decoded image) are mapped and unmapped
+ARENA_MAX = 2  # glibc's default allows 8 arenas per core, one per thread that allocates
+
+
+def tune_allocator() -> bool:
+    """Keep a large request's memory from staying resident (glibc `mallopt`): by default glibc raises
+    its mmap threshold after each large free, up to 32 MiB, so later multi-MB messages land in the
+    worker threads' arenas, each of which then keeps its own high-water mark. A fixed threshold maps
+    and unmaps them, and fewer arenas share what stays. Call once, before the worker threads start.
+    False where glibc is absent."""
+    try:
+        import ctypes
+
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_mmap_threshold, m_arena_max = -3, -8  # <malloc.h>
+    return bool(mallopt(m_mmap_threshold, MMAP_THRESHOLD)) and bool(mallopt(m_arena_max, ARENA_MAX))
 
 
 class IdleTrimmer:
@@ -340,11 +361,30 @@ def _authorized(headers, api_key: str | None) -> bool:
 
 
 def _error_text(exc: BaseException) -> tuple[str, int]:
-    """(message, close code): client mistakes say what was expected; internal errors are logged."""
-    if isinstance(exc, ProtocolError | RequestError | ValueError):
-        return f"bad request: {exc}", CLOSE_POLICY
-    log.exception("inference failed")
-    return f"internal server error: {type(exc).__name__}: {exc}", CLOSE_INTERNAL
+    """(message, close code): client mistakes say what was expected; internal errors are logged. The
+    failed request's frames are then cleared (`_release`)."""
+    try:
+        if isinstance(exc, ProtocolError | RequestError | ValueError):
+            return f"bad request: {exc}", CLOSE_POLICY
+        log.exception("inference failed")
+        return f"internal server error: {type(exc).__name__}: {exc}", CLOSE_INTERNAL
+    finally:
+        _release(exc)
+
+
+def _release(exc: BaseException) -> None:
+    """Drop the locals of the frames a failed request's exceptions (and those they chain) hold: the
+    message's bytes and its decoded objects. The exception reaches the event loop through the worker
+    thread's future, a reference cycle that only the cyclic collector frees, so a client sending bad
+    multi-MB messages back to back would otherwise keep many of them resident at once."""
+    stack, seen = [exc], set()
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        traceback.clear_frames(e.__traceback__)  # (frames still executing are left as they are)
+        stack += [e.__context__, e.__cause__]
 
 
 def create_app(
@@ -524,6 +564,7 @@ def serve(
     if max_message_bytes <= 0:
         raise ValueError(f"max_message_bytes must be positive, got {max_message_bytes}")
     check_port(port)
+    tune_allocator()
     policy = load_policy(checkpoint)
     service = InferenceService(policy, max_message_bytes, scope=scope, obs_map=obs_map)
     service.warm_up()

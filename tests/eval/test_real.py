@@ -137,3 +137,35 @@ def test_eval_on_the_arm_at_the_terminal(tmp_path, camera_files):
     result = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert (result["successes"], result["n"]) == (1, 2)
     assert "1/2 episodes succeeded" in "".join(out)
+
+
+def test_kill_stops_the_arm_like_ctrl_c(tmp_path, camera_files):
+    """`kill` (SIGTERM, as a scheduler or `timeout` sends it) while the base acts on the arm: the process
+    leaves through the same path as Ctrl-C, so the follower goes to rest and its torque goes off (the
+    default SIGTERM action would end the process with the servos still holding their last goal)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    with BusEmulator() as bus:
+        calibrate_emulated(bus, "follower", "F", tmp_path)
+        args = [sys.executable, "-m", "embodia.cli", "run", "pick up the red block", "--robot", "so101",
+                "--follower", bus.port, "--follower-id", "F", "--calibration-dir", str(tmp_path),
+                "--cameras", camera_files, "--seconds", "300"]  # fmt: skip
+        proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 180
+            while len(bus.goals) < 6:  # the policy is acting
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()[
+                    -2000:
+                ]
+                time.sleep(0.05)
+            assert all(s.get("Torque_Enable") == 1 for s in bus.servos.values())
+            proc.send_signal(signal.SIGTERM)
+            out = proc.communicate(timeout=60)[0].decode()
+        finally:
+            proc.kill()
+        assert proc.returncode == 130 and "interrupted" in out, out[-2000:]
+        assert all(s.get("Torque_Enable") == 0 for s in bus.servos.values())
+        assert bus.violations == []

@@ -116,3 +116,33 @@ def test_embodia_teleop_sim_serves_the_page_and_reports(tmp_path, capsys):
     assert "#/teleop" in capsys.readouterr().out
     assert main(["teleop", "--sim", "--no-view", "--seconds", "1"]) == 2  # nothing to drive it with
     assert main(["teleop", "--sim", "--task", "juggle the blocks", "--seconds", "1", "--view-port", "0"]) == 2
+
+
+def test_kill_stops_browser_teleoperation_like_ctrl_c(tmp_path):
+    """`kill` (SIGTERM) ends `embodia teleop --sim` through the Ctrl-C path: the report is written."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "embodia.cli", "teleop", "--sim", "--task", "pick", "--view-port", "0",
+            "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "200"}
+    )
+    try:
+        seen = b""
+        deadline = time.monotonic() + 120
+        while b"#/teleop" not in seen:  # the page is up and the loop running
+            assert proc.poll() is None and time.monotonic() < deadline, seen.decode()[-2000:]
+            seen += os.read(proc.stdout.fileno(), 4096)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=60)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, (seen + rest).decode()[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["ticks"] > 5 and report["saved"] == 0

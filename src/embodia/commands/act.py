@@ -186,7 +186,7 @@ def _run_on_arm(o: RunOptions) -> int:
     import json
 
     from embodia.eval.real import check_execution, run_on_robot
-    from embodia.runs import new_run_dir, write_manifest
+    from embodia.runs import new_run_dir, stop_on_sigterm, write_manifest
 
     if o.arm.follower is None:
         raise ValueError("--robot so101 needs --follower PORT (or sim)")
@@ -200,7 +200,8 @@ def _run_on_arm(o: RunOptions) -> int:
                                      "policy": o.checkpoint or "base", "seconds": o.seconds,
                                      "checkpoint_hash": policy.checkpoint_hash}, seeds=[o.seed])  # fmt: skip
     try:
-        with follower:  # an exception or Ctrl-C: the arm goes to rest, then torque off
+        # An exception, Ctrl-C or `kill` (SIGTERM): the arm goes to rest, then torque off.
+        with stop_on_sigterm(), follower:
             console.print(
                 f"acting on the follower ({o.arm.follower}) for {o.seconds:g} s: {o.instruction!r}; Ctrl-C stops"
             )
@@ -311,7 +312,7 @@ def _eval_on_arm(o: EvalOptions) -> int:
     import sys
 
     from embodia.eval.real import check_execution, evaluate_on_robot
-    from embodia.runs import new_run_dir, write_manifest
+    from embodia.runs import new_run_dir, stop_on_sigterm, write_manifest
 
     if o.arm.follower is None or not (o.instruction or "").strip():
         raise ValueError('--robot so101 needs --follower PORT (or sim) and --instruction "..."')
@@ -342,7 +343,7 @@ def _eval_on_arm(o: EvalOptions) -> int:
             if answer.strip().lower() in ("y", "n"):
                 return answer.strip().lower() == "y"
 
-    with follower:
+    with stop_on_sigterm(), follower:  # an exception, Ctrl-C or `kill`: the arm to rest, then torque off
         result = evaluate_on_robot(policy, follower, o.instruction, o.eval.episodes, o.episode_s, ready, label,
                                    stop_early, execution=o.eval.execution)  # fmt: skip
     (run_dir / "results.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")

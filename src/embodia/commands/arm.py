@@ -67,27 +67,29 @@ def cmd_calibrate(o: CalibrateOptions) -> int:
     from embodia.robots.calibrate import calibrate_arm, terminal_waits, write_calibration
     from embodia.robots.calibration import MOTORS, calibration_path, load_calibration, save_calibration
     from embodia.robots.feetech.bus import BusError, FeetechBus
+    from embodia.runs import stop_on_sigterm
 
     path = calibration_path(o.role, o.id, None if o.calibration_dir is None else Path(o.calibration_dir))
     existing = load_calibration(path) if o.write_only else None  # a bad file fails before the bus opens
     bus = FeetechBus(o.port, MOTORS)
-    try:
-        bus.connect()
-        if existing is not None:
-            bus.set_torque(False)
-            write_calibration(bus, existing)
-            console.print(f"wrote the calibration of [bold]{path}[/] to the servos on {o.port}")
-            return 0
-        calibration = calibrate_arm(bus, *terminal_waits())
-        save_calibration(path, calibration)
-    except BusError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        return 1
-    finally:
-        if bus.connected:  # a calibrated arm is left limp, as LeRobot leaves it after calibrating
-            with contextlib.suppress(BusError):
+    with stop_on_sigterm():  # `kill` stops like Ctrl-C: the torque goes off below
+        try:
+            bus.connect()
+            if existing is not None:
                 bus.set_torque(False)
-        bus.close()
+                write_calibration(bus, existing)
+                console.print(f"wrote the calibration of [bold]{path}[/] to the servos on {o.port}")
+                return 0
+            calibration = calibrate_arm(bus, *terminal_waits())
+            save_calibration(path, calibration)
+        except BusError as exc:
+            console.print(f"[bold red]error:[/] {exc}")
+            return 1
+        finally:
+            if bus.connected:  # a calibrated arm is left limp, as LeRobot leaves it after calibrating
+                with contextlib.suppress(BusError):
+                    bus.set_torque(False)
+            bus.close()
     console.print(f"calibration saved to [bold]{path}[/]")
     for name, c in calibration.items():
         console.print(f"  {name:<14} offset {c.homing_offset:>5}  range {c.range_min:>4}..{c.range_max:<4}")
@@ -156,7 +158,7 @@ def cmd_teleop(o: TeleopOptions) -> int:
 
     from embodia.data.teleop import teleoperate
     from embodia.robots.so101_arm import ArmConfig, SO101Leader
-    from embodia.runs import new_run_dir
+    from embodia.runs import new_run_dir, stop_on_sigterm
 
     if (o.arm.follower is None) == (not o.sim):
         raise ValueError("give the follower's port (--follower PORT) or --sim, not both")
@@ -175,7 +177,13 @@ def cmd_teleop(o: TeleopOptions) -> int:
     out = Path(o.out) if o.out else new_run_dir("teleop", name)
     out.mkdir(parents=True, exist_ok=True)
     where = "simulated" if o.sim else "real"
-    with leader, follower, _live_view(out, o, f"teleoperation: {o.leader} -> the {where} follower") as feed:
+    # `kill` (SIGTERM) stops like Ctrl-C: the follower goes to rest, then torque off, and the report is written.
+    with (
+        stop_on_sigterm(),
+        leader,
+        follower,
+        _live_view(out, o, f"teleoperation: {o.leader} -> the {where} follower") as feed,
+    ):
         console.print(f"teleoperating the {where} follower from {o.leader}; Ctrl-C stops")
         report = teleoperate(
             leader, follower, seconds=o.seconds, on_tick=None if feed is None else feed.publish
@@ -197,7 +205,7 @@ def _browser_teleop(o: TeleopOptions) -> int:
     from pathlib import Path
 
     from embodia.data.sim_teleop import SimTeleop
-    from embodia.runs import new_run_dir
+    from embodia.runs import new_run_dir, stop_on_sigterm
     from embodia.view.live import LiveFeed
     from embodia.view.viewer import running_viewer
 
@@ -216,7 +224,7 @@ def _browser_teleop(o: TeleopOptions) -> int:
         if cfg.dataset:
             console.print(f"saved episodes go to [bold]{cfg.dataset}[/]", highlight=False)
         start = time.monotonic()
-        with session.running(on_tick=publish):
+        with session.running(on_tick=publish), stop_on_sigterm():  # `kill` stops like Ctrl-C
             try:
                 while o.seconds is None or time.monotonic() - start < o.seconds:
                     time.sleep(0.1)

@@ -94,6 +94,7 @@ class McpOptions:
 def cmd_mcp(o: McpOptions) -> int:
     """Serve a robot (the simulated tabletop, or a real SO-101 follower) and the VLA as MCP tools for LLM agents."""
     from embodia.net import is_loopback
+    from embodia.runs import stop_on_sigterm
     from embodia.serve.mcp_server import serve_mcp
 
     # stdout is the MCP wire under stdio: everything this command says goes to stderr.
@@ -124,7 +125,8 @@ def cmd_mcp(o: McpOptions) -> int:
     where = "stdio" if o.transport == "stdio" else f"{o.transport} on {o.host}:{o.port}"
     err.print(f"embodia mcp: loading the robot, then serving over {where}")
     try:
-        serve_mcp(factory, transport=o.transport, host=o.host, port=o.port)
+        with stop_on_sigterm():  # `kill` stops like Ctrl-C: a real arm goes to rest, then torque off
+            serve_mcp(factory, transport=o.transport, host=o.host, port=o.port)
     except (ValueError, TypeError, ConnectionError, RuntimeError) as exc:
         err.print(f"[bold red]error:[/] {exc}")
         return 2

@@ -125,3 +125,15 @@ def test_deep_nesting_and_list_floods_are_protocol_errors():
     with pytest.raises(ProtocolError, match="numpy arrays"):
         unpackb(packb({"task": [0] * (MAX_LIST_ITEMS + 1)}))
     assert unpackb(packb({"task": [[0] * 96] * 96})) == {"task": [[0] * 96] * 96}  # within budget
+
+
+def test_overlong_strings_are_refused_before_they_are_decoded():
+    """A 4 MB instruction was decoded (UTF-8, holding the interpreter lock) before the schema refused it
+    by its length; msgpack now refuses it by its header's length."""
+    from embodia.serve.protocol import MAX_STR_BYTES, ProtocolError, unpackb
+
+    with pytest.raises(ProtocolError, match=f"longer than {MAX_STR_BYTES} bytes"):
+        unpackb(packb({"task": "a" * (4 << 20)}))
+    assert unpackb(packb({"task": "é" * (MAX_STR_BYTES // 2)}))["task"] == "é" * (MAX_STR_BYTES // 2)
+    text = np.array(["b" * 100_000])  # a numpy string array travels as bytes: not a msgpack str
+    np.testing.assert_array_equal(unpackb(packb({"x": text}))["x"], text)

@@ -35,6 +35,9 @@ MAX_NDIM = 8  # an observation or action is at most rank 4 (B, H, W, C); deeper 
 # (openpi's encoding: one bin, no per-item cost); lists may hold this many items in all (about two
 # 224 x 224 RGB images written as nested lists, for clients without numpy).
 MAX_LIST_ITEMS = 262_144
+# Strings are decoded (UTF-8, holding the interpreter lock) before anyone can look at them: a string
+# longer than any field needs (an instruction is at most 1,024 characters) is refused by its length.
+MAX_STR_BYTES = 64 * 1024
 _ARRAY_KEYS = ("__ndarray__", b"__ndarray__")
 _SCALAR_KEYS = ("__npgeneric__", b"__npgeneric__")
 
@@ -140,13 +143,23 @@ def unpackb(data: bytes) -> Any:
         # strict_map_key=False: openpi's marker keys are bin (bytes); msgpack's default refuses only
         # non-str/bytes keys anyway, but being explicit documents that bytes keys are expected.
         return msgpack.unpackb(
-            data, object_hook=_decode_hook, list_hook=_ListBudget(), raw=False, strict_map_key=False
+            data,
+            object_hook=_decode_hook,
+            list_hook=_ListBudget(),
+            raw=False,
+            strict_map_key=False,
+            max_str_len=MAX_STR_BYTES,
         )
     except ProtocolError:
         raise
     except msgpack.exceptions.StackError:  # msgpack's own depth limit; its message is empty
         raise ProtocolError("message nests too deeply") from None
     except (ValueError, TypeError, msgpack.exceptions.ExtraData, msgpack.exceptions.FormatError) as exc:
+        if "max_str_len" in str(exc):  # msgpack: "N exceeds max_str_len(M)"
+            raise ProtocolError(
+                f"a string in the message is longer than {MAX_STR_BYTES} bytes (an instruction may have at "
+                "most 1,024 characters)"
+            ) from None
         raise ProtocolError(f"not a valid msgpack message: {exc}") from None
     except RecursionError:
         raise ProtocolError("message nests too deeply") from None

@@ -13,6 +13,7 @@ import pytest
 
 from embodia.cli import main
 from embodia.hub import looks_like_hub_id, split_hub_id
+from embodia.policy.checkpoint import BASE_DIR
 
 
 @pytest.fixture
@@ -280,10 +281,13 @@ def test_policy_push_uploads_the_weights_with_a_model_card(recording_api):
     assert upload["allow_patterns"] == ["config.json", "model.safetensors", "normalization.json"]
     assert not _calls(recording_api, "create_tag")
     card = ModelCard(_calls(recording_api, "upload_file")[0]["path_or_fileobj"].decode())
+    seen = json.loads((BASE_DIR / "config.json").read_text())["metadata"]["evaluation"][
+        "seen"
+    ]  # the card renders it
     assert card.data.library_name == "embodia" and card.data.pipeline_tag == "robotics"
     assert card.data.license == "apache-2.0" and {"robotics", "embodia", "so101"} <= set(card.data.tags)
     for fact in ("Stage `finetune_sentence` of the embodia recipe `base`", "`embodia recipe run base`",
-                 "| seen | 95.0% |", "embodia eval base --suite pick,push,stack,touch --episodes 50",
+                 f"| seen | {seen['success_rate']:.1%} |", "embodia eval base --suite pick,push,stack,touch --episodes 50",
                  "| so101 | 30.0 Hz | 6 |", "embodia eval you/embodia-base",
                  "## The checkpoint's own card"):  # fmt: skip
         assert fact in card.text, fact

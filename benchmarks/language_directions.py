@@ -1,16 +1,20 @@
 """The policy on the held-out direction phrasings: does a push go where the sentence says?
 
     python benchmarks/language_directions.py [--seeds 2] [--checkpoint base] [--workers 2] [--json OUT]
+                                             [--set directions_heldout]
 
 Each phrasing of benchmarks/language/directions_heldout.json (push instructions whose direction words no
 template or paraphrase list contains; never trained or tuned on) runs `--seeds` episodes, the scene and
 the success check always the phrasing's true task, the policy reading:
-  read      what `embodia run` gives it: the catalogue phrasing of the task the text is read as
+  read      what `embodia run` gives it: the canonical phrasing of the task the text is read as
             (embodia.eval.scope), so a misread direction pushes the wrong way, and a phrasing read as
             out of scope is refused (a failure)
+  closest   as read, but the train phrasing of that task closest to the text (the reader's grounding
+            until 2026-12-07)
   own       the phrasing as written (before the scope reader, `embodia run` did this)
   template  the true task's first train template (the train-template push success on the same scenes)
 Prints success per condition with Wilson 95 % intervals and read / template (the target is >= 0.9).
+`--set directions_dev` or `directions_dev2` runs a development set instead.
 """
 
 from __future__ import annotations
@@ -21,8 +25,23 @@ import multiprocessing as mp
 import os
 from pathlib import Path
 
-SET = Path(__file__).resolve().parent / "language" / "directions_heldout.json"
-CONDITIONS = ("read", "own", "template")
+SETS = Path(__file__).resolve().parent / "language"
+CONDITIONS = ("read", "closest", "own", "template")
+
+
+def closest_train_phrasing(reading, encoder) -> str:
+    """The train phrasing of the read task most similar to the text (the encoder's cosine)."""
+    import numpy as np
+
+    from embodia.eval.scope import with_plain_directions
+    from embodia.sim.tasks import FAMILIES, make_task
+
+    task = reading.task
+    options = [make_task(task.family, template=i, **task.values).instruction
+               for i in range(len(FAMILIES[task.family].train_templates))]  # fmt: skip
+    _, _, pooled = encoder.encode([*options, with_plain_directions(reading.text)])
+    vectors = pooled.numpy()
+    return options[int(np.argmax(vectors[:-1] @ vectors[-1]))]
 
 
 def run_share(args: tuple) -> list[dict]:
@@ -42,12 +61,15 @@ def run_share(args: tuple) -> list[dict]:
         for index, text, color, direction, seed in share:
             task = make_task("push", color=color, direction=direction)
             reading = read_instruction(text, policy.encoder)
-            words = {"read": reading.grounded, "own": text, "template": task.instruction}
+            closest = reading.grounded if reading.exact else closest_train_phrasing(reading, policy.encoder)
+            words = {"read": reading.grounded, "closest": closest, "own": text, "template": task.instruction}
             row = {"index": index, "seed": seed, "read_right": (reading.task.family, reading.task.color,
                                                                reading.task.direction) == ("push", color, direction)}  # fmt: skip
             row["read_in_scope"] = reading.in_scope
             for cond in CONDITIONS:
-                if cond == "read" and not reading.in_scope:  # `embodia run` refuses it: nothing is done
+                if (
+                    cond in ("read", "closest") and not reading.in_scope
+                ):  # `embodia run` refuses it: nothing is done
                     row[cond] = False
                     continue
                 row[cond] = run_episode(policy, env, seed=seed, task=task, instruction=words[cond]).success
@@ -66,16 +88,22 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--first-seed", type=int, default=70_000)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--set", default="directions_heldout", help="a set of benchmarks/language/")
     args = parser.parse_args()
     from embodia.eval.stats import wilson_interval
 
-    items = json.loads(SET.read_text())["items"]
+    items = json.loads((SETS / f"{args.set}.json").read_text())["items"]
     plan = [(i, it["text"], it["color"], it["direction"], args.first_seed + args.seeds * i + k)
             for i, it in enumerate(items) for k in range(args.seeds)]  # fmt: skip
     shares = [(plan[w :: args.workers], args.checkpoint) for w in range(args.workers)]
     with mp.get_context("spawn").Pool(args.workers) as pool:
         rows = [r for part in pool.map(run_share, shares) for r in part]
-    out: dict = {"phrasings": len(items), "seeds_per_phrasing": args.seeds, "episodes": len(rows)}
+    out: dict = {
+        "set": args.set,
+        "phrasings": len(items),
+        "seeds_per_phrasing": args.seeds,
+        "episodes": len(rows),
+    }
     for cond in CONDITIONS:
         k = sum(r[cond] for r in rows)
         lo, hi = wilson_interval(k, len(rows))

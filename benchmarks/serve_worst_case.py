@@ -303,9 +303,13 @@ def slow_headers(port: int, n: int, wait: float = 15.0) -> tuple[bool, str]:
     return closed == n, f"{closed} of {n} closed by the server within {wait:.0f} s"
 
 
-def _attack(kind: str, port: int, meta: dict, stop, answers) -> None:
+def _attack(kind: str, port: int, meta: dict, stop, answers, nice: int = 0) -> None:
     """The second client, in its own process (its message building must not hold the measuring
-    process's interpreter lock): one worst-case request at a time until told to stop."""
+    process's interpreter lock): one worst-case request at a time until told to stop. `nice` > 0 runs
+    it at a lower CPU priority: on a machine shared by both clients and the server, that stands for a
+    client on another machine (its own CPU time then does not compete with the server's)."""
+    if nice:
+        os.nice(nice)
     while not stop.is_set():
         t0 = time.perf_counter()
         try:
@@ -317,15 +321,24 @@ def _attack(kind: str, port: int, meta: dict, stop, answers) -> None:
             break
 
 
-def run_kind(kind: str, port: int, meta: dict, n_valid: int) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_kind(kind: str, port: int, meta: dict, n_valid: int, server_pid: int, nice: int = 0) -> dict:
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     stop, queue = ctx.Event(), ctx.Queue()
-    attacker = ctx.Process(target=_attack, args=(kind, port, meta, stop, queue), daemon=True)
+    attacker = ctx.Process(target=_attack, args=(kind, port, meta, stop, queue, nice), daemon=True)
     attacker.start()
     first = queue.get(timeout=300)  # the attacker is up and its first request answered
+    server_cpu, attacker_cpu, t0 = cpu_seconds(server_pid), cpu_seconds(attacker.pid), time.perf_counter()
     lat = valid_latencies(port, n_valid, seed=7)
+    server_cpu = cpu_seconds(server_pid) - server_cpu
+    attacker_cpu, wall = cpu_seconds(attacker.pid) - attacker_cpu, time.perf_counter() - t0
     stop.set()
     answers = [first]
     while attacker.is_alive() or not queue.empty():
@@ -341,6 +354,9 @@ def run_kind(kind: str, port: int, meta: dict, n_valid: int) -> dict:
         "worst_clear": sum(a[0] for a in answers),
         "worst_answer": answers[0][1],
         "worst_mean_s": round(float(np.mean([a[2] for a in answers])), 3),
+        # While the valid client was measured: CPU used per second of wall time (2.0 = both cores).
+        "server_cpu_per_s": round(server_cpu / wall, 2),
+        "attacker_cpu_per_s": round(attacker_cpu / wall, 2),
     }
 
 
@@ -393,6 +409,12 @@ def main() -> int:
     ap.add_argument("--valid", type=int, default=200, help="valid requests per measurement")
     ap.add_argument("--prompts", type=int, default=10_000, help="distinct prompts sent")
     ap.add_argument("--kinds", default=",".join(WORST_KINDS), help="comma-separated worst-case kinds")
+    ap.add_argument(
+        "--attacker-nice",
+        type=int,
+        default=0,
+        help="run the second client at this nice level (19: as if on another machine)",
+    )
     ap.add_argument("--out", default=None, help="also write the figures as JSON here")
     args = ap.parse_args()
     kinds = [k for k in args.kinds.split(",") if k]
@@ -409,13 +431,20 @@ def main() -> int:
         valid_latencies(port, 5)  # the first inference traces the model
         _, meta = connect(port)
         result["memory_start"] = memory(server.pid)
+        cpu0, t0 = cpu_seconds(server.pid), time.perf_counter()
         alone = np.array(valid_latencies(port, args.valid)) * 1e3
+        result["alone_server_cpu_per_s"] = round(
+            (cpu_seconds(server.pid) - cpu0) / (time.perf_counter() - t0), 2
+        )
         result["alone_p50_ms"] = round(float(np.percentile(alone, 50)), 1)
         result["alone_p99_ms"] = round(float(np.percentile(alone, 99)), 1)
         result["infer_ms_median"] = round(float(np.median(INFER_MS)), 1)
         result["largest_image_prep_ms"] = round(largest_image_cost(meta), 1)
         for kind in kinds:
-            result["kinds"][kind] = {**run_kind(kind, port, meta, args.valid), **memory(server.pid)}
+            result["kinds"][kind] = {
+                **run_kind(kind, port, meta, args.valid, server.pid, args.attacker_nice),
+                **memory(server.pid),
+            }
             print(kind, result["kinds"][kind], flush=True)
         if args.prompts:
             t0 = time.perf_counter()

@@ -448,63 +448,6 @@ def test_the_server_warms_up_before_it_answers(tiny_policy):
         assert json.loads(http(url, "/healthz")[2]) == {"status": "ok", "ready": True}
 
 
-def test_memory_is_handed_back_once_the_server_is_idle():
-    from embodia.serve.server import IdleTrimmer
-
-    calls = []
-    trimmer = IdleTrimmer(0.2)
-    trimmer._trim = calls.append  # glibc's malloc_trim(0), recorded
-    trimmer.touch()
-    time.sleep(0.05)
-    assert calls == []  # not while requests come in
-    deadline = time.monotonic() + 5
-    while not calls and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
-    assert calls == [0]  # once per idle period, not repeatedly
-
-
-ALLOCATION_BURST = """
-import sys, threading
-def rss():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS"):
-            return int(line.split()[1]) / 1024
-if sys.argv[1] == "tuned":
-    from embodia.serve.server import tune_allocator
-    assert tune_allocator()
-keep = []
-def work(seed):
-    for i in range(30):
-        message = bytearray(4 << 20)  # a 4 MB request, freed after it was answered
-        keep.append(bytes(64 * (i + seed)))  # something small that outlives it
-        del message
-base = rss()
-threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-print(rss() - base)
-"""
-
-
-def test_the_servers_allocator_hands_large_requests_back():
-    """`embodia serve` tunes glibc's allocator before its worker threads start: 4 MB messages freed by
-    4 threads leave nothing resident (untuned, this burst leaves about 16 MB: glibc raised its mmap
-    threshold after the first free and later messages stayed in the threads' arenas)."""
-    import platform
-    import subprocess
-    import sys
-
-    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
-        pytest.skip("glibc's mallopt and /proc are Linux's")
-    run = subprocess.run(
-        [sys.executable, "-c", ALLOCATION_BURST, "tuned"], capture_output=True, text=True, check=True
-    )
-    assert float(run.stdout) < 4.0, run.stdout
-
-
 def test_a_failed_requests_message_is_released_with_its_error():
     """The error of a bad request reaches the event loop through the worker thread's future (a reference
     cycle): its frames held the message until the cyclic collector ran, and a client sending bad 4 MB

@@ -25,6 +25,12 @@ class ServeOptions:
     port: int = opt(8000, "port", parse=tcp_port)
     api_key: str | None = opt(None, "required from clients (default: $EMBODIA_API_KEY)")
     max_message_mb: float = opt(16.0, "largest accepted message, MiB", parse=positive_float)
+    threads: int | None = opt(
+        None,
+        "torch threads for the model (default: the CPU cores less one, at least 1: the event loop, "
+        "decoding and the network keep a core)",
+        parse=positive_int,
+    )
     log_level: Literal["debug", "info", "warning", "error"] = opt("info", "server log level")
     scope: Literal["catalogue", "off"] = opt(
         "catalogue",
@@ -59,7 +65,7 @@ def cmd_serve(o: ServeOptions) -> int:
     try:
         serve(o.checkpoint, host=o.host, port=o.port, api_key=api_key,
               max_message_bytes=int(o.max_message_mb * 1024 * 1024), log_level=o.log_level,
-              scope=o.scope, obs_map=o.obs_map)  # fmt: skip
+              scope=o.scope, obs_map=o.obs_map, threads=o.threads)  # fmt: skip
     except CheckpointError as exc:
         if o.checkpoint:
             raise

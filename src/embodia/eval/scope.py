@@ -23,9 +23,12 @@ the words the policy is given.
    (built-in and --tasks families) offers: `run`, the MCP `do` tool and the policy server refuse it and
    name the closest tasks. A text that names a colour no block has ("the yellow block") is out of scope
    whatever its similarity.
-4. **Grounding**: for text in scope the policy reads the matched task's train phrasing, the words it was
-   trained on, so that its behaviour does not hang on how the encoder places an unseen synonym. The
-   user's own words still name the run and appear in its report.
+4. **Grounding**: for text in scope the policy reads the matched task's canonical phrasing, its family's
+   first train template with the task's slots ("push the green block to the front"): words it was
+   trained on, and the same words for every wording of one task, so that its behaviour hangs neither on
+   how the encoder places an unseen synonym nor on which train phrasing the user's words resemble
+   ("shove it forward" is closest to "shove the green block frontwards", the push phrasing the base
+   does worst on). The user's own words still name the run and appear in its report.
 """
 
 from __future__ import annotations
@@ -300,8 +303,8 @@ def read_instruction(text: str, encoder, threshold: float = SCOPE_THRESHOLD, top
     ranked = sorted(groups, key=lambda g: -float(np.mean(scores[groups[g]])))
     best_of = {g: max(groups[g], key=lambda i: scores[i]) for g in ranked[:top]}
     best = best_of[ranked[0]]
-    train = [i for i in groups[ranked[0]] if tasks[i].split == "train"] or groups[ranked[0]]
-    grounded = tasks[max(train, key=lambda i: scores[i])].instruction
+    top = tasks[best]
+    grounded = make_task(top.family, **top.values).instruction  # template 0 of the train split
     closest = tuple((tasks[best_of[g]].instruction, round(float(scores[best_of[g]]), 3)) for g in best_of)
     foreign = foreign_colors(text)
     reason = f"no block is {' or '.join(foreign)} (colours: {', '.join(COLORS)})" if foreign else ""

@@ -47,6 +47,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from embodia.net import is_loopback
 from embodia.serve.openpi import ObsMap
+from embodia.serve.process import IdleTrimmer, model_threads, tune_allocator
 from embodia.serve.protocol import ProtocolError, packb, to_jsonable, unpackb
 from embodia.serve.schema import STATE, TASK, RequestError, ServedSpec, metadata, parse_request
 from embodia.serve.transport import uvicorn_config
@@ -102,64 +103,6 @@ class FifoLock:
         with self._cond:
             self._now_serving += 1
             self._cond.notify_all()
-
-
-MMAP_THRESHOLD = 1 << 20  # blocks of 1 MiB or more (a message, a decoded image) are mapped and unmapped
-ARENA_MAX = 2  # glibc's default allows 8 arenas per core, one per thread that allocates
-
-
-def tune_allocator() -> bool:
-    """Keep a large request's memory from staying resident (glibc `mallopt`): by default glibc raises
-    its mmap threshold after each large free, up to 32 MiB, so later multi-MB messages land in the
-    worker threads' arenas, each of which then keeps its own high-water mark. A fixed threshold maps
-    and unmaps them, and fewer arenas share what stays. Call once, before the worker threads start.
-    False where glibc is absent."""
-    try:
-        import ctypes
-
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    m_mmap_threshold, m_arena_max = -3, -8  # <malloc.h>
-    return bool(mallopt(m_mmap_threshold, MMAP_THRESHOLD)) and bool(mallopt(m_arena_max, ARENA_MAX))
-
-
-class IdleTrimmer:
-    """Hands memory that requests freed back to the system once the server has been idle a while
-    (glibc's `malloc_trim`): Python and torch free into the allocator's arenas, which otherwise keep
-    a burst of large or varied requests resident for good. A no-op where glibc is absent."""
-
-    def __init__(self, idle_s: float):
-        self.idle_s = idle_s
-        self._last = 0.0
-        self._dirty = False
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        try:
-            import ctypes
-
-            self._trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            self._trim = None
-
-    def touch(self) -> None:
-        if self._trim is None:
-            return
-        with self._lock:
-            self._last, self._dirty = time.monotonic(), True
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="embodia-trim", daemon=True)
-                self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(self.idle_s / 2)
-            with self._lock:
-                due = self._dirty and time.monotonic() - self._last >= self.idle_s
-                if due:
-                    self._dirty = False
-            if due:
-                self._trim(0)
 
 
 class InferenceService:
@@ -551,9 +494,10 @@ def serve(
     log_level: str = "info",
     scope: str = "catalogue",
     obs_map: ObsMap | None = None,
+    threads: int | None = None,
 ) -> None:
     """Load `checkpoint` (a folder or a shipped name such as 'base'; None: the shipped base) and serve
-    it until interrupted. `scope`: "catalogue" reads SO-101 instructions against the task catalogue
+    it until interrupted. `threads`: torch's threads for the model (None: `model_threads()`). `scope`: "catalogue" reads SO-101 instructions against the task catalogue
     (refused outside it, grounded inside it), "off" passes them to the policy as sent. `obs_map`:
     requests in an openpi policy's keys, openpi's reply (serve/openpi.py)."""
     import uvicorn
@@ -564,7 +508,12 @@ def serve(
     if max_message_bytes <= 0:
         raise ValueError(f"max_message_bytes must be positive, got {max_message_bytes}")
     check_port(port)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
     tune_allocator()
+    import torch
+
+    torch.set_num_threads(threads or model_threads())
     policy = load_policy(checkpoint)
     service = InferenceService(policy, max_message_bytes, scope=scope, obs_map=obs_map)
     service.warm_up()

@@ -74,6 +74,13 @@ def test_directions_are_read_in_the_robots_frame(text, named):
          "nudge the red block to the back"),
         ("sweep the purple block out in front of the robot", "sweep the purple block out to the front"),
         ("push the red block toward the robot", "push the red block to the back"),  # "robot" at the end stays
+        # Development set 3 (drawer verbs, side words): an edge told by what it faces, "further out
+        # from", "nearest the arm", a frame in parentheses, "of where it sits now"
+        ("slide the red cube out toward the edge opposite the robot", "slide the red cube to the front"),
+        ("haul the blue cube further out from the robot", "haul the blue cube to the front"),
+        ("push the green block to the side nearest the arm", "push the green block to the back"),
+        ("draw the blue block sideways, to the left (robot's view)", "draw the blue block, to the left"),
+        ("purple block to the right of where it sits now (robot's right)", "purple block to the right"),
     ],
 )  # fmt: skip
 def test_the_encoder_compares_the_text_in_the_catalogues_words(text, plain):

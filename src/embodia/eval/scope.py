@@ -55,13 +55,14 @@ DIRECTION_PATTERNS: dict[str, tuple[str, ...]] = {
     "front": (r"\bfront\b", r"\bfrontwards?\b", r"\bforwards?\b", r"(?<!go )\bahead\b", r"\bonwards?\b",
               r"\boutwards?\b", r"\bdeeper\b", r"\bbeyond\b",
               r"\b(?:far|farther|further|farthest|furthest)(?: out| away| off| side| end| edge)\b",
-              rf"\b(?:farther|further|far|farthest|furthest|more distant|distant|out|off) (?:away )?from {_ROBOT}",
+              rf"\b(?:farther|further|far|farthest|furthest|more distant|distant|out|off) (?:away |out )?from {_ROBOT}",
+              r"\bopposite(?: to| from)? (?:the |its |your )?(?:robot|arm|you|base)\b(?!['’]s| is facing| faces)",
               rf"\bacross from {_ROBOT}", rf"\bin front of {_ROBOT}",
               rf"\baway from {_ROBOT}", r"\b(?:far|distant|opposite) (?:side|end|edge)\b",
               r"\b(?:direction|way) (?:that |in which )?(?:the |its |your )?(?:robot|arm|gripper)(?: arm)? "
               r"(?:is )?(?:facing|faces|points|is pointing|reaches)\b"),
     "back": (r"\bback\b", r"\bbackwards?\b", r"\brear(?:wards?)?\b", r"\binwards?\b",
-             rf"\b{_TOWARD} {_ROBOT}", rf"\b(?:closer|nearer|close|near|next) (?:to |in to |in towards? )?{_ROBOT}",
+             rf"\b{_TOWARD} {_ROBOT}", rf"\b(?:closer|nearer|nearest|closest|close|near|next) (?:to |in to |in towards? )?{_ROBOT}",
              r"\b(?:closer|nearer) in\b", r"\bnear(?:er)? (?:side|end|edge)\b",
              r"\bin (?:your|its|the robot's|the arm's|my) direction\b",
              rf"\b(?:side|end|edge)(?: of the table)? (?:(?:where|that) )?{_ROBOT} (?:sits|is|stands)(?: on| at)?",
@@ -108,7 +109,8 @@ _LEAD_IN = re.compile(
 )
 _TRAIL = re.compile(
     r"^(?:[- ]hand)?(?: (?:side|edge|end|part|half))?"
-    r"(?: of (?:the )?(?:table|tabletop|workspace|work area|surface|desk|board|scene))?\b"
+    r"(?: of (?:the )?(?:table|tabletop|workspace|work area|surface|desk|board|scene)"
+    r"| of where (?:it|the block) (?:is|sits|stands|lies)(?: now)?)?\b"
     # an edge told by what stands there: "..., the one the robot is mounted on"
     r"(?:,? (?:the one |which is |that is )?(?:where |that )?(?:the |its )?(?:robot|arm)(?: arm)?(?: is)? "
     r"(?:mounted|sits|stands|attached|based|fixed)(?: on| at| to)?\b)?"
@@ -135,7 +137,8 @@ _FILLER = re.compile(
     r"a short (?:way|distance)|some|just)\b"
     r"|,? (?:with|using) (?:the |your |its )?(?:gripper|arm|claw|hand|fingers)\b"
     r"|,? as (?:the robot|you|it) sees? it\b"
-    r"|,? (?:from|in) (?:the robot's|your|its|the arm's) (?:point of view|perspective|view|frame)\b"
+    r"|,? \(?(?:(?:from|in) )?(?:the robot's|robot's|your|its|the arm's|arm's) (?:point of view|perspective|view|frame)\b\)?"
+    r"|\bsideways\b"
     r"|,? (?:across|along|over) the (?:table|tabletop|surface)\b|\balong\b"
 )
 
@@ -161,7 +164,7 @@ def with_plain_directions(text: str) -> str:
         trail = _TRAIL.match(norm[end:])
         out += [norm[at : at + lead.start()] if lead else norm[at:start], f"to the {direction}"]
         at = end + (trail.end() if trail else 0)
-    plain = " ".join("".join(out + [norm[at:]]).split())
+    plain = " ".join("".join(out + [norm[at:]]).split()).replace(" ,", ",")
     # The same direction said twice, the second to say whose it is ("left (the robot's left)"): once.
     return _REPEATED.sub(r"\1", plain)
 

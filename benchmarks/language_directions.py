@@ -109,11 +109,14 @@ def main() -> None:
         lo, hi = wilson_interval(k, len(rows))
         out[cond] = {"successes": k, "n": len(rows), "rate": k / len(rows), "ci95": [lo, hi]}
         print(f"{cond:>8}: {k / len(rows):.1%} ({k}/{len(rows)}, Wilson 95 % {lo:.1%}-{hi:.1%})")
-    read_right = sum(r["read_right"] for r in rows[:: args.seeds])
-    out["read_right"] = {"right": read_right, "n": len(items)}
+    # Once per phrasing (the rows come back grouped by worker, not in plan order).
+    read_right = sum({r["index"]: r["read_right"] for r in rows}.values())
+    in_scope = sum({r["index"]: r["read_in_scope"] for r in rows}.values())
+    out["read_right"] = {"right": read_right, "in_scope": in_scope, "n": len(items)}
     ratio = out["read"]["rate"] / out["template"]["rate"] if out["template"]["rate"] else float("nan")
     out["read_over_template"] = ratio
-    print(f"phrasings read as the right task: {read_right}/{len(items)}; read / template = {ratio:.2f}")
+    print(f"phrasings read as the right task: {read_right}/{len(items)}, in scope {in_scope}/{len(items)}; "
+          f"read / template = {ratio:.2f}")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
 

@@ -27,8 +27,7 @@ the words the policy is given.
    first train template with the task's slots ("push the green block to the front"): words it was
    trained on, and the same words for every wording of one task, so that its behaviour hangs neither on
    how the encoder places an unseen synonym nor on which train phrasing the user's words resemble
-   ("shove it forward" is closest to "shove the green block frontwards", the push phrasing the base
-   does worst on). The user's own words still name the run and appear in its report.
+   ("shove it forward" is closest to "shove the green block frontwards"). The user's own words still name the run and appear in its report.
 """
 
 from __future__ import annotations

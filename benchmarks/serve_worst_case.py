@@ -303,13 +303,9 @@ def slow_headers(port: int, n: int, wait: float = 15.0) -> tuple[bool, str]:
     return closed == n, f"{closed} of {n} closed by the server within {wait:.0f} s"
 
 
-def _attack(kind: str, port: int, meta: dict, stop, answers, nice: int = 0) -> None:
+def _attack(kind: str, port: int, meta: dict, stop, answers) -> None:
     """The second client, in its own process (its message building must not hold the measuring
-    process's interpreter lock): one worst-case request at a time until told to stop. `nice` > 0 runs
-    it at a lower CPU priority: on a machine shared by both clients and the server, that stands for a
-    client on another machine (its own CPU time then does not compete with the server's)."""
-    if nice:
-        os.nice(nice)
+    process's interpreter lock): one worst-case request at a time until told to stop."""
     while not stop.is_set():
         t0 = time.perf_counter()
         try:
@@ -327,12 +323,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_kind(kind: str, port: int, meta: dict, n_valid: int, server_pid: int, nice: int = 0) -> dict:
+def run_kind(kind: str, port: int, meta: dict, n_valid: int, server_pid: int) -> dict:
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     stop, queue = ctx.Event(), ctx.Queue()
-    attacker = ctx.Process(target=_attack, args=(kind, port, meta, stop, queue, nice), daemon=True)
+    attacker = ctx.Process(target=_attack, args=(kind, port, meta, stop, queue), daemon=True)
     attacker.start()
     first = queue.get(timeout=300)  # the attacker is up and its first request answered
     server_cpu, attacker_cpu, t0 = cpu_seconds(server_pid), cpu_seconds(attacker.pid), time.perf_counter()
@@ -409,12 +405,6 @@ def main() -> int:
     ap.add_argument("--valid", type=int, default=200, help="valid requests per measurement")
     ap.add_argument("--prompts", type=int, default=10_000, help="distinct prompts sent")
     ap.add_argument("--kinds", default=",".join(WORST_KINDS), help="comma-separated worst-case kinds")
-    ap.add_argument(
-        "--attacker-nice",
-        type=int,
-        default=0,
-        help="run the second client at this nice level (19: as if on another machine)",
-    )
     ap.add_argument("--out", default=None, help="also write the figures as JSON here")
     args = ap.parse_args()
     kinds = [k for k in args.kinds.split(",") if k]
@@ -442,7 +432,7 @@ def main() -> int:
         result["largest_image_prep_ms"] = round(largest_image_cost(meta), 1)
         for kind in kinds:
             result["kinds"][kind] = {
-                **run_kind(kind, port, meta, args.valid, server.pid, args.attacker_nice),
+                **run_kind(kind, port, meta, args.valid, server.pid),
                 **memory(server.pid),
             }
             print(kind, result["kinds"][kind], flush=True)

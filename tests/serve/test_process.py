@@ -77,6 +77,21 @@ def test_serve_refuses_a_bad_thread_count_before_loading_anything():
             serve("no/such/checkpoint", port=0, threads=bad)
 
 
+def test_a_failed_start_leaves_the_callers_threads_alone(monkeypatch, tmp_path):
+    """`serve` sets torch's threads for the whole process, but only once the policy has loaded: a start
+    that fails (here: no shipped base) leaves a calling process, such as a test run, as it was."""
+    import torch
+
+    from embodia.policy.checkpoint import SHIPPED_POLICIES
+    from embodia.serve.server import serve
+
+    monkeypatch.setitem(SHIPPED_POLICIES, "base", tmp_path / "missing")
+    before = torch.get_num_threads()
+    with pytest.raises(Exception, match="missing"):
+        serve(port=0, threads=before + 1)
+    assert torch.get_num_threads() == before
+
+
 def test_memory_is_handed_back_once_the_server_is_idle():
     calls = []
     trimmer = IdleTrimmer(0.2)

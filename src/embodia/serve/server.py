@@ -511,10 +511,12 @@ def serve(
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
     tune_allocator()
+    policy = load_policy(checkpoint)
     import torch
 
+    # Once the policy has loaded (a failed start leaves the calling process as it was), before the
+    # warm-up traces the model.
     torch.set_num_threads(threads or model_threads())
-    policy = load_policy(checkpoint)
     service = InferenceService(policy, max_message_bytes, scope=scope, obs_map=obs_map)
     service.warm_up()
     app = create_app(service, api_key=api_key)

@@ -107,3 +107,44 @@ def test_only_stale_versions_of_a_dataset_folder_are_pruned(tmp_path):
     assert {p.name for p in cache.iterdir()} == {"legacy", fc, fa, dataset_fingerprint(b)}
     TrainingDataset(a, cache_dir=cache)  # loading again removes nothing
     assert (cache / fa).is_dir()
+
+
+def test_two_runs_building_one_cache_at_once_both_get_it(tmp_path, monkeypatch):
+    """Two trainings on one machine (or two workers of a cluster) may decode the same dataset into the
+    same cache at the same time: each writes a temporary file of its own and both end with the frames."""
+    import threading
+
+    from embodia.data.loader import FrameCache
+    from embodia.data.reader import LeRobotDataset
+
+    barrier = threading.Barrier(2, timeout=30)
+    decode = LeRobotDataset.episode_frames
+    first: set[int] = set()
+
+    def both_mid_build(self, episode, key):
+        if threading.get_ident() not in first:  # both threads have started writing before either ends
+            first.add(threading.get_ident())
+            barrier.wait()
+        return decode(self, episode, key)
+
+    monkeypatch.setattr(LeRobotDataset, "episode_frames", both_mid_build)
+    caches, errors = [], []
+
+    def build():
+        try:
+            caches.append(FrameCache(LeRobotDataset.open(FIXTURE), tmp_path))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and len(caches) == 2
+    ds = LeRobotDataset.open(FIXTURE)
+    for key in ds.camera_keys:
+        want = decode(ds, 0, key)
+        for cache in caches:
+            np.testing.assert_array_equal(cache.arrays[key][: len(want)], want)
+    assert not list(caches[0].dir.glob(".*.tmp"))  # no temporary file left behind

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,9 @@ class FrameCache:
         done = self.dir / f"{key}.done"
         if not done.exists():
             self.dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.dir / f".{key}.u8.tmp"
+            # A temporary file of its own: two runs may build the same cache at once (two trainings on
+            # one machine, workers of a cluster); each replaces the file with identical bytes.
+            tmp = self.dir / f".{key}.u8.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
             arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
             # Decoding is the one slow part of a first run (minutes for a 150 k-frame dataset): show it.
             with Progress(
@@ -84,7 +87,7 @@ class FrameCache:
             arr.flush()
             del arr
             os.replace(tmp, path)
-            done.write_text(json.dumps({"shape": shape}))
+            _atomic_text(done, json.dumps({"shape": shape}))
         return np.load(path, mmap_mode="r")
 
     def _claim(self) -> None:
@@ -110,9 +113,13 @@ def _cache_roots(cache: Path) -> list[str]:
 
 
 def _write_roots(cache: Path, roots: list[str]) -> None:
-    tmp = cache / ".source.json.tmp"
-    tmp.write_text(json.dumps({"roots": roots}))
-    os.replace(tmp, cache / "source.json")
+    _atomic_text(cache / "source.json", json.dumps({"roots": roots}))
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def prune_stale_caches(current: Path, root: str) -> list[Path]:

@@ -108,3 +108,7 @@ def test_the_command_line_is_the_config(beside_demos):
     assert main(["teach", str(beside_demos), "--cotrain-share", "2"]) == 2  # a clear error, no traceback
     _, fixed = parse(["teach", str(beside_demos), "--steps", "1983"])  # --steps alone: no time budget
     assert fixed.train.steps == 1983 and fixed.train.minutes == 0
+    # --freeze-encoders: the fine-tune's init_from comes from the loop's stage, not from the flags
+    _, frozen = parse(["teach", str(beside_demos), "--freeze-encoders", "--cotrain", "none"])
+    finetune = teach_recipe(frozen, "beside").stage("finetune")
+    assert finetune.config.freeze_encoders and finetune.init_from == "base"

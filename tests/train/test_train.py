@@ -100,6 +100,10 @@ def test_finetune_with_frozen_encoders(tmp_path):
     vision = [k for k in w0 if k.startswith("vision.")]
     assert vision and all(torch.equal(w0[k], w1[k]) for k in vision)
     assert not torch.equal(w0["action_out.weight"], w1["action_out.weight"])
+    # Without a checkpoint to keep the encoders of: a clear error before any run folder exists.
+    with pytest.raises(ValueError, match="freeze_encoders needs init_from"):
+        train(tiny(tmp_path, steps=4, freeze_encoders=True), tmp_path / "nothing")
+    assert not (tmp_path / "nothing").exists()
 
 
 def test_l1_head_trains(tmp_path):

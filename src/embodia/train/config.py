@@ -203,8 +203,8 @@ class TrainConfig:
                 )
             if any(not w > 0 for w in self.dataset_weights):
                 raise ValueError(f"dataset_weights must all be positive, got {self.dataset_weights}")
-        if self.freeze_encoders and not self.init_from:
-            raise ValueError("freeze_encoders needs init_from (a checkpoint whose encoders to keep)")
+        # freeze_encoders without init_from is refused when training starts (Trainer): a recipe's or
+        # `embodia teach`'s config gets its init_from from the stage that runs it.
 
     @property
     def warmup(self) -> int:

@@ -45,6 +45,8 @@ class Trainer:
         console=None,
         phrasings: PhrasingSource | None = None,
     ):
+        if cfg.freeze_encoders and not cfg.init_from:
+            raise ValueError("freeze_encoders needs init_from (a checkpoint whose encoders to keep)")
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.acc = accelerator or _accelerator(cfg.device)

@@ -13,7 +13,14 @@ import pytest
 from embodia.cli import main, parse
 from embodia.data.record import RecordConfig, record
 from embodia.recipes import read_manifest
-from embodia.recipes.teach import TeachConfig, resolve_family, teach, teach_recipe
+from embodia.recipes.teach import (
+    TEACH_COTRAIN_SHARE,
+    TEACH_LR,
+    TeachConfig,
+    resolve_family,
+    teach,
+    teach_recipe,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "tasks"
 BESIDE = str(EXAMPLES / "beside.py")
@@ -97,16 +104,17 @@ def test_demos_of_several_families_need_the_family_named(tmp_path, task_registry
 
 
 def test_the_command_line_is_the_config(beside_demos):
-    cmd, cfg = parse(["teach", str(beside_demos), "--minutes", "2", "--lr", "1e-4", "--cotrain", "none",
+    cmd, cfg = parse(["teach", str(beside_demos), "--minutes", "2", "--lr", "2e-4", "--cotrain", "none",
                       "--tasks", BESIDE])  # fmt: skip
     assert cmd.name == "teach" and isinstance(cfg, TeachConfig)
-    assert cfg.train.minutes == 2 and cfg.train.lr == 1e-4 and cfg.cotrain == "none"
+    assert cfg.train.minutes == 2 and cfg.train.lr == 2e-4 and cfg.cotrain == "none"
     assert cfg.train.language.sentence_mix == 0.5  # the loop's default, kept where no flag changes it
     assert cfg.train.batch_size == 32  # the finetune preset's
     stages = teach_recipe(cfg, "beside").stage_names
     assert stages == ("demos", "finetune", "eval_before", "eval_heldout")
     assert main(["teach", str(beside_demos), "--cotrain-share", "2"]) == 2  # a clear error, no traceback
     _, fixed = parse(["teach", str(beside_demos), "--steps", "1983"])  # --steps alone: no time budget
+    assert fixed.train.lr == TEACH_LR and fixed.cotrain_share == TEACH_COTRAIN_SHARE  # the loop's defaults
     assert fixed.train.steps == 1983 and fixed.train.minutes == 0
     # --freeze-encoders: the fine-tune's init_from comes from the loop's stage, not from the flags
     _, frozen = parse(["teach", str(beside_demos), "--freeze-encoders", "--cotrain", "none"])

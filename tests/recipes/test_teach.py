@@ -51,10 +51,11 @@ def test_teach_runs_the_whole_loop_and_a_rerun_skips_it(beside_demos, tmp_path):
     assert report["finetune"]["steps"] == 2 and report["finetune"]["policy"] == "finetune/final"
     assert json.loads((out / "report.json").read_text()) == report
     assert "held-out phrasings" in (out / "report.md").read_text()
-    # The fine-tune read the demos and both co-training recordings, 1/2 and 1/4 + 1/4 of each batch.
+    # The fine-tune read the demos and both co-training recordings, which share TEACH_COTRAIN_SHARE.
     train = read_manifest(out / "finetune")
     assert train["config"]["train"]["datasets"] == ["demos", "co_stack", "co_push"]
-    assert train["config"]["train"]["dataset_weights"] == [0.5, 0.25, 0.25]
+    share = TEACH_COTRAIN_SHARE
+    assert train["config"]["train"]["dataset_weights"] == pytest.approx([1 - share, share / 2, share / 2])
     assert train["inputs"]["demos"]["path"] == "demos:demos"
     assert train["config"]["train"]["task_files"] == [BESIDE]
     meta = json.loads((out / "finetune" / "final" / "config.json").read_text())["metadata"]

@@ -36,6 +36,7 @@ from torch.utils.data import Dataset
 from embodia.data.reader import LeRobotDataset
 from embodia.data.transforms import ImageAugment
 from embodia.robots.spec import ACTION, OBS_STATE
+from embodia.runs import atomic_write_text
 
 DEFAULT_CACHE = Path(os.environ.get("EMBODIA_CACHE", Path.home() / ".cache" / "embodia" / "frames"))
 
@@ -87,7 +88,7 @@ class FrameCache:
             arr.flush()
             del arr
             os.replace(tmp, path)
-            _atomic_text(done, json.dumps({"shape": shape}))
+            atomic_write_text(done, json.dumps({"shape": shape}))
         return np.load(path, mmap_mode="r")
 
     def _claim(self) -> None:
@@ -113,13 +114,7 @@ def _cache_roots(cache: Path) -> list[str]:
 
 
 def _write_roots(cache: Path, roots: list[str]) -> None:
-    _atomic_text(cache / "source.json", json.dumps({"roots": roots}))
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(cache / "source.json", json.dumps({"roots": roots}))
 
 
 def prune_stale_caches(current: Path, root: str) -> list[Path]:

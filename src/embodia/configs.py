@@ -81,6 +81,13 @@ def positive_numbers(text: str) -> list[float]:
     return values
 
 
+def probabilities(text: str) -> list[float]:
+    values = numbers(text)
+    if not all(0 <= v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers between 0 and 1, got {text!r}")
+    return values
+
+
 # ---------------------------------------------------------------------------------- declaring fields
 def opt(
     default: Any = _MISSING,

@@ -15,6 +15,7 @@ from embodia.data.record import RecordConfig, record
 from embodia.recipes import read_manifest
 from embodia.recipes.teach import (
     TEACH_COTRAIN_SHARE,
+    TEACH_DISTILL,
     TEACH_LR,
     TeachConfig,
     resolve_family,
@@ -121,3 +122,12 @@ def test_the_command_line_is_the_config(beside_demos):
     _, frozen = parse(["teach", str(beside_demos), "--freeze-encoders", "--cotrain", "none"])
     finetune = teach_recipe(frozen, "beside").stage("finetune")
     assert finetune.config.freeze_encoders and finetune.init_from == "base"
+    # --distill: the co-training datasets' targets, never the demonstrations'
+    _, kept = parse(["teach", str(beside_demos), "--distill", "0.8", "--cotrain", "a,b"])
+    assert teach_recipe(kept, "beside").stage("finetune").distill == (0.0, 0.8, 0.8)
+    assert teach_recipe(fixed, "beside").stage("finetune").distill == (
+        None if TEACH_DISTILL == 0 else (0.0, TEACH_DISTILL, TEACH_DISTILL)
+    )
+    with pytest.raises(SystemExit) as exit_:  # argparse's clear error
+        parse(["teach", str(beside_demos), "--distill", "2"])
+    assert exit_.value.code == 2

@@ -106,6 +106,43 @@ def test_finetune_with_frozen_encoders(tmp_path):
     assert not (tmp_path / "nothing").exists()
 
 
+def test_distilling_every_dataset_fully_keeps_the_starting_policy_exactly(tmp_path):
+    base = train(tiny(tmp_path, steps=4), tmp_path / "base")
+    # The target is the starting policy's own output for the same noisy chunk: the loss is 0 from the
+    # first step, so without weight decay no weight moves.
+    kept = train(
+        tiny(tmp_path, steps=4, init_from=str(base), distill=[1.0], weight_decay=0.0), tmp_path / "kept"
+    )
+    assert_same(weights(base), weights(kept))
+    losses = [
+        json.loads(line)["loss"] for line in (tmp_path / "kept" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert losses and all(loss == 0.0 for loss in losses)
+    # Weight 0 is the plain fine-tune, bit for bit; weight 0.5 trains toward both targets.
+    plain = train(tiny(tmp_path, steps=4, init_from=str(base), weight_decay=0.0), tmp_path / "plain")
+    zero = train(
+        tiny(tmp_path, steps=4, init_from=str(base), distill=[0.0], weight_decay=0.0), tmp_path / "zero"
+    )
+    assert_same(weights(plain), weights(zero))
+    half = train(
+        tiny(tmp_path, steps=4, init_from=str(base), distill=[0.5], weight_decay=0.0), tmp_path / "half"
+    )
+    w0, wp, wh = weights(base), weights(plain), weights(half)
+    moved = {k: (wp[k] - w0[k]).abs().sum() for k in w0}
+    assert any(moved[k] > 0 for k in w0)
+    assert sum((wh[k] - w0[k]).abs().sum() for k in w0) < sum(moved.values())
+
+
+def test_distill_is_checked_against_the_datasets_and_needs_a_starting_policy(tmp_path):
+    with pytest.raises(ValueError, match="one weight per dataset"):
+        TrainConfig(datasets=["a", "b"], distill=[1.0])
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        TrainConfig(datasets=["a"], distill=[1.5])
+    with pytest.raises(ValueError, match="distill needs init_from"):
+        train(tiny(tmp_path, steps=4, distill=[1.0]), tmp_path / "nothing")
+    assert not (tmp_path / "nothing").exists()
+
+
 def test_l1_head_trains(tmp_path):
     cfg = tiny(tmp_path, steps=3)
     cfg.model.head = "l1"

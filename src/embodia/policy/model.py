@@ -362,25 +362,41 @@ class VLA(nn.Module):
             h = block(h, kv, prefix.attn_mask)
         return self.action_out(self.expert_norm(h))
 
-    def loss(self, prefix: Prefix, actions: torch.Tensor, loss_mask: torch.Tensor,
-             noise: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
-        """actions (B, H, max_action_dim) normalised and padded; loss_mask (B, H, max_action_dim) is
-        False on padded dims and padded chunk steps."""
+    def head_input(self, actions: torch.Tensor, loss_mask: torch.Tensor, noise: torch.Tensor | None = None,
+                   t: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+        """(input, time, target) of the action head for one training batch: the noisy chunk x_t, its flow
+        time and the velocity target noise - actions (flow), or zeros, time 0 and the actions (l1)."""
         b = actions.shape[0]
         if self.cfg.head == "l1":
-            pred = self.velocity(torch.zeros_like(actions), torch.zeros(b, device=actions.device), prefix)
-            err = (pred - actions).abs()
-        else:
-            noise = torch.randn_like(actions) if noise is None else noise
-            if t is None:
-                t = sample_flow_time(b).to(actions.device)
-            tt = t[:, None, None]
-            # Padded action dims carry nothing: zero them in the input too, not only in the loss.
-            dims = loss_mask.any(dim=1, keepdim=True)
-            x_t = (tt * noise + (1 - tt) * actions) * dims
-            err = (self.velocity(x_t, t, prefix) - (noise - actions)) ** 2
+            return torch.zeros_like(actions), torch.zeros(b, device=actions.device), actions
+        noise = torch.randn_like(actions) if noise is None else noise
+        if t is None:
+            t = sample_flow_time(b).to(actions.device)
+        tt = t[:, None, None]
+        # Padded action dims carry nothing: zero them in the input too, not only in the loss.
+        dims = loss_mask.any(dim=1, keepdim=True)
+        return (tt * noise + (1 - tt) * actions) * dims, t, noise - actions
+
+    def loss(self, prefix: Prefix, actions: torch.Tensor, loss_mask: torch.Tensor,
+             noise: torch.Tensor | None = None, t: torch.Tensor | None = None,
+             target: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """actions (B, H, max_action_dim) normalised and padded; loss_mask (B, H, max_action_dim) is
+        False on padded dims and padded chunk steps. `target` replaces the head's own target (a
+        teacher's output on the same input: distillation)."""
+        x, t, own = self.head_input(actions, loss_mask, noise, t)
+        pred = self.velocity(x, t, prefix)
+        target = own if target is None else target
+        err = (pred - target).abs() if self.cfg.head == "l1" else (pred - target) ** 2
         m = loss_mask.float()
         return (err * m).sum() / m.sum().clamp(min=1)
+
+    @torch.no_grad()
+    def head_output(self, inputs: dict[str, torch.Tensor], actions: torch.Tensor, loss_mask: torch.Tensor,
+                    noise: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """What this model's head outputs on a training batch's input (the same x_t and time `loss`
+        builds from `noise` and `t`): a teacher's target for distillation."""
+        x, t, _ = self.head_input(actions, loss_mask, noise, t)
+        return self.velocity(x, t, self.encode_prefix(**inputs))
 
     def forward(
         self,
@@ -389,10 +405,11 @@ class VLA(nn.Module):
         loss_mask: torch.Tensor,
         noise: torch.Tensor | None = None,
         t: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The training loss for one batch. Training calls the module itself (not `loss`) so that a
         DistributedDataParallel wrapper sees the call and synchronises the gradients."""
-        return self.loss(self.encode_prefix(**inputs), actions, loss_mask, noise=noise, t=t)
+        return self.loss(self.encode_prefix(**inputs), actions, loss_mask, noise=noise, t=t, target=target)
 
     @torch.no_grad()
     def sample(self, prefix: Prefix, dim_mask: torch.Tensor | None = None,

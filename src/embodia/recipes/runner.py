@@ -317,6 +317,7 @@ class _Run:
             copy.deepcopy(stage.config),
             datasets=[str(self.resolve(ref, True)[0]) for ref in stage.datasets],
             dataset_weights=list(stage.weights) if stage.weights is not None else None,
+            distill=list(stage.distill) if stage.distill is not None else None,
             init_from=str(self.resolve(stage.init_from, False)[0]) if stage.init_from else None,
             name=stage.name,
         )
@@ -372,6 +373,9 @@ def stage_config(stage: Stage) -> dict[str, Any]:
             "init_from": stage.init_from,
             "dataset_weights": list(stage.weights) if stage.weights is not None else None,
         }
+        cfg.pop("distill", None)  # (only where set: the stages built before it existed stay current)
+        if stage.distill is not None:
+            cfg["distill"] = list(stage.distill)
         return {"kind": "train", "train": cfg}
     if isinstance(stage, Average):
         return {"kind": "average", "inputs": list(stage.inputs), "weights": stage.weights}

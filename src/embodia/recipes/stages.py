@@ -69,7 +69,8 @@ class Train:
     """Train (or fine-tune, with `init_from`) on the datasets of earlier Record stages.
 
     `config` is a TrainConfig without datasets or init_from (those are references here, resolved to
-    folders when the stage runs); `weights` is its dataset_weights, one per dataset. `gpu`: the stage was
+    folders when the stage runs); `weights` is its dataset_weights and `distill` its distill weights, one per
+    dataset. `gpu`: the stage was
     trained on a GPU; `--device cuda` puts it there (the others keep their config's device)."""
 
     name: str
@@ -77,6 +78,7 @@ class Train:
     datasets: tuple[str, ...] = ()
     init_from: str | None = None
     weights: tuple[float, ...] | None = None
+    distill: tuple[float, ...] | None = None
     gpu: bool = False
     differs: str = ""
 
@@ -86,7 +88,14 @@ class Train:
         object.__setattr__(self, "datasets", tuple(self.datasets))
         if self.weights is not None:
             object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
-        if self.config.datasets or self.config.init_from or self.config.dataset_weights:
+        if self.distill is not None:
+            object.__setattr__(self, "distill", tuple(float(w) for w in self.distill))
+        if (
+            self.config.datasets
+            or self.config.init_from
+            or self.config.dataset_weights
+            or self.config.distill
+        ):
             raise RecipeError(
                 f"Train stage {self.name!r}: give datasets, weights and init_from on the stage (references "
                 "to earlier stages or shipped names), not inside its TrainConfig"
@@ -96,6 +105,11 @@ class Train:
         if self.weights is not None and len(self.weights) != len(self.datasets):
             raise RecipeError(
                 f"Train stage {self.name!r}: {len(self.weights)} weights for {len(self.datasets)} datasets"
+            )
+        if self.distill is not None and (len(self.distill) != len(self.datasets) or not self.init_from):
+            raise RecipeError(
+                f"Train stage {self.name!r}: distill needs init_from and one weight per dataset "
+                f"({len(self.distill)} for {len(self.datasets)})"
             )
 
 

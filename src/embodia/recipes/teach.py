@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from embodia.configs import non_negative_int, opt, positive_int, task_files
+from embodia.configs import non_negative_int, opt, positive_int, probability, task_files
 from embodia.recipes.base import PUSH_E, SENTENCE, STACK_D
 from embodia.recipes.stages import SHIPPED_NAMES, Demos, Evaluate, Recipe, Record, Train
 from embodia.runs import RUNS_ROOT, atomic_write_text
@@ -41,7 +41,7 @@ COTRAIN_EPISODES = 60
 CO_STACK = replace(STACK_D, episodes=COTRAIN_EPISODES, num_envs=2)
 CO_PUSH = replace(PUSH_E, episodes=COTRAIN_EPISODES, num_envs=2)
 # What the loop's fine-tune sets; the flags override it field by field.
-_FROM_LOOP = ("datasets", "dataset_weights", "init_from", "out", "name", "task_files", "model",
+_FROM_LOOP = ("datasets", "dataset_weights", "distill", "init_from", "out", "name", "task_files", "model",
               "delta_actions", "stop_after")  # fmt: skip
 
 
@@ -50,6 +50,7 @@ _FROM_LOOP = ("datasets", "dataset_weights", "init_from", "out", "name", "task_f
 # (-5 points instead of -15), and 70 % of each batch from the demonstrations learnt the task best.
 TEACH_LR = 1e-4
 TEACH_COTRAIN_SHARE = 0.3
+TEACH_DISTILL = 0.0
 
 
 def default_train() -> TrainConfig:
@@ -82,6 +83,12 @@ class TeachConfig:
     )
     cotrain_share: float = opt(
         TEACH_COTRAIN_SHARE, "the fraction of each batch drawn from the co-training data"
+    )
+    distill: float = opt(
+        TEACH_DISTILL,
+        "on the co-training data, how much of the target is the starting policy's own output instead of the "
+        "recorded actions (1: keep what the policy does there, 0: fit the recordings)",
+        parse=probability,
     )
     episodes: int = opt(50, "held-out evaluation episodes (seeds --eval-seed ...)", parse=positive_int)
     eval_seed: int = opt(0, "the held-out evaluation's first seed (keep it apart from the demos' seeds)")
@@ -158,11 +165,13 @@ def teach_recipe(cfg: TeachConfig, family: str) -> Recipe:
         for i, folder in enumerate(folders):
             stages.append(Demos(f"cotrain_{i}", folder))
             data.append(f"cotrain_{i}")
+    distill = None
     if len(data) > 1:
         share = cfg.cotrain_share / (len(data) - 1)
         weights = [1 - cfg.cotrain_share] + [share] * (len(data) - 1)
+        distill = (0.0,) + (cfg.distill,) * (len(data) - 1) if cfg.distill > 0 else None
     train = replace(cfg.train, task_files=list(cfg.task_files), datasets=[], init_from=None)
-    stages.append(Train("finetune", train, datasets=tuple(data), weights=tuple(weights),
+    stages.append(Train("finetune", train, datasets=tuple(data), weights=tuple(weights), distill=distill,
                         init_from=cfg.init_from))  # fmt: skip
     files = tuple(cfg.task_files)
 
@@ -230,6 +239,7 @@ def _report(cfg: TeachConfig, family: str, out: Path, manifests: dict, artifact:
         "demos": {"path": str(cfg.demos), **manifests["demos"].get("record", {})},
         "cotrain": cfg.cotrain if cfg.cotrain in ("base", "none") else cfg.cotrain.split(","),
         "cotrain_share": cfg.cotrain_share,
+        "distill": cfg.distill,
         "init_from": cfg.init_from,
         "finetune": {
             "steps": train.get("train", {}).get("steps"),

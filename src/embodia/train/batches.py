@@ -254,17 +254,18 @@ def draw_source(sources: list[Source], cfg: TrainConfig, g: torch.Generator) -> 
 
 
 def make_batch(sources: list[Source], cfg: TrainConfig, step: int, rank: int) -> tuple:
-    """(model inputs, targets, loss mask, flow noise, flow time) of a step, on the sources' device;
-    every random draw from one generator seeded by (seed, step, rank)."""
+    """(model inputs, targets, loss mask, flow noise, flow time, index of the source drawn) of a step,
+    on the sources' device; every random draw from one generator seeded by (seed, step, rank)."""
     g = step_generator(cfg.seed, step, rank)
-    src = sources[draw_source(sources, cfg, g)]
+    which = draw_source(sources, cfg, g)
+    src = sources[which]
     idx = torch.randint(len(src.data), (cfg.batch_size,), generator=g).tolist()
     batch = src.transforms(src.data.__getitems__(idx), g)
     targets = batch[TARGETS]
     noise = torch.randn(targets.shape, generator=g)
     t = sample_flow_time(cfg.batch_size, g)
     device = targets.device
-    return batch[MODEL_INPUTS], targets, batch[LOSS_MASK], noise.to(device), t.to(device)
+    return batch[MODEL_INPUTS], targets, batch[LOSS_MASK], noise.to(device), t.to(device), which
 
 
 class Prefetcher:

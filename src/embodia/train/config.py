@@ -20,6 +20,7 @@ from embodia.configs import (
     positive_float,
     positive_int,
     positive_numbers,
+    probabilities,
     probability,
     task_files,
     to_dict,
@@ -109,6 +110,16 @@ class TrainConfig:
         "small new dataset with a large one (default: in proportion to their frames)",
         flag="weights",
         parse=positive_numbers,
+    )
+    # Distillation keeps what the starting policy does on the data it already knew: on a dataset with
+    # weight 1 the target is the --init-from policy's own output for the same noisy chunk, not the
+    # recorded actions, so the co-training data pulls toward the base's behaviour, not toward refitting
+    # 60 episodes (`embodia teach` distils its co-training datasets).
+    distill: list[float] | None = opt(
+        None,
+        "with --init-from: per dataset, in the order given, how much of the training target is the "
+        "starting policy's own output instead of the recorded actions (0: none, 1: all), e.g. 0,1,1",
+        parse=probabilities,
     )
     out: str | None = opt(None, "run folder (default ./embodia_runs/train/<time>-<name>)")
     steps: int = opt(2000, "optimizer steps", parse=positive_int)
@@ -203,7 +214,15 @@ class TrainConfig:
                 )
             if any(not w > 0 for w in self.dataset_weights):
                 raise ValueError(f"dataset_weights must all be positive, got {self.dataset_weights}")
-        # freeze_encoders without init_from is refused when training starts (Trainer): a recipe's or
+        if self.distill is not None:
+            if len(self.distill) != len(self.datasets):
+                raise ValueError(
+                    f"distill has {len(self.distill)} entries for {len(self.datasets)} datasets; give one "
+                    "weight per dataset, in the same order"
+                )
+            if any(not 0 <= w <= 1 for w in self.distill):
+                raise ValueError(f"distill weights are between 0 and 1, got {self.distill}")
+        # freeze_encoders (and distill) without init_from is refused when training starts (Trainer): a recipe's or
         # `embodia teach`'s config gets its init_from from the stage that runs it.
 
     @property

@@ -47,6 +47,8 @@ class Trainer:
     ):
         if cfg.freeze_encoders and not cfg.init_from:
             raise ValueError("freeze_encoders needs init_from (a checkpoint whose encoders to keep)")
+        if cfg.distill and any(cfg.distill) and not cfg.init_from:
+            raise ValueError("distill needs init_from (the policy whose outputs to keep)")
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.acc = accelerator or _accelerator(cfg.device)
@@ -83,6 +85,8 @@ class Trainer:
         )
         self.step = 0
         self.commit = git_sha()  # the checkout that trained it, in the checkpoint's metadata
+        # The starting policy, frozen, whose outputs are the targets on the distilled datasets.
+        self.teacher = _teacher(cfg, init, self.acc.device) if cfg.distill and any(cfg.distill) else None
         self.wrapped, self.optimizer = self.acc.prepare(self.model, self.optimizer)
         # After prepare(), so that the EMA lives on the training device with the weights it follows.
         self.ema = [p.detach().clone() for p in self.model.parameters()] if cfg.ema_decay > 0 else None
@@ -148,9 +152,14 @@ class Trainer:
         lr = lr_at(cfg, self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        inputs, actions, mask, noise, t = self.batches.batch(self.step)
+        inputs, actions, mask, noise, t, source = self.batches.batch(self.step)
+        target = None
+        if self.teacher is not None and cfg.distill[source] > 0:
+            w = cfg.distill[source]
+            _, _, own = self.model.head_input(actions, mask, noise, t)
+            target = w * self.teacher.head_output(inputs, actions, mask, noise, t) + (1 - w) * own
         self.wrapped.train()
-        loss = self.wrapped(inputs, actions, mask, noise=noise, t=t)
+        loss = self.wrapped(inputs, actions, mask, noise=noise, t=t, target=target)
         self.optimizer.zero_grad(set_to_none=True)
         self.acc.backward(loss)
         grad_norm = self.acc.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
@@ -163,6 +172,15 @@ class Trainer:
                 torch._foreach_lerp_(self.ema, params, 1 - decay)
         self.step += 1
         return float(loss.detach()), float(grad_norm)
+
+
+def _teacher(cfg: TrainConfig, init: Policy, device) -> VLA:
+    """A frozen copy of the starting policy in eval mode, with the (possibly extended) model config the
+    student trains with."""
+    teacher = VLA(cfg.model)
+    teacher.load_state_dict(init.model.state_dict())
+    teacher.requires_grad_(False)
+    return teacher.eval().to(device)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

@@ -148,3 +148,28 @@ def test_two_runs_building_one_cache_at_once_both_get_it(tmp_path, monkeypatch):
         for cache in caches:
             np.testing.assert_array_equal(cache.arrays[key][: len(want)], want)
     assert not list(caches[0].dir.glob(".*.tmp"))  # no temporary file left behind
+
+
+def test_a_builder_killed_mid_decode_leaves_no_file_for_long(tmp_path):
+    """The next build removes the temporary files of builders that died on this machine; a live
+    builder's file and another machine's (a cache on a shared disk) stay."""
+    import os
+    import subprocess
+    import sys
+
+    from embodia.data import loader
+    from embodia.data.loader import FrameCache, dataset_fingerprint
+    from embodia.data.reader import LeRobotDataset
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    folder = tmp_path / dataset_fingerprint(FIXTURE)
+    folder.mkdir()
+    key = LeRobotDataset.open(FIXTURE).camera_keys[0]
+    orphan = folder / f".{key}.u8.{loader._HOST}.{dead.pid}.0123abcd.tmp"
+    live = folder / f".{key}.u8.{loader._HOST}.{os.getpid()}.89abcdef.tmp"
+    elsewhere = folder / f".{key}.u8.other-host.{dead.pid}.0123abcd.tmp"
+    for f in (orphan, live, elsewhere):
+        f.write_bytes(b"half-decoded")
+    FrameCache(LeRobotDataset.open(FIXTURE), tmp_path)
+    assert not orphan.exists() and live.exists() and elsewhere.exists()

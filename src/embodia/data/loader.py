@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import uuid
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,10 @@ class FrameCache:
         if not done.exists():
             self.dir.mkdir(parents=True, exist_ok=True)
             # A temporary file of its own: two runs may build the same cache at once (two trainings on
-            # one machine, workers of a cluster); each replaces the file with identical bytes.
-            tmp = self.dir / f".{key}.u8.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+            # one machine, workers of a cluster); each replaces the file with identical bytes. Its name
+            # says who writes it, so that the files of builders killed mid-decode can be removed.
+            remove_orphans(self.dir)
+            tmp = self.dir / f".{key}.u8.{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
             arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
             # Decoding is the one slow part of a first run (minutes for a 150 k-frame dataset): show it.
             with Progress(
@@ -104,6 +107,32 @@ class FrameCache:
             Console(stderr=True).print(
                 f"frame cache: removed {len(removed)} stale cache(s) of {root} (the dataset changed since)"
             )
+
+
+_HOST = socket.gethostname().replace(".", "-") or "host"
+
+
+def remove_orphans(cache: Path) -> list[Path]:
+    """Remove the temporary files of builders that died mid-decode: written on this machine by a process
+    that no longer exists. Files of other machines (a cache on a shared disk) and of live processes stay."""
+    removed = []
+    for f in cache.glob(".*.tmp"):
+        parts = f.name.split(".")  # "", key..., "u8", host, pid, suffix, "tmp"
+        if len(parts) < 6 or parts[-4] != _HOST or not parts[-3].isdigit() or _alive(int(parts[-3])):
+            continue
+        f.unlink(missing_ok=True)
+        removed.append(f)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's process, or not a pid we can judge: keep its file
+    return True
 
 
 def _cache_roots(cache: Path) -> list[str]:

@@ -8,10 +8,11 @@ Sets (benchmarks/language/, committed, used for nothing else):
   one minimising false accepts + false rejects on them); items at odd positions measure it.
 - directions_heldout.json: push instructions naming their direction with phrasings no template or
   paraphrase list contains; measures the mapping only (family, colour and direction all right).
-- directions_dev.json, directions_dev2.json, directions_dev3.json: the same kind of instructions, each
-  written separately without seeing the held-out set (dev2 and dev3 also without the reader's code;
-  dev2 with wordings that name other tasks' verbs, dev3 with the example families' words: drawer verbs
-  such as pull, draw, haul, and side words such as "beside the far edge"), to develop the direction
+- directions_dev.json ... directions_dev4.json: the same kind of instructions, each written separately
+  without seeing the held-out set (dev2 to dev4 also without the reader's code; dev2 with wordings that
+  name other tasks' verbs, dev3 with the example families' words: drawer verbs such as pull, draw, haul,
+  and side words such as "beside the far edge"; dev4 with chatty requests, context clauses, terse
+  arrows and other words for a block: brick, box, piece), to develop the direction
   reader on: their failures are printed (the held-out
   set's never are). `--no-heldout` leaves the held-out set unread, for development runs.
 Prints the threshold, false-accept and false-reject rates with Wilson 95 % intervals, and the mapping
@@ -38,7 +39,7 @@ TASK_FILES = [
     HERE.parent / "examples" / "tasks" / "drawer.py",
 ]
 SLOTS = ("color", "other", "direction")
-DEV_SETS = ("directions_dev", "directions_dev2", "directions_dev3")
+DEV_SETS = ("directions_dev", "directions_dev2", "directions_dev3", "directions_dev4")
 
 
 def load(name: str) -> list[dict]:

@@ -13,6 +13,7 @@ import pytest
 from embodia.cli import main
 from embodia.eval.scope import (
     SCOPE_THRESHOLD,
+    candidates,
     colors_of,
     direction_of,
     directions_named,
@@ -104,6 +105,30 @@ def test_free_text_is_grounded_to_the_task_it_names(encoder):
         assert read_instruction(wording, encoder).grounded == "push the green block to the front"
     stacked = read_instruction("stack red on green", encoder).task  # the order of the colours decides
     assert (stacked.family, stacked.color, stacked.other) == ("stack", "red", "green")
+
+
+def test_each_clause_of_a_request_is_compared_and_it_reads_as_the_block_named():
+    # (development set 4's failure kinds: context clauses, other words for a block, terse arrows)
+    assert candidates("The red brick is in my way, so please move it to your left.") == [
+        "the red block is in my way, so move it to the left",
+        "the red block is in my way",
+        "move the red block to the left",
+    ]
+    assert candidates("blue box -> forward") == ["blue block -> to the front", "blue block", "to the front"]
+    # A subject "it" is not the block acted on: only an object is read as the block named.
+    assert "the blue block's within reach" not in candidates("shove the blue cube back so it's within reach")
+    assert directions_named("green piece, homeward") == {"back"}
+
+
+def test_chatty_requests_with_context_are_in_scope_and_read_right(encoder):
+    for text, direction in (
+        ("I need some room near you, so could you push the red block away from you?", "front"),
+        ("If the green box is sitting at the edge, shift it toward the robot.", "back"),
+        ("Hey robot, shove the blue cube toward your base so it's within reach.", "back"),
+        ("purple cube: leftwards please", "left"),
+    ):
+        r = read_instruction(text, encoder)
+        assert r.in_scope and (r.task.family, r.task.direction) == ("push", direction), (text, r)
 
 
 def test_a_family_with_directions_needs_the_text_to_name_one(encoder, task_registry):

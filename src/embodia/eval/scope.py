@@ -60,7 +60,7 @@ DIRECTION_PATTERNS: dict[str, tuple[str, ...]] = {
               rf"\baway from {_ROBOT}", r"\b(?:far|distant|opposite) (?:side|end|edge)\b",
               r"\b(?:direction|way) (?:that |in which )?(?:the |its |your )?(?:robot|arm|gripper)(?: arm)? "
               r"(?:is )?(?:facing|faces|points|is pointing|reaches)\b"),
-    "back": (r"\bback\b", r"\bbackwards?\b", r"\brear(?:wards?)?\b", r"\binwards?\b",
+    "back": (r"\bback\b", r"\bbackwards?\b", r"\brear(?:wards?)?\b", r"\binwards?\b", r"\bhomewards?\b",
              rf"\b{_TOWARD} {_ROBOT}", rf"\b(?:closer|nearer|nearest|closest|close|near|next) (?:to |in to |in towards? )?{_ROBOT}",
              r"\b(?:closer|nearer) in\b", r"\bnear(?:er)? (?:side|end|edge)\b",
              r"\bin (?:your|its|the robot's|the arm's|my) direction\b",
@@ -120,9 +120,11 @@ _TRAIL = re.compile(
 _FILLER = re.compile(
     r"^(?:(?:hey|ok|okay|robot|now|so),? )*(?:please |kindly )?"
     r"(?:(?:can|could|would|will) you (?:please )?|i(?:'d| would) like (?:you )?to |i want (?:you )?to |"
-    r"go ahead and |try to |"
+    r"go ahead and |try to |(?:have|let|make|get) (?:the |your )?(?:robot arm|robot|arm) |"
     r"i(?:'d| would) like |i want |let's |let us )?"
-    r"|,? (?:please|thanks|thank you)$"
+    r"|,? (?:please|pls|plz|thanks|thank you|thx|ty|first|now|right now|then)$"
+    r"|\b(?:please|pls|plz|slowly|quickly)\b"
+    r"|^(?:when you get a chance|if you can(?: reach it)?|when you can),? "
     r"|, robot$|,? for me$"
     r"|,? ?\b(?:by )?(?:about |around |roughly |approximately |some |maybe )?"
     r"(?:a couple of|a few|an?|one|two|three|four|five|six|ten|\d+(?:\.\d+)?) ?"
@@ -142,8 +144,13 @@ _FILLER = re.compile(
 )
 
 
+# What a user may call a block, said after its colour ("the red brick"): the catalogue's "block".
+_BLOCK_WORDS = r"(?:one|brick|box|piece|square|thing|object|item|blok)"
+
+
 def _without_filler(norm: str) -> str:
-    norm = re.sub(rf"\b({'|'.join(COLORS)}) one\b", r"\1 block", norm)  # "the green one": the green block
+    # "the green one", "the green brick": the green block
+    norm = re.sub(rf"\b({'|'.join(COLORS)}) {_BLOCK_WORDS}\b", r"\1 block", norm)
     previous = None
     while previous != norm:
         previous, norm = norm, " ".join(_FILLER.sub(" ", norm).split()).strip(" ,")
@@ -284,6 +291,28 @@ def _catalogue(encoder) -> tuple[list[TaskInstance], np.ndarray]:
     return _CATALOGUE[1], _CATALOGUE[2]
 
 
+# Where a request's clauses part: "if the red block is near you, push it forward", "it is in my way;
+# move the blue block left", "blue box -> forward".
+_CLAUSE = re.compile(r"\s*(?:[,;:.!?()]|->|→|—|–|\bso\b|\bthen\b)\s*")
+_PRONOUN = re.compile(r"(?<=\w )(?:it|that one|this one)\b")  # an object, not a clause's subject
+
+
+def candidates(text: str) -> list[str]:
+    """The texts compared with the catalogue: the whole request in the catalogue's words, and each of
+    its clauses of two words or more, where a text naming one colour has "it" read as that block
+    ("the red block is in my way, so move it left": "move the red block to the left")."""
+    whole = with_plain_directions(text)
+    colors = colors_of(text)
+    out = [whole]
+    for clause in _CLAUSE.split(normalize(text)):
+        if len(colors) == 1 and colors[0] not in clause:
+            clause = _PRONOUN.sub(f"the {colors[0]} block", clause)
+        plain = with_plain_directions(clause)
+        if len(plain.split()) >= 2 and plain not in out:
+            out.append(plain)
+    return out
+
+
 def read_instruction(text: str, encoder, threshold: float = SCOPE_THRESHOLD, top: int = 3) -> Reading:
     """Read `text` against the active catalogue with `encoder` (the policy's frozen sentence encoder)."""
     try:
@@ -292,8 +321,10 @@ def read_instruction(text: str, encoder, threshold: float = SCOPE_THRESHOLD, top
     except ValueError:
         pass
     tasks, pooled = _catalogue(encoder)
-    _, _, q = encoder.encode([with_plain_directions(text)])
-    scores = np.clip(pooled @ q.numpy()[0], -1.0, 1.0)  # unit vectors: float error can pass 1
+    _, _, q = encoder.encode(candidates(text))
+    # The best of the whole text and its clauses, per catalogue phrasing (unit vectors: float error can
+    # pass 1).
+    scores = np.clip((pooled @ q.numpy().T).max(axis=1), -1.0, 1.0)
     groups: dict[tuple, list[int]] = {}
     for i, t in enumerate(tasks):
         groups.setdefault((t.family, *sorted(t.values.items())), []).append(i)

@@ -118,6 +118,12 @@ def test_each_clause_of_a_request_is_compared_and_it_reads_as_the_block_named():
     # A subject "it" is not the block acted on: only an object is read as the block named.
     assert "the blue block's within reach" not in candidates("shove the blue cube back so it's within reach")
     assert directions_named("green piece, homeward") == {"back"}
+    # An alternative the request rules out is no candidate, and neither is "it" inside it.
+    ruled_out = candidates("slide the green block to the left, don't pick it up")
+    assert ruled_out == ["slide the green block to the left"]
+    assert candidates("press the purple square to its right without picking it up") == [
+        "press the purple block to the right"
+    ]
 
 
 def test_chatty_requests_with_context_are_in_scope_and_read_right(encoder):

@@ -299,15 +299,18 @@ _PRONOUN = re.compile(r"(?<=\w )(?:it|that one|this one)\b")  # an object, not a
 
 def candidates(text: str) -> list[str]:
     """The texts compared with the catalogue: the whole request in the catalogue's words, and each of
-    its clauses of two words or more, where a text naming one colour has "it" read as that block
-    ("the red block is in my way, so move it left": "move the red block to the left")."""
+    its clauses of two words or more that asks for something (not "don't pick it up"), where a text
+    naming one colour has "it" read as that block ("the red block is in my way, so move it left": "move
+    the red block to the left")."""
     whole = with_plain_directions(text)
     colors = colors_of(text)
     out = [whole]
     for clause in _CLAUSE.split(normalize(text)):
-        if len(colors) == 1 and colors[0] not in clause:
-            clause = _PRONOUN.sub(f"the {colors[0]} block", clause)
+        if negated(clause):
+            continue
         plain = with_plain_directions(clause)
+        if len(colors) == 1 and colors[0] not in plain:
+            plain = _PRONOUN.sub(f"the {colors[0]} block", plain)
         if len(plain.split()) >= 2 and plain not in out:
             out.append(plain)
     return out

@@ -69,9 +69,9 @@ class Train:
     """Train (or fine-tune, with `init_from`) on the datasets of earlier Record stages.
 
     `config` is a TrainConfig without datasets or init_from (those are references here, resolved to
-    folders when the stage runs); `weights` is its dataset_weights and `distill` its distill weights, one per
-    dataset. `gpu`: the stage was
-    trained on a GPU; `--device cuda` puts it there (the others keep their config's device)."""
+    folders when the stage runs); `weights` is its dataset_weights and `distill` its distill weights, one
+    per dataset. `gpu`: the stage was trained on a GPU; `--device cuda` puts it there (the others keep
+    their config's device)."""
 
     name: str
     config: TrainConfig

@@ -100,7 +100,12 @@ def test_goal_outside_the_limits_is_recorded_and_clamped(bus):
     ph.write1ByteTxRx(port, 4, TORQUE, 1)
     ph.write2ByteTxRx(port, 4, GOAL, 3500)
     assert emulator.violations and "servo 4: goal 3500" in emulator.violations[0]
-    time.sleep(0.6)
+    # The shaft moves at the servo's speed: wait for it (a loaded machine is slower), then it stays there.
+    deadline = time.monotonic() + 5
+    while round(emulator.actual(4)) != 3000:
+        assert time.monotonic() < deadline, f"the servo stopped at {emulator.actual(4)}, not the limit 3000"
+        time.sleep(0.02)
+    time.sleep(0.1)
     assert round(emulator.actual(4)) == 3000
 
 

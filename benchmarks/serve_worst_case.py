@@ -58,6 +58,7 @@ WORST_KINDS = (
 )
 LARGEST_SIDE = 1920  # documented in serve/schema.py (MAX_IMAGE_SIDE)
 INFER_MS: list[float] = []  # the server's own inference time of each valid request
+SERVER_MS: list[float] = []  # and the time from its decoding to its reply (so: minus the network)
 
 
 def largest_image_cost(meta: dict, repeats: int = 20) -> float:
@@ -156,7 +157,9 @@ def valid_latencies(port: int, n: int, seed: int = 0, prompts: list[str] | None 
             if not isinstance(reply, bytes) or not np.isfinite(unpackb(reply)["actions"]).all():
                 raise RuntimeError(f"a valid request failed: {str(reply)[:200]}")
             out.append(time.perf_counter() - t0)
-            INFER_MS.append(unpackb(reply)["server_timing"]["infer_ms"])
+            timing = unpackb(reply)["server_timing"]
+            INFER_MS.append(timing["infer_ms"])
+            SERVER_MS.append(timing["server_ms"])
     finally:
         ws.close()
     return out
@@ -332,7 +335,9 @@ def run_kind(kind: str, port: int, meta: dict, n_valid: int, server_pid: int) ->
     attacker.start()
     first = queue.get(timeout=300)  # the attacker is up and its first request answered
     server_cpu, attacker_cpu, t0 = cpu_seconds(server_pid), cpu_seconds(attacker.pid), time.perf_counter()
+    first_timing = len(INFER_MS)
     lat = valid_latencies(port, n_valid, seed=7)
+    infer, server = np.array(INFER_MS[first_timing:]), np.array(SERVER_MS[first_timing:])
     server_cpu = cpu_seconds(server_pid) - server_cpu
     attacker_cpu, wall = cpu_seconds(attacker.pid) - attacker_cpu, time.perf_counter() - t0
     stop.set()
@@ -346,6 +351,11 @@ def run_kind(kind: str, port: int, meta: dict, n_valid: int, server_pid: int) ->
     attacker.join(timeout=60)
     return {
         "valid_p99_ms": round(float(np.percentile(np.array(lat) * 1e3, 99)), 1),
+        # Where the valid client's time went: the model's own time, and the server's time in all
+        # (decoding, checks, waiting for the model, the model) from the request's arrival in a worker.
+        "valid_infer_p50_ms": round(float(np.percentile(infer, 50)), 1),
+        "valid_infer_p99_ms": round(float(np.percentile(infer, 99)), 1),
+        "valid_server_p99_ms": round(float(np.percentile(server, 99)), 1),
         "worst_sent": len(answers),
         "worst_clear": sum(a[0] for a in answers),
         "worst_answer": answers[0][1],

@@ -34,7 +34,7 @@ def test_fast_sampler_matches_eager(tiny_policy_dir):
         b = eager.predict_chunk(obs, noise=noise)
         assert a.shape == (batch, fast.chunk_size, 6)
         np.testing.assert_allclose(a, b, atol=1e-5)
-    assert len(fast._fast._prefix) == 3  # (1, 8 tokens), (2, 8 tokens), (1, 24 tokens)
+    assert len(fast._fast._chunk) == 3  # (1, 8 tokens), (2, 8 tokens), (1, 24 tokens)
 
 
 def test_real_time_chunking_reproduces_the_frozen_actions(tiny_policy_dir):

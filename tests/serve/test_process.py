@@ -1,4 +1,4 @@
-"""embodia.serve.process: the server process's allocator, model threads and idle memory trimming."""
+"""embodia.serve.process: the server process's allocator, model threads, switch interval and idle memory trimming."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from embodia.serve.process import IdleTrimmer, model_threads
+from embodia.serve.process import SWITCH_INTERVAL_S, IdleTrimmer, model_threads, tune_interpreter
 
 ALLOCATION_BURST = """
 import ctypes, resource, sys, threading
@@ -86,10 +86,44 @@ def test_a_failed_start_leaves_the_callers_threads_alone(monkeypatch, tmp_path):
     from embodia.serve.server import serve
 
     monkeypatch.setitem(SHIPPED_POLICIES, "base", tmp_path / "missing")
-    before = torch.get_num_threads()
+    before, interval = torch.get_num_threads(), sys.getswitchinterval()
     with pytest.raises(Exception, match="missing"):
         serve(port=0, threads=before + 1)
     assert torch.get_num_threads() == before
+    assert sys.getswitchinterval() == interval
+
+
+def test_the_interpreter_hands_its_lock_over_quickly_in_the_server():
+    before = sys.getswitchinterval()
+    try:
+        assert tune_interpreter() == before
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_S)
+    finally:
+        sys.setswitchinterval(before)
+
+
+def test_serve_sets_threads_and_the_switch_interval_before_it_listens(monkeypatch):
+    """The settings are in force when uvicorn starts answering (uvicorn's loop is replaced by a probe;
+    the test process's own settings are restored afterwards)."""
+    import torch
+    import uvicorn
+
+    from embodia.serve.server import serve
+
+    seen = {}
+
+    def probe(self, *args, **kwargs):
+        seen.update(threads=torch.get_num_threads(), interval=sys.getswitchinterval())
+        self.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", probe)
+    threads, interval = torch.get_num_threads(), sys.getswitchinterval()
+    try:
+        serve(port=0, threads=1)
+    finally:
+        torch.set_num_threads(threads)
+        sys.setswitchinterval(interval)
+    assert seen == {"threads": 1, "interval": pytest.approx(SWITCH_INTERVAL_S)}
 
 
 def test_memory_is_handed_back_once_the_server_is_idle():

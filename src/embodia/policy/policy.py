@@ -192,7 +192,9 @@ class Policy:
         built = model_inputs(
             info, images, state, language, cfg.image_size, cfg.max_cameras, cfg.max_state_dim
         )
-        inputs = {k: v.to(device) for k, v in built.items()}  # the inputs follow the model
+        # The inputs follow the model (a tensor already there is not touched: every torch call hands
+        # the interpreter lock over, which costs time in a busy server).
+        inputs = {k: v if v.device == device else v.to(device) for k, v in built.items()}
         mask = action_dim_mask(info, b, cfg.max_action_dim).to(device)
         guide = None if pending is None else self._guide(info, pending, delay, b, state, device)
         noise = None if noise is None else noise.to(device)

@@ -47,7 +47,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from embodia.net import is_loopback
 from embodia.serve.openpi import ObsMap
-from embodia.serve.process import IdleTrimmer, model_threads, tune_allocator
+from embodia.serve.process import IdleTrimmer, model_threads, tune_allocator, tune_interpreter
 from embodia.serve.protocol import ProtocolError, packb, to_jsonable, unpackb
 from embodia.serve.schema import STATE, TASK, RequestError, ServedSpec, metadata, parse_request
 from embodia.serve.transport import uvicorn_config
@@ -515,8 +515,9 @@ def serve(
     import torch
 
     # Once the policy has loaded (a failed start leaves the calling process as it was), before the
-    # warm-up traces the model.
+    # warm-up traces the model: threads, and the interpreter's switch interval (serve/process.py).
     torch.set_num_threads(threads or model_threads())
+    tune_interpreter()
     service = InferenceService(policy, max_message_bytes, scope=scope, obs_map=obs_map)
     service.warm_up()
     app = create_app(service, api_key=api_key)

@@ -19,6 +19,7 @@ Ray is an optional extra: `pip install 'embodia[ray]'`; nothing here imports it 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ CPUS_PER_WORKER = 1  # each actor: one env (and one policy replica), torch threa
 OBJECT_STORE_BYTES = 512 * 1024**2  # a private cluster's object store: results, videos, staged episodes
 RAY_VERSION = "2.60.0"  # what the extra pins (pyproject.toml)
 MAX_ATTEMPTS = 3  # a job whose actor died this often fails the run
+CLOSE_TIMEOUT_S = 30  # how long the pool waits for its actors to clean up before it ends them
 SHIP_LIMIT = 2 * 1024**3  # the largest folder shipped through the object store (a checkpoint)
 # Passed on to the actors: the LeRobot environment's location (the same path on every node) and offline mode.
 PASSED_ON = ("EMBODIA_LEROBOT_ENV", "HF_HUB_OFFLINE")
@@ -101,6 +103,7 @@ class ActorPool:
 
     def __init__(self, ray, cls: type, args: tuple, n: int, num_cpus: int = CPUS_PER_WORKER):
         self.ray = ray
+        self.cls = cls
         self.args = args
         self.remote_cls = ray.remote(num_cpus=num_cpus, max_restarts=0, max_task_retries=0,
                                      runtime_env=runtime_env())(cls)  # fmt: skip
@@ -151,5 +154,16 @@ class ActorPool:
         self.actors[slot] = self._new_actor()
 
     def close(self) -> None:
+        """Ask every actor to `close()` (where its class has one: its scratch folder removed, its
+        environments closed), wait up to CLOSE_TIMEOUT_S, then end them. An actor that died (and was
+        replaced) could not clean up after itself."""
+        if callable(getattr(self.cls, "close", None)):
+            closing = []
+            for actor in self.actors:
+                with contextlib.suppress(Exception):  # an actor already gone
+                    closing.append(actor.close.remote())
+            if closing:
+                with contextlib.suppress(Exception):
+                    self.ray.wait(closing, num_returns=len(closing), timeout=CLOSE_TIMEOUT_S)
         for actor in self.actors:
             self.ray.kill(actor, no_restart=True)

@@ -10,6 +10,8 @@ equal to a local recording; without Ray, `--ray` is a clear error naming the ext
 from __future__ import annotations
 
 import sys
+import tempfile
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -65,7 +67,10 @@ def _rows(root) -> dict:
 def test_a_ray_recording_passes_the_doctor_and_equals_a_local_one(ray_cluster, tmp_path):
     cfg = {"tasks": "touch,push", "episodes": 6, "seed": 40} | SMALL
     local = record(RecordConfig(**cfg), tmp_path / "local")
+    scratch = set(Path(tempfile.gettempdir()).glob("embodia-ray-record-*"))
     remote = record(RecordConfig(**cfg, ray="auto"), tmp_path / "ray")
+    # The actors (on this machine) removed their scratch folders before they ended.
+    assert set(Path(tempfile.gettempdir()).glob("embodia-ray-record-*")) <= scratch
     assert (remote.attempted, remote.saved) == (local.attempted, local.saved) == (6, 6)
     assert remote.per_task == local.per_task
     ours, theirs = _rows(tmp_path / "ray"), _rows(tmp_path / "local")

@@ -69,9 +69,16 @@ def test_outcomes_equal_a_local_run_with_the_same_seeds(cluster, tiny_policy_dir
                          out_dir=tmp_path / "local", show_progress=False, **SMALL)  # fmt: skip
     finally:
         torch.set_num_threads(threads)
-    nodes = []
-    remote = _ray_eval(tiny_policy_dir, tmp_path / "ray", on_pool=lambda pool: nodes.extend(_nodes(pool)))
+    nodes, scratch = [], []
+
+    def on_pool(pool):
+        nodes.extend(_nodes(pool))
+        scratch.extend(ray.get([a.__ray_call__.remote(lambda self: self._tmp) for a in pool.actors]))
+
+    remote = _ray_eval(tiny_policy_dir, tmp_path / "ray", on_pool=on_pool)
     assert len(remote.episodes) == len(local.episodes) == 20
+    # The actors' scratch folders (task files, their copy of the checkpoint) went with them.
+    assert len(scratch) == 2 and not any(Path(folder).exists() for folder in scratch)
     assert _outcomes(remote) == _outcomes(local)
     assert len(set(nodes)) == 2  # one actor on each worker node
     data = json.loads((tmp_path / "ray" / "results.json").read_text())

@@ -14,6 +14,7 @@ episode played again from its start by the next free actor (embodia.cluster.Acto
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -55,6 +56,12 @@ class RecordWorker:
             self.world = world
         (episode,) = run_episodes(self.runner, [(seed, options)], self.cfg.keep_failures, self.noise)
         return episode
+
+    def close(self) -> None:
+        """Before the pool ends this actor: its environment closed and its scratch folder removed."""
+        if self.runner is not None:
+            self.runner.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
 
 
 def record_on_ray(

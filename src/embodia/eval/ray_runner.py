@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -84,6 +85,12 @@ class EpisodeWorker:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def close(self) -> None:
+        """Before the pool ends this actor: its environment closed and its scratch folder (task files,
+        its copy of the checkpoint) removed."""
+        self.runner.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
 
     def run(self, episode: EpisodeSpec) -> tuple[dict[str, Any], bytes | None]:
         """Play `episode`; its result as a dict (video path: the mp4's file name) and the mp4's bytes."""

@@ -56,13 +56,13 @@ SWITCH_INTERVAL_S = 5e-5
 def tune_interpreter() -> float:
     """A short interpreter switch interval for the server process; returns the previous one.
 
-    The model's thread releases the interpreter lock in every torch operator and needs it back after
-    each (about 190 times per chunk for the base). While the event loop is busy (another client's
-    handshakes, refusals, large frames) each of those hand-backs waits up to the switch interval.
-    Measured on 2 cores, one model thread, a chunk of 18 ms beside a Python thread that never blocks:
-    950 ms at Python's 5 ms, 61 ms at 0.2 ms, 44 ms at 0.1 ms, 30 ms at 0.05 ms and no better below.
-    Two pure-Python threads (the event loop and a decoder) did the same work in the same time at 5 ms
-    and at 0.05 ms: the extra switching costs them nothing measurable."""
+    The model's thread releases the interpreter lock in every torch call and needs it back after each.
+    While the event loop is busy (another client's handshakes, refusals, large frames) each of those
+    hand-backs waits up to the switch interval. A chunk of the base beside a Python thread that never
+    blocks, one model thread (`python benchmarks/inference_latency.py --threads 1 --beside-busy-thread
+    --switch-interval S`): p50 153 ms at Python's 5 ms, 28 ms at 0.05 ms (alone: 15-17 ms). In the
+    server, a valid client alone went from p50 / p99 21.2 / 30 ms to 19.8 / 25 ms (docs/results.md,
+    section 8)."""
     import sys
 
     before = sys.getswitchinterval()

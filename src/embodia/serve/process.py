@@ -61,7 +61,7 @@ def tune_interpreter() -> float:
     hand-backs waits up to the switch interval. A chunk of the base beside a Python thread that never
     blocks, one model thread (`python benchmarks/inference_latency.py --threads 1 --beside-busy-thread
     --switch-interval S`): p50 153 ms at Python's 5 ms, 28 ms at 0.05 ms (alone: 15-17 ms). In the
-    server, a valid client alone went from p50 / p99 21.2 / 30 ms to 19.8 / 25 ms (docs/results.md,
+    server, a valid client alone went from p50 / p99 21.8 / 29.5 ms to 19.7 / 25.2 ms (docs/results.md,
     section 8)."""
     import sys
 

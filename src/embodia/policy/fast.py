@@ -6,17 +6,18 @@ Why: at batch 1 on a CPU, the action expert's cost is almost all per-operator di
 operators without the Python and dispatcher round trips: measured 3.2 -> 1.8 ms per flow step for the
 base architecture on the 2-core CPU. The math is the same operators in the same order, so outputs
 match eager mode (tested). One trace for the whole chunk (rather than one for the prefix and one per
-flow step) also means one call, so the acting thread hands the interpreter lock over a few dozen times
-per chunk instead of about 160: beside a Python thread that never blocks (a server's busy event loop),
-a chunk of the base took 153 ms instead of 804 ms at Python's 5 ms switch interval, and 28 instead of
-43 ms at the server's 0.05 ms (`python benchmarks/inference_latency.py --threads 1 --beside-busy-thread
---switch-interval S`), with bit-identical actions.
+flow step) also means one call for the model, so the acting thread hands the interpreter lock over
+fewer times per chunk (each torch call from Python hands it over): beside a Python thread that never
+blocks (a server's busy event loop), a chunk of the base took 153 ms instead of 804 ms at Python's 5 ms
+switch interval, and 28 instead of 43 ms at the server's 0.05 ms (`python
+benchmarks/inference_latency.py --threads 1 --beside-busy-thread --switch-interval S`), with
+bit-identical actions.
 
 Traces are specialised to the shapes they saw (batch size, number of language tokens), so they are
 cached by shape, with the language padded to a multiple of LANG_BUCKET tokens (masked out: the same
 chunk, to float rounding); a new shape, number of steps or guidance costs one trace (~0.3 s) the
-first time. The traces
-hold a frozen copy of the weights: build a new `FastSampler` after changing the model's weights.
+first time. The traces hold a frozen copy of the weights: build a new `FastSampler` after changing
+the model's weights.
 """
 
 from __future__ import annotations
